@@ -1,0 +1,471 @@
+// Package cache is tokengate's decision cache: a bounded in-memory tier
+// (otter), an optional shared Redis tier for a fleet of gateways, request
+// coalescing, and fleet-wide eviction over Redis Pub/Sub.
+//
+// Keys are digests of tokens (see Keyer); the raw token is never a key, never
+// stored and never logged.
+//
+// Redis is an accelerator, never a dependency: every Redis call on the
+// request path is bounded by RedisConfig.Timeout, failures open a circuit
+// breaker that skips Redis for a while, and Get/Set/Load never report Redis
+// errors. Only the admin operations (Delete, DeleteFingerprint, Flush) return
+// them, after applying the eviction to the local memory tier regardless, so
+// that an operator knows when an eviction may not have reached the fleet.
+//
+// Fleet eviction: admin operations publish on "<ns>:evict"; every Cache
+// subscribes and applies foreign messages to its memory tier. go-redis
+// reconnects and resubscribes on its own after Redis restarts; because
+// messages published while a subscriber was disconnected are lost, a Cache
+// flushes its memory tier whenever its subscription is re-established.
+// Messages are "k:<64 hex>", "f:<16 hex>" or "flush", followed by a space and
+// the sender's instance id; a message with no id (for example
+// `redis-cli PUBLISH tokengate:evict flush`) is applied by every instance.
+package cache
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/maypok86/otter/v2"
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+)
+
+// Defaults applied by New.
+const (
+	DefaultMaxEntries   = 10000
+	DefaultNamespace    = "tokengate"
+	DefaultRedisTimeout = 50 * time.Millisecond
+)
+
+// Observer receives metrics events. Methods are called on the request path
+// and must be cheap and safe for concurrent use.
+type Observer interface {
+	// CacheRequest reports a lookup in tier "memory" or "redis". A Redis
+	// lookup that was skipped or failed is not a request (see RedisError).
+	CacheRequest(tier string, hit bool)
+	// RedisError reports a failed Redis call; op is "get", "set", "del",
+	// "scan" or "publish", or "decode"/"encode" when the Codec failed on a
+	// value read from or written to Redis.
+	RedisError(op string)
+	// Coalesced reports that a Load waited for another caller's load.
+	Coalesced()
+}
+
+type nopObserver struct{}
+
+func (nopObserver) CacheRequest(string, bool) {}
+func (nopObserver) RedisError(string)         {}
+func (nopObserver) Coalesced()                {}
+
+// Config configures a Cache.
+type Config struct {
+	// MaxEntries bounds the memory tier (default DefaultMaxEntries). The
+	// bound holds under a spray of unique tokens: otter evicts the entries
+	// least likely to be used again.
+	MaxEntries int
+	// Redis enables the shared tier; nil means memory only.
+	Redis *RedisConfig
+	// Observer receives metrics events; nil means none.
+	Observer Observer
+	// Logger receives warnings about the shared tier; nil means none.
+	Logger *zap.Logger
+}
+
+// RedisConfig configures the shared tier.
+type RedisConfig struct {
+	// URL selects the server and the client kind:
+	//
+	//   redis://[user:password@]host[:port][/db][?opt=value...]   single server
+	//   rediss://...                                              same, TLS
+	//   unix://[user:password@]/path/to/redis.sock[?db=N]         unix socket
+	//   redis[s]://[user:pass@]sentinel1:26379[/db]?master_name=mymaster&addr=sentinel2:26379&password=masterpass
+	//       Sentinel (failover): host and each addr= are sentinels; the
+	//       userinfo authenticates to the sentinels, username=/password=
+	//       query parameters to the master.
+	//   redis[s]://[user:password@]node1:6379?addr=node2:6379&addr=node3:6379
+	//   redis[s]://[user:password@]node1:6379?cluster=true
+	//       Redis Cluster: any addr= (or cluster=true with a single seed).
+	//
+	// Other query parameters are go-redis option names in snake case
+	// (dial_timeout, pool_size, max_retries, skip_verify, protocol, ...), as
+	// documented for redis.ParseURL, redis.ParseFailoverURL and
+	// redis.ParseClusterURL; unknown parameters are an error.
+	URL string
+	// Namespace prefixes every key and the eviction channel (default
+	// DefaultNamespace). Gateways that must not share decisions use
+	// different namespaces.
+	Namespace string
+	// Timeout bounds each Redis call on the request path (default
+	// DefaultRedisTimeout): Redis must never make a request slow. Calls made
+	// by the admin operations (Delete, DeleteFingerprint, Flush) are bounded
+	// by max(Timeout, 1s) each, since they are not on the request path.
+	Timeout time.Duration
+}
+
+// entry is what the memory tier stores: the value and the lifetime otter's
+// expiry calculator reads, so that value and TTL are written atomically.
+type entry[V any] struct {
+	v   V
+	ttl time.Duration
+}
+
+// Cache is a two-tier decision cache. It is safe for concurrent use. Memory
+// hits return the stored value itself, so a pointer V is shared between
+// callers and must be treated as immutable.
+type Cache[V any] struct {
+	mem   *otter.Cache[Key, entry[V]]
+	codec Codec[V]
+	obs   Observer
+	log   *zap.Logger
+	rt    *redisTier // nil: memory only
+	group singleflight.Group
+
+	// epoch advances on every eviction (local or from the fleet). A load or
+	// promotion that started before an eviction must not store its value
+	// after it: it may be the very decision the operator just revoked.
+	epoch atomic.Uint64
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New creates a Cache. codec is needed only with cfg.Redis (JSONCodec works
+// for JSON-serialisable values). A Redis tier that is unreachable at startup
+// is not an error: the cache starts with the memory tier and picks Redis up
+// when it answers.
+func New[V any](cfg Config, codec Codec[V]) (*Cache[V], error) {
+	if cfg.MaxEntries < 0 {
+		return nil, errors.New("cache: MaxEntries must not be negative")
+	}
+	if cfg.MaxEntries == 0 {
+		cfg.MaxEntries = DefaultMaxEntries
+	}
+	c := &Cache[V]{codec: codec, obs: cfg.Observer, log: cfg.Logger}
+	if c.obs == nil {
+		c.obs = nopObserver{}
+	}
+	if c.log == nil {
+		c.log = zap.NewNop()
+	}
+	mem, err := otter.New(&otter.Options[Key, entry[V]]{
+		MaximumSize: cfg.MaxEntries,
+		// Per-entry lifetime from the value; reads do not extend it: a
+		// decision is only good for as long as it was issued for.
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[Key, entry[V]]) time.Duration {
+			return e.Value.ttl
+		}),
+		// otter's default logger is slog.Default; keep the cache's own
+		// problems in the caller's zap logger.
+		Logger: otterLogger{c.log},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	c.mem = mem
+	if cfg.Redis != nil {
+		if codec == nil {
+			return nil, errors.New("cache: a Codec is required with Redis")
+		}
+		rt, err := newRedisTier(cfg.Redis, c.obs, c.log)
+		if err != nil {
+			mem.StopAllGoroutines()
+			return nil, err
+		}
+		c.rt = rt
+		rt.start(c.applyFleet, c.onSubscribed)
+	}
+	return c, nil
+}
+
+// Get returns the cached value: memory first, then Redis (copying a Redis
+// hit into memory for the key's remaining lifetime).
+func (c *Cache[V]) Get(ctx context.Context, k Key) (V, bool) {
+	if e, ok := c.mem.GetIfPresent(k); ok {
+		c.obs.CacheRequest("memory", true)
+		return e.v, true
+	}
+	c.obs.CacheRequest("memory", false)
+	if c.rt == nil {
+		var zero V
+		return zero, false
+	}
+	return c.getRedis(ctx, k, c.epoch.Load())
+}
+
+func (c *Cache[V]) getRedis(ctx context.Context, k Key, epoch uint64) (V, bool) {
+	var zero V
+	data, ttl, ok := c.rt.get(ctx, k)
+	if !ok {
+		return zero, false
+	}
+	v, err := c.codec.Unmarshal(data)
+	if err != nil {
+		// Most likely a value written by an incompatible version sharing
+		// the namespace: a miss, and worth a (rate-limited) warning.
+		c.rt.fail("decode", err)
+		return zero, false
+	}
+	c.storeMem(k, v, ttl, epoch)
+	return v, true
+}
+
+// storeMem writes to memory unless an eviction happened since epoch was
+// read. The second check closes the race with an eviction that runs between
+// the first check and the write: the eviction advances the epoch before it
+// invalidates, so either it removes our write or we see its epoch.
+func (c *Cache[V]) storeMem(k Key, v V, ttl time.Duration, epoch uint64) bool {
+	if c.epoch.Load() != epoch {
+		return false
+	}
+	c.mem.Set(k, entry[V]{v: v, ttl: ttl})
+	if c.epoch.Load() != epoch {
+		c.mem.Invalidate(k)
+		return false
+	}
+	return true
+}
+
+// Set stores v for ttl in memory and Redis. ttl <= 0 stores nothing.
+func (c *Cache[V]) Set(ctx context.Context, k Key, v V, ttl time.Duration) {
+	if ttl <= 0 {
+		return
+	}
+	c.mem.Set(k, entry[V]{v: v, ttl: ttl})
+	c.setRedis(ctx, k, v, ttl)
+}
+
+func (c *Cache[V]) setRedis(ctx context.Context, k Key, v V, ttl time.Duration) {
+	if c.rt == nil {
+		return
+	}
+	data, err := c.codec.Marshal(v)
+	if err != nil {
+		c.rt.fail("encode", err)
+		return
+	}
+	c.rt.set(ctx, k, data, ttl)
+}
+
+type loadResult[V any] struct {
+	v      V
+	cached bool
+}
+
+// Load returns the cached value, or calls load once across concurrent
+// callers of the same key and caches its result for the TTL it returns
+// (ttl <= 0: returned but not cached). Load errors are not cached; every
+// waiter gets them. cached reports whether the value came from a tier
+// rather than from load.
+//
+// load runs with the first caller's context values but without its
+// cancellation, so one client hanging up does not fail everyone waiting for
+// the same token; load must bound its own duration. A caller whose context
+// ends stops waiting and gets ctx.Err(). A panic in load is returned as an
+// error to every waiter instead of crashing the process.
+func (c *Cache[V]) Load(ctx context.Context, k Key, load func(ctx context.Context) (V, time.Duration, error)) (v V, cached bool, err error) {
+	if e, ok := c.mem.GetIfPresent(k); ok {
+		c.obs.CacheRequest("memory", true)
+		return e.v, true, nil
+	}
+	c.obs.CacheRequest("memory", false)
+	if err := ctx.Err(); err != nil {
+		var zero V
+		return zero, false, err
+	}
+
+	led := false // set only if our closure is the one singleflight runs
+	lctx := context.WithoutCancel(ctx)
+	ch := c.group.DoChan(string(k[:]), func() (any, error) {
+		led = true
+		return c.lead(lctx, k, load)
+	})
+	select {
+	case r := <-ch:
+		// The channel receive orders the leader's write of led before this read.
+		if !led {
+			c.obs.Coalesced()
+		}
+		if r.Err != nil {
+			var zero V
+			return zero, false, r.Err
+		}
+		res := r.Val.(loadResult[V])
+		return res.v, res.cached, nil
+	case <-ctx.Done():
+		var zero V
+		return zero, false, ctx.Err()
+	}
+}
+
+// lead is the single in-flight load of a key: Redis first, then the loader.
+func (c *Cache[V]) lead(ctx context.Context, k Key, load func(context.Context) (V, time.Duration, error)) (res loadResult[V], err error) {
+	// singleflight re-panics a panicking function on a fresh goroutine,
+	// which no recover in the caller's stack (e.g. Caddy's) can catch.
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.Error("cache loader panicked", zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
+			err = fmt.Errorf("cache: loader panicked: %v", p)
+		}
+	}()
+	epoch := c.epoch.Load()
+	// Another caller may have finished a load between our memory miss and
+	// our turn as leader; don't load twice.
+	if e, ok := c.mem.GetIfPresent(k); ok {
+		return loadResult[V]{v: e.v, cached: true}, nil
+	}
+	if c.rt != nil {
+		if v, ok := c.getRedis(ctx, k, epoch); ok {
+			return loadResult[V]{v: v, cached: true}, nil
+		}
+	}
+	v, ttl, err := load(ctx)
+	if err != nil {
+		return res, err
+	}
+	if ttl > 0 && c.storeMem(k, v, ttl, epoch) {
+		c.setRedis(ctx, k, v, ttl)
+	}
+	return loadResult[V]{v: v}, nil
+}
+
+// Delete evicts k from memory, Redis and, via Pub/Sub, every other
+// instance's memory. The local eviction always happens; an error means the
+// shared tier or the fleet may still hold the key.
+func (c *Cache[V]) Delete(ctx context.Context, k Key) error {
+	c.evictLocal(k)
+	if c.rt == nil {
+		return nil
+	}
+	return errors.Join(c.rt.del(ctx, k), c.rt.publish(ctx, "k:"+k.String()))
+}
+
+func (c *Cache[V]) evictLocal(k Key) {
+	c.epoch.Add(1)
+	c.mem.Invalidate(k)
+}
+
+// DeleteFingerprint evicts every key whose Fingerprint() is fp (16 hex
+// characters), in memory, in Redis and across the fleet, and returns how
+// many distinct keys this call found in memory or Redis. As with Delete,
+// the local eviction happens even when Redis fails.
+func (c *Cache[V]) DeleteFingerprint(ctx context.Context, fp string) (int, error) {
+	b, err := parseFingerprint(fp)
+	if err != nil {
+		return 0, err
+	}
+	found := c.evictFingerprintLocal(b)
+	if c.rt == nil {
+		return len(found), nil
+	}
+	fpHex := hex.EncodeToString(b[:])
+	pattern := escapeGlob(c.rt.keyPrefix) + fpHex + "*"
+	err = c.rt.scanDelete(ctx, pattern, func(key string) {
+		if k, err := ParseKey(key[len(c.rt.keyPrefix):]); err == nil {
+			found[k] = struct{}{}
+		}
+	})
+	return len(found), errors.Join(err, c.rt.publish(ctx, "f:"+fpHex))
+}
+
+func (c *Cache[V]) evictFingerprintLocal(fp [fingerprintLen / 2]byte) map[Key]struct{} {
+	c.epoch.Add(1)
+	found := make(map[Key]struct{})
+	// Collected first, then invalidated: a linear scan, acceptable for a
+	// rare admin operation even with a million entries.
+	for k := range c.mem.Keys() {
+		if k.hasFingerprint(fp) {
+			found[k] = struct{}{}
+		}
+	}
+	for k := range found {
+		c.mem.Invalidate(k)
+	}
+	return found
+}
+
+// Flush evicts everything: memory, the Redis namespace, and the fleet.
+func (c *Cache[V]) Flush(ctx context.Context) error {
+	c.flushLocal()
+	if c.rt == nil {
+		return nil
+	}
+	err := c.rt.scanDelete(ctx, c.rt.matchAll, func(string) {})
+	return errors.Join(err, c.rt.publish(ctx, "flush"))
+}
+
+func (c *Cache[V]) flushLocal() {
+	c.epoch.Add(1)
+	c.mem.InvalidateAll()
+}
+
+// applyFleet applies an eviction message from another instance.
+func (c *Cache[V]) applyFleet(payload string) {
+	switch {
+	case payload == "flush":
+		c.flushLocal()
+	case len(payload) > 2 && payload[:2] == "k:":
+		if k, err := ParseKey(payload[2:]); err == nil {
+			c.evictLocal(k)
+			return
+		}
+		c.log.Warn("ignoring malformed eviction message", zap.String("payload", payload))
+	case len(payload) > 2 && payload[:2] == "f:":
+		if fp, err := parseFingerprint(payload[2:]); err == nil {
+			c.evictFingerprintLocal(fp)
+			return
+		}
+		c.log.Warn("ignoring malformed eviction message", zap.String("payload", payload))
+	default:
+		c.log.Warn("ignoring malformed eviction message", zap.String("payload", payload))
+	}
+}
+
+// onSubscribed runs on every confirmed (re)subscription. Evictions published
+// while we were disconnected are lost, so after a reconnect the memory tier
+// may hold revoked decisions: dropping it is the only safe answer. (The first
+// subscription happens before New returns, when memory is still empty.)
+func (c *Cache[V]) onSubscribed(first bool) {
+	c.flushLocal()
+	if !first {
+		c.log.Info("eviction channel resubscribed after a disconnect; memory tier flushed because evictions may have been missed")
+	}
+}
+
+// Len returns the approximate number of entries in the memory tier.
+func (c *Cache[V]) Len() int { return c.mem.EstimatedSize() }
+
+// RedisHealthy reports whether the shared tier is configured and in use,
+// i.e. its circuit breaker is closed. After an outage it turns true with the
+// first successful Redis call after the breaker's cool-down.
+func (c *Cache[V]) RedisHealthy() bool { return c.rt != nil && c.rt.healthy() }
+
+// Close stops the cache's goroutines and closes the Redis client. The
+// memory tier keeps answering; Redis is no longer used.
+func (c *Cache[V]) Close() error {
+	c.closeOnce.Do(func() {
+		if c.rt != nil {
+			c.closeErr = c.rt.close()
+		}
+		c.mem.StopAllGoroutines()
+	})
+	return c.closeErr
+}
+
+// otterLogger routes otter's own warnings (e.g. a failed refresh, which we
+// never configure) to zap.
+type otterLogger struct{ l *zap.Logger }
+
+func (o otterLogger) Warn(_ context.Context, msg string, err error) {
+	o.l.Warn("otter: "+msg, zap.Error(err))
+}
+
+func (o otterLogger) Error(_ context.Context, msg string, err error) {
+	o.l.Error("otter: "+msg, zap.Error(err))
+}

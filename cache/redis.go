@@ -1,0 +1,475 @@
+package cache
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
+	"go.uber.org/zap"
+)
+
+// Tunables of the shared tier. They are variables, not constants, only so
+// that tests can shorten them.
+var (
+	// breakerFailures consecutive failed hot-path calls open the breaker:
+	// one slow or refused call is noise, three in a row is an outage.
+	breakerFailures uint32 = 3
+	// breakerCooldown is how long Redis is skipped once the breaker is open
+	// before a single probe call is let through (half-open).
+	breakerCooldown = 2 * time.Second
+	// errorLogEvery rate-limits the warning logged on Redis errors, so that
+	// an outage under load produces a line every few seconds, not a flood.
+	errorLogEvery = 10 * time.Second
+	// startupWait bounds how long New waits for Redis to answer and for the
+	// eviction subscription to be confirmed. Only startup pays it.
+	startupWait = time.Second
+	// minAdminTimeout is the per-call bound of admin operations (Delete,
+	// DeleteFingerprint, Flush). They are not on the request path, and an
+	// operator wants a truthful answer more than a fast one.
+	minAdminTimeout = time.Second
+	// scanBatch is the SCAN COUNT hint for fingerprint eviction and flush.
+	scanBatch int64 = 500
+	// pubsubHealthCheck: go-redis pings an idle subscription this often and
+	// reconnects when the ping fails, which bounds how long a silently dead
+	// subscription connection (no RST, e.g. a network partition) goes unnoticed.
+	pubsubHealthCheck = 2 * time.Second
+	pubsubPingTimeout = time.Second
+	// pubsubReconnectTimeout bounds one reconnect attempt of the health
+	// check; go-redis holds the PubSub lock meanwhile, so it also bounds how
+	// long Close can wait during a network partition.
+	pubsubReconnectTimeout = 2 * time.Second
+	// defaultDialTimeout replaces go-redis's 5 s for connections dialled in
+	// the background (Pub/Sub, pool probes), where nothing else bounds them;
+	// request-path dials are bounded by RedisConfig.Timeout anyway. A
+	// dial_timeout URL parameter overrides it.
+	defaultDialTimeout = time.Second
+)
+
+// errSkipped reports that a hot-path Redis call was not made (breaker open,
+// cache closed, caller already gone). Callers treat it as a miss.
+var errSkipped = errors.New("cache: redis tier skipped")
+
+// errCallerGone marks a failure caused by the caller's own context ending;
+// it says nothing about Redis health, so the breaker ignores it.
+var errCallerGone = errors.New("cache: caller context ended")
+
+// redisTier is the shared tier. It is not generic: it moves bytes, and the
+// generic Cache does the encoding.
+type redisTier struct {
+	client    redis.UniversalClient
+	keyPrefix string // "<ns>:d:"
+	matchAll  string // SCAN pattern for every decision key of the namespace
+	channel   string // "<ns>:evict"
+	timeout   time.Duration
+	breaker   *gobreaker.TwoStepCircuitBreaker[struct{}]
+	obs       Observer
+	log       *zap.Logger
+	// id tags our own eviction messages so that we can skip them: they were
+	// already applied locally, and re-applying them later could evict a
+	// value cached after the eviction.
+	id string
+
+	pubsub *redis.PubSub
+	wg     sync.WaitGroup
+	closed atomic.Bool
+
+	lastLog    atomic.Int64 // unix nanos of the last logged error
+	suppressed atomic.Int64 // errors not logged since then
+}
+
+// newRedisClient builds a client from the URL forms documented on
+// RedisConfig.URL.
+func newRedisClient(raw string) (redis.UniversalClient, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Parse errors quote the input, which may hold a password.
+		return nil, errors.New("cache: redis URL does not parse")
+	}
+	q := u.Query()
+	switch {
+	case q.Has("master_name"):
+		opt, err := redis.ParseFailoverURL(raw)
+		if err != nil {
+			return nil, redactErr(err)
+		}
+		opt.ContextTimeoutEnabled = true
+		if opt.PipelinePoolSize == 0 {
+			opt.PipelinePoolSize = -1
+		}
+		if opt.DialTimeout == 0 {
+			opt.DialTimeout = defaultDialTimeout
+		}
+		if opt.ClientName == "" {
+			opt.ClientName = "tokengate"
+		}
+		return redis.NewFailoverClient(opt), nil
+	case q.Has("addr") || q.Has("cluster"):
+		if q.Has("cluster") {
+			// Our own switch; go-redis rejects parameters it does not know.
+			if v := q.Get("cluster"); v != "true" && v != "1" {
+				return nil, fmt.Errorf("cache: redis URL: cluster=%q, want cluster=true", v)
+			}
+			q.Del("cluster")
+			u.RawQuery = q.Encode()
+		}
+		opt, err := redis.ParseClusterURL(u.String())
+		if err != nil {
+			return nil, redactErr(err)
+		}
+		opt.ContextTimeoutEnabled = true
+		if opt.DialTimeout == 0 {
+			opt.DialTimeout = defaultDialTimeout
+		}
+		if opt.ClientName == "" {
+			opt.ClientName = "tokengate"
+		}
+		return redis.NewClusterClient(opt), nil
+	default:
+		opt, err := redis.ParseURL(raw)
+		if err != nil {
+			return nil, redactErr(err)
+		}
+		// Without this go-redis ignores context deadlines for socket I/O and
+		// uses its 5 s read/write timeouts: our per-call bound would not hold.
+		opt.ContextTimeoutEnabled = true
+		// Our only pipeline is a two-command GET+PTTL; a second pool with
+		// 128 KiB buffers per connection buys nothing for it.
+		if opt.PipelinePoolSize == 0 {
+			opt.PipelinePoolSize = -1
+		}
+		if opt.DialTimeout == 0 {
+			opt.DialTimeout = defaultDialTimeout
+		}
+		if opt.ClientName == "" {
+			opt.ClientName = "tokengate"
+		}
+		return redis.NewClient(opt), nil
+	}
+}
+
+// redactErr wraps a go-redis URL error. The URL was already parsed above,
+// so these errors name a parameter, never the whole URL with its password.
+func redactErr(err error) error {
+	return fmt.Errorf("cache: redis URL: %w", err)
+}
+
+func newRedisTier(cfg *RedisConfig, obs Observer, log *zap.Logger) (*redisTier, error) {
+	client, err := newRedisClient(cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	ns := cfg.Namespace
+	if ns == "" {
+		ns = DefaultNamespace
+	}
+	timeout := cfg.Timeout
+	if timeout <= 0 {
+		timeout = DefaultRedisTimeout
+	}
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	r := &redisTier{
+		client:    client,
+		keyPrefix: ns + ":d:",
+		matchAll:  escapeGlob(ns+":d:") + "*",
+		channel:   ns + ":evict",
+		timeout:   timeout,
+		obs:       obs,
+		log:       log,
+		id:        hex.EncodeToString(id[:]),
+	}
+	r.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        "redis",
+		MaxRequests: 1,
+		Timeout:     breakerCooldown,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return c.ConsecutiveFailures >= breakerFailures
+		},
+		IsExcluded: func(err error) bool { return errors.Is(err, errCallerGone) },
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			// half-open -> open repeats every cooldown during an outage;
+			// only the edges an operator cares about are logged.
+			switch {
+			case from == gobreaker.StateClosed && to == gobreaker.StateOpen:
+				r.log.Warn("redis tier unavailable; serving from memory and re-checking periodically",
+					zap.Duration("retry_every", breakerCooldown))
+			case to == gobreaker.StateClosed:
+				r.log.Info("redis tier available again")
+			}
+		},
+	})
+	return r, nil
+}
+
+// start checks reachability and subscribes to the eviction channel. onMsg
+// gets foreign eviction payloads; onSubscribed runs on every confirmed
+// (re)subscription. Neither failure is fatal: go-redis keeps reconnecting.
+func (r *redisTier) start(onMsg func(string), onSubscribed func(first bool)) {
+	ctx, cancel := context.WithTimeout(context.Background(), startupWait)
+	defer cancel()
+	err := r.client.Ping(ctx).Err()
+	reachable := err == nil
+	if !reachable {
+		r.log.Warn("redis tier not reachable at startup; continuing with the memory tier until it answers",
+			zap.Error(err))
+	}
+
+	r.pubsub = r.client.Subscribe(ctx, r.channel)
+	// ChannelWithSubscriptions (not Channel) because the subscription
+	// confirmations tell us when go-redis has reconnected after an outage.
+	ch := r.pubsub.ChannelWithSubscriptions(
+		redis.WithChannelSize(1024),
+		redis.WithChannelHealthCheckInterval(pubsubHealthCheck),
+		redis.WithChannelPingTimeout(pubsubPingTimeout),
+		redis.WithChannelReconnectTimeout(pubsubReconnectTimeout),
+	)
+	ready := make(chan struct{})
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		first := true
+		for m := range ch { // closed by PubSub.Close
+			switch m := m.(type) {
+			case *redis.Subscription:
+				if m.Kind == "subscribe" {
+					onSubscribed(first)
+					if first {
+						close(ready)
+						first = false
+					}
+				}
+			case *redis.Message:
+				payload, origin, _ := strings.Cut(m.Payload, " ")
+				if origin == r.id {
+					continue
+				}
+				onMsg(payload)
+			}
+		}
+	}()
+	if reachable {
+		// Without this wait an eviction published right after New returns
+		// could reach Redis before our SUBSCRIBE and be missed.
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			r.log.Warn("eviction channel subscription not confirmed yet; go-redis keeps retrying")
+		}
+	}
+}
+
+func (r *redisTier) close() error {
+	if r.closed.Swap(true) {
+		return nil
+	}
+	var err error
+	if r.pubsub != nil {
+		err = r.pubsub.Close()
+	}
+	r.wg.Wait()
+	return errors.Join(err, r.client.Close())
+}
+
+func (r *redisTier) healthy() bool {
+	return !r.closed.Load() && r.breaker.State() == gobreaker.StateClosed
+}
+
+func (r *redisTier) key(k Key) string {
+	var b strings.Builder
+	b.Grow(len(r.keyPrefix) + 2*len(k))
+	b.WriteString(r.keyPrefix)
+	var h [2 * len(Key{})]byte
+	hex.Encode(h[:], k[:])
+	b.Write(h[:])
+	return b.String()
+}
+
+// fail counts and (rate-limited) logs a Redis error.
+func (r *redisTier) fail(op string, err error) {
+	r.obs.RedisError(op)
+	now := time.Now().UnixNano()
+	last := r.lastLog.Load()
+	if now-last < int64(errorLogEvery) || !r.lastLog.CompareAndSwap(last, now) {
+		r.suppressed.Add(1)
+		return
+	}
+	r.log.Warn("redis tier error; continuing without it",
+		zap.String("op", op), zap.Error(err),
+		zap.Int64("suppressed_since_last", r.suppressed.Swap(0)))
+}
+
+// guard runs a hot-path call through the breaker with the per-call timeout.
+// Errors are counted and logged here; the caller only learns "no answer".
+func (r *redisTier) guard(ctx context.Context, op string, fn func(context.Context) error) error {
+	if r.closed.Load() || ctx.Err() != nil {
+		return errSkipped
+	}
+	done, err := r.breaker.Allow()
+	if err != nil {
+		return errSkipped
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.timeout)
+	err = fn(cctx)
+	cancel()
+	switch {
+	case err == nil:
+		done(nil)
+	case ctx.Err() != nil:
+		done(errCallerGone)
+	default:
+		done(err)
+		r.fail(op, err)
+	}
+	return err
+}
+
+// get returns the stored bytes and the key's remaining lifetime.
+func (r *redisTier) get(ctx context.Context, k Key) (data []byte, ttl time.Duration, ok bool) {
+	key := r.key(k)
+	err := r.guard(ctx, "get", func(ctx context.Context) error {
+		var getCmd *redis.StringCmd
+		var ttlCmd *redis.DurationCmd
+		// One round trip: the value, and how long it has left, so that the
+		// memory copy never outlives the shared one.
+		_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			getCmd = p.Get(ctx, key)
+			ttlCmd = p.PTTL(ctx, key)
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		b, gerr := getCmd.Bytes()
+		if gerr != nil {
+			return nil // redis.Nil: a miss is a healthy answer
+		}
+		// PTTL is -2 (gone meanwhile) or -1 (no expiry, not written by us):
+		// both are misses, the latter because we cannot bound its lifetime.
+		if d := ttlCmd.Val(); d > 0 {
+			data, ttl, ok = b, d, true
+		}
+		return nil
+	})
+	if err == nil {
+		r.obs.CacheRequest("redis", ok)
+	}
+	return data, ttl, ok
+}
+
+func (r *redisTier) set(ctx context.Context, k Key, data []byte, ttl time.Duration) {
+	key := r.key(k)
+	_ = r.guard(ctx, "set", func(ctx context.Context) error {
+		return r.client.Set(ctx, key, data, ttl).Err() // go-redis sends PX for sub-second precision
+	})
+}
+
+func (r *redisTier) adminTimeout() time.Duration {
+	return max(r.timeout, minAdminTimeout)
+}
+
+// adminCall bounds one admin call; admin calls bypass the breaker because
+// they are rare and must report the truth, and report their errors.
+func (r *redisTier) adminCall(ctx context.Context, op string, fn func(context.Context) error) error {
+	if r.closed.Load() {
+		return errors.New("cache: closed")
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.adminTimeout())
+	err := fn(cctx)
+	cancel()
+	if err != nil {
+		r.fail(op, err)
+		return fmt.Errorf("cache: redis %s: %w", op, err)
+	}
+	return nil
+}
+
+func (r *redisTier) publish(ctx context.Context, payload string) error {
+	msg := payload + " " + r.id
+	return r.adminCall(ctx, "publish", func(ctx context.Context) error {
+		return r.client.Publish(ctx, r.channel, msg).Err()
+	})
+}
+
+func (r *redisTier) del(ctx context.Context, k Key) error {
+	key := r.key(k)
+	return r.adminCall(ctx, "del", func(ctx context.Context) error {
+		return r.client.Unlink(ctx, key).Err()
+	})
+}
+
+// scanDelete unlinks every key matching pattern on every primary and calls
+// deleted for each key that existed.
+func (r *redisTier) scanDelete(ctx context.Context, pattern string, deleted func(key string)) error {
+	var mu sync.Mutex // ForEachMaster runs nodes concurrently
+	node := func(ctx context.Context, c redis.Cmdable) error {
+		var cursor uint64
+		for {
+			var keys []string
+			err := r.adminCall(ctx, "scan", func(ctx context.Context) error {
+				var err error
+				keys, cursor, err = c.Scan(ctx, cursor, pattern, scanBatch).Result()
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if len(keys) > 0 {
+				var cmds []redis.Cmder
+				// One UNLINK per key: a multi-key UNLINK fails with CROSSSLOT
+				// on a cluster node even when all slots live on that node.
+				err = r.adminCall(ctx, "del", func(ctx context.Context) error {
+					var err error
+					cmds, err = c.Pipelined(ctx, func(p redis.Pipeliner) error {
+						for _, k := range keys {
+							p.Unlink(ctx, k)
+						}
+						return nil
+					})
+					return err
+				})
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				for i, cmd := range cmds {
+					if n, _ := cmd.(*redis.IntCmd).Result(); n > 0 {
+						deleted(keys[i])
+					}
+				}
+				mu.Unlock()
+			}
+			if cursor == 0 {
+				return nil
+			}
+		}
+	}
+	if cc, ok := r.client.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			return node(ctx, c)
+		})
+	}
+	return node(ctx, r.client)
+}
+
+// escapeGlob escapes the characters special to Redis MATCH patterns, so
+// that a namespace such as "team[a]" matches only itself.
+func escapeGlob(s string) string {
+	var b strings.Builder
+	for _, c := range []byte(s) {
+		switch c {
+		case '*', '?', '[', ']', '\\', '^', '-':
+			b.WriteByte('\\')
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}

@@ -1,0 +1,477 @@
+package cache
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/tokengate/tokengate/internal/redistest"
+)
+
+func startRedis(t testing.TB) *redistest.Server { return redistest.Start(t) }
+
+// fleet starts two caches (two "gateways") sharing one Redis.
+func fleet(t *testing.T, srv *redistest.Server, ns string) (a, b *Cache[*verdict], oa, ob *countingObserver) {
+	t.Helper()
+	mk := func(name string, o *countingObserver) *Cache[*verdict] {
+		c, err := New(Config{
+			Observer: o,
+			Logger:   zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)).Named(name),
+			Redis:    &RedisConfig{URL: srv.URL(), Namespace: ns},
+		}, JSONCodec[*verdict]{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	oa, ob = newObserver(), newObserver()
+	return mk("A", oa), mk("B", ob), oa, ob
+}
+
+func rawClient(t *testing.T, srv *redistest.Server) *redis.Client {
+	t.Helper()
+	opt, err := redis.ParseURL(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opt)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func inMemory(c *Cache[*verdict], k Key) bool {
+	_, ok := c.mem.GetIfPresent(k)
+	return ok
+}
+
+func TestSharedTier(t *testing.T) {
+	ctx := context.Background()
+	srv := startRedis(t)
+	a, b, _, ob := fleet(t, srv, "t1")
+	k := plain.Key("shared")
+
+	a.Set(ctx, k, &verdict{Active: true, Sub: "dave"}, 300*time.Millisecond)
+
+	// The value is stored under <ns>:d:<hex> with a PX expiry, not the token.
+	rc := rawClient(t, srv)
+	pttl, err := rc.PTTL(ctx, "t1:d:"+k.String()).Result()
+	if err != nil || pttl <= 0 || pttl > 300*time.Millisecond {
+		t.Fatalf("PTTL = %v, %v", pttl, err)
+	}
+
+	v, ok := b.Get(ctx, k)
+	if !ok || v.Sub != "dave" {
+		t.Fatalf("B.Get = %v, %v", v, ok)
+	}
+	if ob.req("memory/miss") != 1 || ob.req("redis/hit") != 1 {
+		t.Fatalf("B observer: %v", ob.requests)
+	}
+	if !inMemory(b, k) {
+		t.Fatal("redis hit not promoted to B's memory")
+	}
+	if _, ok := b.Get(ctx, k); !ok || ob.req("memory/hit") != 1 {
+		t.Fatalf("second B.Get not a memory hit: %v", ob.requests)
+	}
+	// The promoted copy lives only as long as the Redis key had left.
+	waitFor(t, time.Second, "promoted entry to expire with the shared one", func() bool {
+		return !inMemory(b, k)
+	})
+
+	// Load on B finds a value A stored, without calling the loader.
+	k2 := plain.Key("shared-load")
+	a.Set(ctx, k2, &verdict{Sub: "erin"}, time.Minute)
+	v, cached, err := b.Load(ctx, k2, func(context.Context) (*verdict, time.Duration, error) {
+		t.Error("loader called although Redis has the value")
+		return nil, 0, nil
+	})
+	if err != nil || !cached || v.Sub != "erin" {
+		t.Fatalf("B.Load = %v, %v, %v", v, cached, err)
+	}
+	// And a value B loads is shared with A.
+	k3 := plain.Key("loaded-by-b")
+	if _, _, err := b.Load(ctx, k3, func(context.Context) (*verdict, time.Duration, error) {
+		return &verdict{Sub: "frank"}, time.Minute, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := a.Get(ctx, k3); !ok || v.Sub != "frank" {
+		t.Fatalf("A.Get of B's load = %v, %v", v, ok)
+	}
+	if !a.RedisHealthy() || !b.RedisHealthy() {
+		t.Fatal("RedisHealthy false with Redis up")
+	}
+}
+
+func TestNamespacesAreSeparate(t *testing.T) {
+	ctx := context.Background()
+	srv := startRedis(t)
+	a, _, _, _ := fleet(t, srv, "ns-a")
+	_, b, _, _ := fleet(t, srv, "ns-b")
+	k := plain.Key("x")
+	a.Set(ctx, k, &verdict{}, time.Minute)
+	if _, ok := b.Get(ctx, k); ok {
+		t.Fatal("namespace ns-b sees ns-a's entry")
+	}
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a.mem.Invalidate(k)
+	if _, ok := a.Get(ctx, k); !ok {
+		t.Fatal("flush of ns-b removed ns-a's entry")
+	}
+}
+
+func TestFleetEviction(t *testing.T) {
+	ctx := context.Background()
+	srv := startRedis(t)
+	a, b, _, _ := fleet(t, srv, "t2")
+
+	prime := func(t *testing.T, keys ...Key) {
+		t.Helper()
+		for _, k := range keys {
+			a.Set(ctx, k, &verdict{Active: true}, time.Minute)
+			if _, ok := b.Get(ctx, k); !ok || !inMemory(b, k) {
+				t.Fatal("B did not pick up A's entry")
+			}
+		}
+	}
+	evicted := func(t *testing.T, c *Cache[*verdict], k Key) {
+		t.Helper()
+		start := time.Now()
+		waitFor(t, time.Second, "eviction to reach the other instance", func() bool { return !inMemory(c, k) })
+		t.Logf("eviction reached the other instance in %v", time.Since(start))
+	}
+	gone := func(t *testing.T, c *Cache[*verdict], k Key) {
+		t.Helper()
+		evicted(t, c, k)
+		if _, ok := c.Get(ctx, k); ok {
+			t.Fatal("evicted key still in Redis")
+		}
+	}
+
+	t.Run("Delete", func(t *testing.T) {
+		k, keep := plain.Key("d1"), plain.Key("d2")
+		prime(t, k, keep)
+		if err := a.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+		if inMemory(a, k) {
+			t.Fatal("not evicted locally")
+		}
+		gone(t, b, k)
+		if !inMemory(b, keep) {
+			t.Fatal("unrelated key evicted")
+		}
+	})
+	t.Run("DeleteFingerprint", func(t *testing.T) {
+		k, keep := plain.Key("f1"), plain.Key("f2")
+		prime(t, k, keep)
+		// Evicted by fingerprint from B this time (upper case is accepted);
+		// A holds it in memory since its Set.
+		n, err := b.DeleteFingerprint(ctx, strings.ToUpper(k.Fingerprint()))
+		if err != nil || n != 1 {
+			t.Fatalf("DeleteFingerprint = %d, %v", n, err)
+		}
+		gone(t, a, k)
+		if !inMemory(a, keep) {
+			t.Fatal("unrelated key evicted")
+		}
+	})
+	t.Run("DeleteFingerprintRedisOnly", func(t *testing.T) {
+		// A key only Redis holds is counted and removed too.
+		k := plain.Key("f3")
+		a.Set(ctx, k, &verdict{}, time.Minute)
+		a.mem.Invalidate(k)
+		n, err := a.DeleteFingerprint(ctx, k.Fingerprint())
+		if err != nil || n != 1 {
+			t.Fatalf("DeleteFingerprint = %d, %v", n, err)
+		}
+		if _, ok := b.Get(ctx, k); ok {
+			t.Fatal("still in Redis")
+		}
+	})
+	t.Run("Flush", func(t *testing.T) {
+		k1, k2 := plain.Key("x1"), plain.Key("x2")
+		prime(t, k1, k2)
+		if err := a.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if inMemory(a, k1) || inMemory(a, k2) {
+			t.Fatal("not flushed locally")
+		}
+		gone(t, b, k1)
+		gone(t, b, k2)
+	})
+	t.Run("ExternalPublish", func(t *testing.T) {
+		// An operator can flush the fleet with redis-cli; messages without a
+		// sender id are applied by everyone.
+		k := plain.Key("ext")
+		prime(t, k)
+		if err := rawClient(t, srv).Publish(ctx, "t2:evict", "k:"+k.String()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		evicted(t, b, k)
+		evicted(t, a, k)
+	})
+}
+
+func TestRedisOutage(t *testing.T) {
+	ctx := context.Background()
+	srv := startRedis(t)
+	const timeout = 50 * time.Millisecond
+	oa := newObserver()
+	a, err := New(Config{
+		Observer: oa,
+		Logger:   zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Named("A"),
+		Redis:    &RedisConfig{URL: srv.URL(), Namespace: "t3", Timeout: timeout},
+	}, JSONCodec[*verdict]{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	ob := newObserver()
+	b, err := New(Config{
+		Observer: ob,
+		Logger:   zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Named("B"),
+		Redis:    &RedisConfig{URL: srv.URL(), Namespace: "t3", Timeout: timeout},
+	}, JSONCodec[*verdict]{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+
+	k := plain.Key("before")
+	a.Set(ctx, k, &verdict{Sub: "gina"}, time.Minute)
+
+	srv.Kill()
+
+	// Memory keeps serving.
+	if v, ok := a.Get(ctx, k); !ok || v.Sub != "gina" {
+		t.Fatal("memory tier lost its entry when Redis died")
+	}
+	// Loads keep working, each bounded well below 10x the Redis timeout.
+	var calls atomic.Int32
+	var worst time.Duration
+	for i := range 20 {
+		start := time.Now()
+		v, _, err := a.Load(ctx, plain.Key(fmt.Sprint("during-", i)), func(context.Context) (*verdict, time.Duration, error) {
+			calls.Add(1)
+			return &verdict{Sub: "henry"}, time.Minute, nil
+		})
+		el := time.Since(start)
+		worst = max(worst, el)
+		if err != nil || v.Sub != "henry" {
+			t.Fatalf("Load with Redis down: %v, %v", v, err)
+		}
+		if el > 10*timeout {
+			t.Fatalf("Load %d took %v with Redis down (timeout %v)", i, el, timeout)
+		}
+		a.Set(ctx, plain.Key(fmt.Sprint("set-", i)), &verdict{}, time.Minute)
+		b.Get(ctx, plain.Key(fmt.Sprint("miss-", i)))
+	}
+	t.Logf("worst Load latency with Redis down: %v", worst)
+	if calls.Load() != 20 {
+		t.Fatalf("loader calls = %d", calls.Load())
+	}
+	if oa.errCount() == 0 {
+		t.Fatal("Redis errors not reported to the observer")
+	}
+	if a.RedisHealthy() {
+		t.Fatal("RedisHealthy true while Redis is down and failing")
+	}
+	// Delete reports that the fleet may not have heard, but evicts locally.
+	if err := a.Delete(ctx, k); err == nil {
+		t.Fatal("Delete with Redis down reported success")
+	}
+	if inMemory(a, k) {
+		t.Fatal("Delete with Redis down did not evict locally")
+	}
+
+	srv.Restart(t)
+	restarted := time.Now()
+
+	// The shared tier is used again within a few seconds: A's writes reach
+	// B through Redis.
+	i := 0
+	waitFor(t, 8*time.Second, "shared tier to recover", func() bool {
+		i++
+		k := plain.Key(fmt.Sprint("after-", i))
+		a.Set(ctx, k, &verdict{Sub: "ivy"}, time.Minute)
+		v, ok := b.Get(ctx, k)
+		if !ok {
+			time.Sleep(50 * time.Millisecond)
+		}
+		return ok && v.Sub == "ivy"
+	})
+	t.Logf("shared tier back %v after restart", time.Since(restarted))
+	waitFor(t, 5*time.Second, "RedisHealthy", a.RedisHealthy)
+
+	// And fleet eviction works again once the subscriptions are back.
+	k2 := plain.Key("after-restart")
+	waitFor(t, 8*time.Second, "eviction after restart", func() bool {
+		a.Set(ctx, k2, &verdict{}, time.Minute)
+		if _, ok := b.Get(ctx, k2); !ok {
+			return false
+		}
+		_ = a.Delete(ctx, k2)
+		deadline := time.Now().Add(time.Second)
+		for time.Now().Before(deadline) {
+			if !inMemory(b, k2) {
+				return true
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return false
+	})
+	t.Logf("fleet eviction back %v after restart", time.Since(restarted))
+}
+
+func TestRedisDownAtStartup(t *testing.T) {
+	ctx := context.Background()
+	srv := startRedis(t)
+	srv.Kill()
+	start := time.Now()
+	c, err := New(Config{Redis: &RedisConfig{URL: srv.URL(), Timeout: 20 * time.Millisecond}}, JSONCodec[*verdict]{})
+	if err != nil {
+		t.Fatal("unreachable Redis made New fail:", err)
+	}
+	defer c.Close()
+	if el := time.Since(start); el > 2*time.Second {
+		t.Fatalf("New took %v with Redis down", el)
+	}
+	k := plain.Key("k")
+	v, _, err := c.Load(ctx, k, func(context.Context) (*verdict, time.Duration, error) {
+		return &verdict{Sub: "jo"}, time.Minute, nil
+	})
+	if err != nil || v.Sub != "jo" {
+		t.Fatal(v, err)
+	}
+	srv.Restart(t)
+	waitFor(t, 8*time.Second, "Redis to be used once it comes up", func() bool {
+		c.Set(ctx, k, &verdict{Sub: "jo"}, time.Minute)
+		n, _ := rawClient(t, srv).Exists(ctx, "tokengate:d:"+k.String()).Result()
+		if n == 0 {
+			time.Sleep(50 * time.Millisecond)
+		}
+		return n == 1
+	})
+}
+
+func TestRedisURLForms(t *testing.T) {
+	for _, tc := range []struct {
+		url  string
+		kind string
+	}{
+		{"redis://127.0.0.1:6379/0", "*redis.Client"},
+		{"rediss://user:pw@redis.example:6380/2?dial_timeout=2s", "*redis.Client"},
+		{"unix:///run/redis.sock?db=1", "*redis.Client"},
+		{"redis://:pw@sentinel1:26379/0?master_name=mymaster&addr=sentinel2:26379", "*redis.Client"},
+		{"redis://node1:7000?addr=node2:7001&addr=node3:7002", "*redis.ClusterClient"},
+		{"rediss://node1:7000?cluster=true", "*redis.ClusterClient"},
+	} {
+		c, err := newRedisClient(tc.url)
+		if err != nil {
+			t.Errorf("%s: %v", tc.url, err)
+			continue
+		}
+		if got := fmt.Sprintf("%T", c); got != tc.kind {
+			t.Errorf("%s: client %s, want %s", tc.url, got, tc.kind)
+		}
+		_ = c.Close()
+	}
+	for _, bad := range []string{
+		"http://127.0.0.1:6379",
+		"redis://127.0.0.1:6379?bogus=1",
+		"redis://127.0.0.1:6379?cluster=maybe",
+		"redis://127.0.0.1:6379/notadb",
+		"redis://user:s3cretpw@127.0.0.1:6379/x",
+	} {
+		_, err := newRedisClient(bad)
+		if err == nil {
+			t.Errorf("%s accepted", bad)
+		} else if strings.Contains(err.Error(), "s3cretpw") {
+			t.Errorf("error leaks the password: %v", err)
+		}
+	}
+}
+
+func TestRedisPassword(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.StartArgs(t, "--requirepass", "s3cret")
+	url := "redis://:s3cret@" + srv.Addr() + "/0"
+	mk := func(url string) *Cache[*verdict] {
+		c, err := New(Config{Redis: &RedisConfig{URL: url}}, JSONCodec[*verdict]{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	a, b := mk(url), mk(url)
+	k := plain.Key("pw")
+	a.Set(ctx, k, &verdict{Sub: "kim"}, time.Minute)
+	if v, ok := b.Get(ctx, k); !ok || v.Sub != "kim" {
+		t.Fatal("shared tier with a password does not work")
+	}
+	// A wrong password is Redis trouble like any other: no error to callers.
+	wrong := mk("redis://:nope@" + srv.Addr() + "/0")
+	if _, ok := wrong.Get(ctx, k); ok {
+		t.Fatal("read through a wrong password")
+	}
+	wrong.Set(ctx, k, &verdict{}, time.Minute)
+}
+
+// TestRedisCluster runs the cluster code paths (cluster client, SCAN on
+// every primary, Pub/Sub) against a one-node Redis Cluster.
+func TestRedisCluster(t *testing.T) {
+	ctx := context.Background()
+	start := time.Now()
+	srv := redistest.StartArgs(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+	rc := rawClient(t, srv)
+	if err := rc.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", "0", "16383").Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "cluster_state:ok", func() bool {
+		info, _ := rc.ClusterInfo(ctx).Result()
+		return strings.Contains(info, "cluster_state:ok")
+	})
+	t.Logf("cluster ready after %v", time.Since(start))
+	url := "redis://" + srv.Addr() + "?cluster=true"
+	mk := func() *Cache[*verdict] {
+		c, err := New(Config{Redis: &RedisConfig{URL: url, Namespace: "cl"}}, JSONCodec[*verdict]{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	a, b := mk(), mk()
+	t.Logf("caches up after %v", time.Since(start))
+	keys := []Key{plain.Key("c1"), plain.Key("c2"), plain.Key("c3")}
+	for _, k := range keys {
+		a.Set(ctx, k, &verdict{Sub: "lee"}, time.Minute)
+		if v, ok := b.Get(ctx, k); !ok || v.Sub != "lee" {
+			t.Fatal("cluster shared tier does not work")
+		}
+	}
+	n, err := a.DeleteFingerprint(ctx, keys[0].Fingerprint())
+	if err != nil || n != 1 {
+		t.Fatalf("DeleteFingerprint on cluster = %d, %v", n, err)
+	}
+	waitFor(t, time.Second, "cluster eviction to reach B", func() bool { return !inMemory(b, keys[0]) })
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Second, "cluster flush to reach A", func() bool { return !inMemory(a, keys[1]) })
+	if n, _ := rc.DBSize(ctx).Result(); n != 0 {
+		t.Fatalf("%d keys left in Redis after Flush", n)
+	}
+}

@@ -1,0 +1,118 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+func init() {
+	caddy.RegisterModule(AdminAPI{})
+}
+
+// AdminAPI adds endpoints to Caddy's admin API for revoking cached
+// decisions:
+//
+//	POST /bearer-auth/evict   {"token":"…"} or {"fingerprint":"…"}
+//	POST /bearer-auth/flush
+//
+// With a Redis tier configured, an eviction reaches every gateway sharing it
+// (publish/subscribe) within a second.
+type AdminAPI struct{}
+
+// CaddyModule returns the Caddy module information.
+func (AdminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.bearer_auth",
+		New: func() caddy.Module { return new(AdminAPI) },
+	}
+}
+
+// Routes implements caddy.AdminRouter.
+func (a *AdminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{
+		{Pattern: "/bearer-auth/evict", Handler: caddy.AdminHandlerFunc(a.evict)},
+		{Pattern: "/bearer-auth/flush", Handler: caddy.AdminHandlerFunc(a.flush)},
+	}
+}
+
+type evictRequest struct {
+	Token       string `json:"token,omitempty"`
+	Fingerprint string `json:"fingerprint,omitempty"`
+}
+
+type adminResult struct {
+	Evicted int `json:"evicted"`
+	Caches  int `json:"caches"`
+}
+
+func (a *AdminAPI) evict(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: errors.New("use POST")}
+	}
+	var req evictRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("decoding request: %w", err)}
+	}
+	if (req.Token == "") == (req.Fingerprint == "") {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New(`give exactly one of "token" or "fingerprint"`)}
+	}
+	res := adminResult{}
+	var firstErr error
+	live.Range(func(k, _ any) bool {
+		e := k.(*poolEntry)
+		res.Caches++
+		if req.Token != "" {
+			// Each cache may key tokens differently (key_secret), so
+			// the token is hashed per cache.
+			if err := e.cache.Delete(r.Context(), e.keyer.Key(req.Token)); err != nil && firstErr == nil {
+				firstErr = err
+			}
+			res.Evicted++
+			return true
+		}
+		n, err := e.cache.DeleteFingerprint(r.Context(), req.Fingerprint)
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+		res.Evicted += n
+		return true
+	})
+	if firstErr != nil {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: firstErr}
+	}
+	return writeJSON(w, res)
+}
+
+func (a *AdminAPI) flush(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: errors.New("use POST")}
+	}
+	res := adminResult{}
+	var firstErr error
+	live.Range(func(k, _ any) bool {
+		e := k.(*poolEntry)
+		res.Caches++
+		res.Evicted += e.cache.Len()
+		if err := e.cache.Flush(r.Context()); err != nil && firstErr == nil {
+			firstErr = err
+		}
+		return true
+	})
+	if firstErr != nil {
+		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: firstErr}
+	}
+	return writeJSON(w, res)
+}
+
+func writeJSON(w http.ResponseWriter, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(v)
+}
+
+// Interface guards
+var _ caddy.AdminRouter = (*AdminAPI)(nil)

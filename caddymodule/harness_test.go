@@ -1,0 +1,162 @@
+package caddymodule
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+// caddyMu serialises tests that run Caddy in-process: Caddy holds one
+// running config per process.
+var caddyMu sync.Mutex
+
+type testCaddy struct {
+	t       *testing.T
+	base    string // http://127.0.0.1:PORT
+	admin   string
+	logFile string
+	port    int
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startCaddy runs Caddy in-process on free loopback ports with site as the
+// body of one site block, and debug logs written to a file the test can read.
+func startCaddy(t *testing.T, site string) *testCaddy {
+	t.Helper()
+	caddyMu.Lock()
+	tc := &testCaddy{t: t, port: freePort(t), logFile: filepath.Join(t.TempDir(), "caddy.log")}
+	tc.base = fmt.Sprintf("http://127.0.0.1:%d", tc.port)
+	tc.admin = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	t.Cleanup(func() {
+		_ = caddy.Stop()
+		caddyMu.Unlock()
+	})
+	tc.load(site)
+	return tc
+}
+
+func (tc *testCaddy) caddyfile(site string) string {
+	return fmt.Sprintf(`{
+	admin %s
+	http_port %d
+	auto_https off
+	persist_config off
+	log {
+		output file %s
+		level DEBUG
+	}
+}
+http://127.0.0.1:%d {
+%s
+}
+`, tc.admin, tc.port, tc.logFile, tc.port, site)
+}
+
+// load (re)loads the config; errors fail the test.
+func (tc *testCaddy) load(site string) {
+	tc.t.Helper()
+	if err := tc.tryLoad(site); err != nil {
+		tc.t.Fatalf("loading config: %v", err)
+	}
+}
+
+func (tc *testCaddy) tryLoad(site string) error {
+	cfg, err := adaptCaddyfile(tc.caddyfile(site))
+	if err != nil {
+		return err
+	}
+	return caddy.Load(cfg, true)
+}
+
+func adaptCaddyfile(cf string) ([]byte, error) {
+	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range warnings {
+		if !strings.Contains(w.Message, "formatted") {
+			return nil, fmt.Errorf("adapter warning: %s", w.Message)
+		}
+	}
+	return cfg, nil
+}
+
+type result struct {
+	status int
+	header http.Header
+	body   string
+}
+
+var testClient = &http.Client{Timeout: 10 * time.Second}
+
+func (tc *testCaddy) get(path, authorization string) result {
+	tc.t.Helper()
+	return tc.do(http.MethodGet, path, map[string]string{"Authorization": authorization}, nil)
+}
+
+func (tc *testCaddy) do(method, path string, headers map[string]string, body []byte) result {
+	tc.t.Helper()
+	req, err := http.NewRequest(method, tc.base+path, bytes.NewReader(body))
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	for k, v := range headers {
+		if v != "" {
+			req.Header.Add(k, v)
+		}
+	}
+	resp, err := testClient.Do(req)
+	if err != nil {
+		tc.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return result{status: resp.StatusCode, header: resp.Header, body: string(b)}
+}
+
+func (tc *testCaddy) logs() string {
+	b, _ := os.ReadFile(tc.logFile)
+	return string(b)
+}
+
+func (r result) expect(t *testing.T, status int, wwwAuth, body string) {
+	t.Helper()
+	if r.status != status {
+		t.Errorf("status = %d, want %d (body %q)", r.status, status, r.body)
+	}
+	if got := r.header.Get("WWW-Authenticate"); got != wwwAuth {
+		t.Errorf("WWW-Authenticate = %q\n                   want %q", got, wwwAuth)
+	}
+	if strings.TrimSpace(r.body) != body {
+		t.Errorf("body = %q\n       want %q", strings.TrimSpace(r.body), body)
+	}
+}
+
+func TestMain(m *testing.M) {
+	// The in-process authorization server logs every route and error
+	// through the global slog logger; keep test output readable.
+	slog.SetDefault(slog.New(slog.DiscardHandler))
+	os.Exit(m.Run())
+}

@@ -1,0 +1,72 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"go.uber.org/zap"
+
+	"github.com/tokengate/tokengate/introspect"
+)
+
+// newJWTVerifier builds the key set (file, URL or discovered jwks_uri) and the
+// verifier. Remote keys are fetched once now so a wrong URL fails the config
+// load, unless allow_start_without_keys says the operator prefers to start
+// and answer 503 until the keys arrive.
+func (h *Handler) newJWTVerifier(pctx, bg context.Context, md *introspect.Metadata, e *poolEntry) (*introspect.JWTVerifier, error) {
+	j := h.JWT
+	var keys introspect.KeySet
+	switch {
+	case j.JWKSFile != "":
+		ks, err := introspect.LoadKeySetFile(j.JWKSFile)
+		if err != nil {
+			return nil, fmt.Errorf("bearer_auth: jwt: jwks_file: %w", err)
+		}
+		keys = ks
+	default:
+		u := j.JWKSURL
+		if u == "" {
+			if md == nil || md.JWKSURI == "" {
+				return nil, fmt.Errorf("bearer_auth: jwt: the metadata of %s has no jwks_uri; set jwt.jwks_url", h.Issuer)
+			}
+			u = md.JWKSURI
+		}
+		rks, err := introspect.NewRemoteKeySet(bg, introspect.RemoteKeySetConfig{
+			URL:                u,
+			HTTPClient:         introspect.NewHTTPClient(introspect.DefaultHTTPTimeout),
+			MinRefreshInterval: time.Duration(j.RefreshInterval),
+			Logger:             h.logger.Named("jwks"),
+			Observer:           h.metrics,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("bearer_auth: jwt: jwks_url: %w", err)
+		}
+		e.closers = append(e.closers, rks.Close)
+		if err := rks.Refresh(pctx); err != nil {
+			if !j.AllowStartWithoutKeys {
+				return nil, fmt.Errorf("bearer_auth: jwt: fetching the JWKS from %s: %w (set allow_start_without_keys to start anyway and answer 503 until it is reachable)", u, err)
+			}
+			h.logger.Error("JWKS not reachable at startup; requests with JWTs get 503 until it is",
+				zap.String("jwks_url", u), zap.Error(err))
+		}
+		keys = rks
+	}
+	algs := make([]jwa.SignatureAlgorithm, 0, len(j.Algorithms))
+	for _, a := range j.Algorithms {
+		algs = append(algs, jwa.SignatureAlgorithm(a))
+	}
+	v, err := introspect.NewJWTVerifier(keys, introspect.JWTConfig{
+		Issuer:        h.Issuer,
+		Audience:      h.Audience,
+		Algorithms:    algs,
+		Types:         j.Types,
+		Leeway:        time.Duration(j.Leeway),
+		MaxTokenBytes: h.MaxTokenLength,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bearer_auth: jwt: %w", err)
+	}
+	return v, nil
+}

@@ -1,0 +1,135 @@
+package caddymodule
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are process-wide, like Caddy's own HTTP metrics: each config load
+// has a fresh registry, and the same collectors are registered into it, so
+// counters survive reloads instead of resetting.
+type metrics struct {
+	decisions     *prometheus.CounterVec
+	cacheRequests *prometheus.CounterVec
+	upstreamDur   *prometheus.HistogramVec
+	upstreamErrs  *prometheus.CounterVec
+	jwksRefreshes *prometheus.CounterVec
+	redisErrors   *prometheus.CounterVec
+	coalesced     prometheus.Counter
+
+	// Pre-resolved children: With/WithLabelValues costs a map lookup and a
+	// hash per request, which the warm path should not pay.
+	byOutcome map[string]prometheus.Counter
+}
+
+const ns, sub = "caddy", "bearer_auth"
+
+var (
+	globalMetricsOnce sync.Once
+	globalMetrics     *metrics
+)
+
+// outcomes are every value of the outcome label (bounded by construction).
+var outcomes = []string{"allowed", "no_credentials", "invalid_request", "invalid_token",
+	"insufficient_scope", "unauthorized_client", "unavailable"}
+
+func getMetrics() *metrics {
+	globalMetricsOnce.Do(func() {
+		m := &metrics{
+			decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+				Name: "decisions_total", Help: "Requests decided by bearer_auth, by outcome."}, []string{"outcome"}),
+			cacheRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+				Name: "cache_requests_total", Help: "Decision cache lookups by tier (memory, redis) and result (hit, miss)."}, []string{"tier", "result"}),
+			upstreamDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
+				Name: "upstream_request_duration_seconds", Help: "Latency of calls to the authorization server, by endpoint.",
+				Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"endpoint"}),
+			upstreamErrs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+				Name: "upstream_errors_total", Help: "Failed calls to the authorization server, by endpoint and OAuth error code (or transport label)."}, []string{"endpoint", "error"}),
+			jwksRefreshes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+				Name: "jwks_refreshes_total", Help: "JWKS fetches, by result (ok, error)."}, []string{"result"}),
+			redisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+				Name: "redis_errors_total", Help: "Failed Redis operations of the shared cache tier, by operation."}, []string{"op"}),
+			coalesced: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+				Name: "coalesced_requests_total", Help: "Requests that waited for another request's validation of the same token instead of calling upstream."}),
+			byOutcome: map[string]prometheus.Counter{},
+		}
+		for _, o := range outcomes {
+			m.byOutcome[o] = m.decisions.WithLabelValues(o)
+		}
+		for _, tier := range []string{"memory", "redis"} {
+			for _, res := range []string{"hit", "miss"} {
+				m.cacheRequests.WithLabelValues(tier, res)
+			}
+		}
+		globalMetrics = m
+	})
+	return globalMetrics
+}
+
+func (m *metrics) register(reg *prometheus.Registry) error {
+	if reg == nil {
+		return nil
+	}
+	for _, c := range []prometheus.Collector{m.decisions, m.cacheRequests, m.upstreamDur,
+		m.upstreamErrs, m.jwksRefreshes, m.redisErrors, m.coalesced} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (m *metrics) decision(outcome string) {
+	if c, ok := m.byOutcome[outcome]; ok {
+		c.Inc()
+	}
+}
+
+// The methods below make *metrics the observer of the cache, the
+// introspection client and the JWKS.
+
+func (m *metrics) CacheRequest(tier string, hit bool) {
+	res := "miss"
+	if hit {
+		res = "hit"
+	}
+	m.cacheRequests.WithLabelValues(tier, res).Inc()
+}
+
+func (m *metrics) RedisError(op string) { m.redisErrors.WithLabelValues(op).Inc() }
+
+func (m *metrics) Coalesced() { m.coalesced.Inc() }
+
+func (m *metrics) UpstreamCall(endpoint string, d time.Duration, errCode string) {
+	m.upstreamDur.WithLabelValues(endpoint).Observe(d.Seconds())
+	if errCode != "" {
+		m.upstreamErrs.WithLabelValues(endpoint, boundedLabel(errCode)).Inc()
+	}
+}
+
+func (m *metrics) JWKSRefresh(ok bool) {
+	if ok {
+		m.jwksRefreshes.WithLabelValues("ok").Inc()
+	} else {
+		m.jwksRefreshes.WithLabelValues("error").Inc()
+	}
+}
+
+// boundedLabel keeps label values to a known set: an authorization server
+// must not be able to create unbounded time series by inventing error codes.
+func boundedLabel(code string) string {
+	switch code {
+	case "invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
+		"unsupported_grant_type", "invalid_scope", "invalid_token", "insufficient_scope",
+		"server_error", "temporarily_unavailable", "transport", "bad_response",
+		"http_400", "http_401", "http_403", "http_404", "http_429", "http_500", "http_502", "http_503", "http_504":
+		return code
+	}
+	return "other"
+}

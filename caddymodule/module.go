@@ -1,0 +1,239 @@
+// Package caddymodule is the Caddy glue of tokengate: module registration,
+// JSON and Caddyfile config, provisioning, ServeHTTP and the RFC 6750
+// responses, placeholders, metrics, the admin API and CLI commands. It decides
+// nothing about tokens itself; package introspect does.
+package caddymodule
+
+import (
+	"net/http"
+	"strings"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/tokengate/tokengate/introspect"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler requires a valid OAuth 2.0 bearer token (RFC 6750) on every request
+// it handles. Tokens are introspected (RFC 7662) or verified locally as JWT
+// access tokens (RFC 9068), cached by a hash of the token, and checked against
+// the route's scopes, audience and clients.
+//
+// Rejections are written by the handler itself: 400 invalid_request, 401
+// (with or without invalid_token), 403 insufficient_scope or
+// unauthorized_client, and 503 with Retry-After when the authorization server
+// cannot be asked. Each carries a WWW-Authenticate challenge, a JSON body and
+// Cache-Control: no-store, and sets {http.auth.bearer.error} and
+// {http.auth.bearer.error_description}.
+//
+// On success it sets {http.auth.user.id} (sub, else client_id),
+// {http.auth.bearer.client_id}, {http.auth.bearer.scope}, and
+// {http.auth.bearer.claims.<name>} (dotted paths reach nested claims).
+type Handler struct {
+	// The realm in the WWW-Authenticate challenge. Default: "tokengate".
+	Realm string `json:"realm,omitempty"`
+	// The authorization server's issuer identifier. Used for discovery of the
+	// introspection endpoint and jwks_uri (RFC 8414, then OpenID Connect), and
+	// as the required iss of JWT access tokens.
+	Issuer string `json:"issuer,omitempty"`
+	// At least one of these must be in the token's aud. Required with jwt
+	// (RFC 9068 §4); optional for introspection.
+	Audience []string `json:"audience,omitempty"`
+	// Every one of these scopes is required (403 insufficient_scope).
+	Scopes []string `json:"scopes,omitempty"`
+	// At least one of these scopes is required (403 insufficient_scope).
+	AnyScope []string `json:"any_scope,omitempty"`
+	// Only tokens issued to these client_ids pass (403 unauthorized_client).
+	Clients []string `json:"clients,omitempty"`
+
+	// RFC 7662 introspection. Opaque tokens need it.
+	Introspect *IntrospectConfig `json:"introspect,omitempty"`
+	// Local verification of JWT access tokens.
+	JWT *JWTConfig `json:"jwt,omitempty"`
+	// The decision cache.
+	Cache *CacheConfig `json:"cache,omitempty"`
+
+	// Claims copied into upstream request headers. A client-supplied header
+	// of the same name is always removed first.
+	ForwardClaims []ForwardClaim `json:"forward_claims,omitempty"`
+	// Remove the Authorization header before the request goes upstream.
+	// Default: false (the upstream sees the token).
+	StripAuthorization bool `json:"strip_authorization,omitempty"`
+	// Also accept the token as an access_token form-body parameter (RFC 6750
+	// §2.2). Default: false.
+	AllowFormToken bool `json:"allow_form_token,omitempty"`
+	// Also accept the token as an access_token query parameter (RFC 6750
+	// §2.3). Tokens in URLs end up in logs. Default: false.
+	AllowQueryToken bool `json:"allow_query_token,omitempty"`
+	// The longest token accepted, in bytes. Default: 8192.
+	MaxTokenLength int `json:"max_token_length,omitempty"`
+	// The Retry-After sent with 503. Default: 5s.
+	RetryAfter caddy.Duration `json:"retry_after,omitempty"`
+
+	extractor introspect.Extractor
+	policy    introspect.Policy
+	entry     *poolEntry
+	poolKey   string
+	realm     string // pre-quoted for the challenge
+	retry     string
+	logger    *zap.Logger
+	metrics   *metrics
+}
+
+// ForwardClaim names a claim and the upstream header that carries it.
+type ForwardClaim struct {
+	// Claim name; a dotted path reaches nested claims.
+	Claim string `json:"claim"`
+	// The request header to set.
+	Header string `json:"header"`
+}
+
+// IntrospectConfig configures RFC 7662 introspection.
+type IntrospectConfig struct {
+	// The introspection endpoint. Default: discovered from issuer.
+	Endpoint string `json:"endpoint,omitempty"`
+	// The gateway's own client_id at the authorization server.
+	ClientID string `json:"client_id,omitempty"`
+	// The gateway's client secret. Placeholders such as {env.SECRET} and
+	// {file./run/secrets/x} are resolved at load time.
+	ClientSecret string `json:"client_secret,omitempty"`
+	// How the gateway authenticates: client_secret_basic (default) or
+	// client_secret_post.
+	AuthMethod string `json:"auth_method,omitempty"`
+	// Bound on one introspection call. Default: 5s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+	// Also introspect JWTs that verified locally, to catch revoked JWTs.
+	// Only with jwt configured. Default: false.
+	IntrospectJWT bool `json:"introspect_jwt,omitempty"`
+	// At most this many introspection calls in flight; excess requests get
+	// 503 after a short wait instead of queueing. Default: 64.
+	MaxConcurrent int `json:"max_concurrent,omitempty"`
+}
+
+// JWTConfig configures local JWT access-token verification.
+type JWTConfig struct {
+	// The JWKS URL. Default: jwks_uri from the issuer's metadata.
+	JWKSURL string `json:"jwks_url,omitempty"`
+	// A local JWKS file instead of a URL.
+	JWKSFile string `json:"jwks_file,omitempty"`
+	// Accepted signature algorithms. Default: the asymmetric algorithms the
+	// keys declare. none and HS* are never accepted.
+	Algorithms []string `json:"algorithms,omitempty"`
+	// Accepted typ header values. Default: at+jwt and application/at+jwt
+	// (RFC 9068 §4).
+	Types []string `json:"typ,omitempty"`
+	// Clock skew allowed on exp, nbf and iat. Default: 30s.
+	Leeway caddy.Duration `json:"leeway,omitempty"`
+	// An unknown kid refreshes the JWKS at most once per this interval.
+	// Default: 10s.
+	RefreshInterval caddy.Duration `json:"refresh_interval,omitempty"`
+	// Start even if the JWKS cannot be fetched at load time; requests get
+	// 503 until keys arrive. Default: false (loading the config fails).
+	AllowStartWithoutKeys bool `json:"allow_start_without_keys,omitempty"`
+}
+
+// CacheConfig configures the decision cache.
+type CacheConfig struct {
+	// Upper bound on how long a good decision is reused; never beyond the
+	// token's own exp. Default: 5m.
+	TTL caddy.Duration `json:"ttl,omitempty"`
+	// How long an invalid_token decision is reused. Default: 30s.
+	NegativeTTL caddy.Duration `json:"negative_ttl,omitempty"`
+	// The in-memory bound. Default: 100000.
+	MaxEntries int `json:"max_entries,omitempty"`
+	// A Redis URL for a tier shared by a fleet of gateways (redis://,
+	// rediss://). Default: none.
+	Redis string `json:"redis,omitempty"`
+	// A secret for HMAC-SHA256 cache keys, so that a Redis reader cannot test
+	// guessed tokens. Placeholders work. Default: plain SHA-256.
+	KeySecret string `json:"key_secret,omitempty"`
+	// Bound on each Redis operation. Default: 50ms.
+	RedisTimeout caddy.Duration `json:"redis_timeout,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.bearer_auth",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	token, xerr := h.extractor.Extract(r)
+	if xerr != nil {
+		h.reject(w, r, xerr, "")
+		return nil
+	}
+	if token == "" {
+		h.challenge(w, r)
+		return nil
+	}
+	d, key, err := h.entry.validator.Validate(r.Context(), token)
+	if err != nil {
+		h.reject(w, r, introspect.AsError(err), key.Fingerprint())
+		return nil
+	}
+	if perr := h.policy.Authorize(d); perr != nil {
+		h.reject(w, r, perr, key.Fingerprint())
+		return nil
+	}
+	h.metrics.decision("allowed")
+	h.admit(r, d)
+	if c := h.logger.Check(zapcore.DebugLevel, "token accepted"); c != nil {
+		c.Write(zap.String("outcome", "allowed"), zap.String("client_id", d.ClientID),
+			zap.String("sub", d.Subject), zap.String("token_fingerprint", key.Fingerprint()),
+			zap.String("source", d.Source))
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// admit sets the placeholders and upstream headers for an accepted token.
+func (h *Handler) admit(r *http.Request, d *introspect.Decision) {
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if repl != nil {
+		repl.Set("http.auth.user.id", d.UserID())
+		repl.Set("http.auth.bearer.client_id", d.ClientID)
+		repl.Set("http.auth.bearer.scope", d.ScopeString())
+		repl.Map(func(key string) (any, bool) {
+			name, ok := strings.CutPrefix(key, "http.auth.bearer.claims.")
+			if !ok {
+				return nil, false
+			}
+			v, ok := d.Claim(name)
+			if !ok {
+				return "", true
+			}
+			return claimString(v), true
+		})
+	}
+	for _, fc := range h.ForwardClaims {
+		// Always delete first: otherwise a client could pre-supply the
+		// header and have it reach the upstream as if it came from us.
+		r.Header.Del(fc.Header)
+		if v, ok := d.Claim(fc.Claim); ok {
+			if s := headerSafe(claimString(v)); s != "" {
+				r.Header.Set(fc.Header, s)
+			}
+		}
+	}
+	if h.StripAuthorization {
+		r.Header.Del("Authorization")
+	}
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

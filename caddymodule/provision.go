@@ -1,0 +1,370 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"go.uber.org/zap"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/tokengate/tokengate/cache"
+	"github.com/tokengate/tokengate/introspect"
+)
+
+// Defaults, also documented in README.md and on the config fields.
+const (
+	defaultRealm           = "tokengate"
+	defaultTTL             = 5 * time.Minute
+	defaultNegativeTTL     = 30 * time.Second
+	defaultMaxEntries      = 100_000
+	defaultRetryAfter      = 5 * time.Second
+	defaultMaxConcurrent   = 64
+	defaultJWKSRefreshGate = 10 * time.Second
+	provisionTimeout       = 15 * time.Second
+)
+
+// validators holds what must survive a config reload that does not change the
+// validation settings: the decision cache, warm JWKS keys, HTTP connections.
+// Keyed by a hash of those settings.
+var validators = caddy.NewUsagePool()
+
+// live lists the pool entries in use, for the admin API's evict and flush.
+var live sync.Map // *poolEntry -> struct{}
+
+type poolEntry struct {
+	validator *introspect.Validator
+	cache     *cache.Cache[*introspect.Verdict]
+	keyer     cache.Keyer
+	closers   []func()
+	cancel    context.CancelFunc
+}
+
+// Destruct implements caddy.Destructor: the last config using these settings
+// is gone.
+func (e *poolEntry) Destruct() error {
+	live.Delete(e)
+	e.cancel()
+	for _, c := range e.closers {
+		c()
+	}
+	return e.cache.Close()
+}
+
+// Provision implements caddy.Provisioner.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	h.metrics = getMetrics()
+	if err := h.metrics.register(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+
+	// Resolve {env.*} and {file.*} in secrets and URLs at load time.
+	repl := caddy.NewReplacer()
+	h.Issuer = repl.ReplaceAll(h.Issuer, "")
+	if h.Introspect != nil {
+		h.Introspect.Endpoint = repl.ReplaceAll(h.Introspect.Endpoint, "")
+		h.Introspect.ClientID = repl.ReplaceAll(h.Introspect.ClientID, "")
+		h.Introspect.ClientSecret = strings.TrimRight(repl.ReplaceAll(h.Introspect.ClientSecret, ""), "\r\n")
+	}
+	if h.JWT != nil {
+		h.JWT.JWKSURL = repl.ReplaceAll(h.JWT.JWKSURL, "")
+		h.JWT.JWKSFile = repl.ReplaceAll(h.JWT.JWKSFile, "")
+	}
+	if h.Cache == nil {
+		h.Cache = new(CacheConfig)
+	}
+	h.Cache.Redis = repl.ReplaceAll(h.Cache.Redis, "")
+	h.Cache.KeySecret = strings.TrimRight(repl.ReplaceAll(h.Cache.KeySecret, ""), "\r\n")
+	h.applyDefaults()
+
+	if err := h.Validate(); err != nil {
+		return err
+	}
+
+	h.extractor = introspect.Extractor{AllowForm: h.AllowFormToken, AllowQuery: h.AllowQueryToken, MaxLength: h.MaxTokenLength}
+	h.policy = introspect.Policy{Scopes: h.Scopes, AnyScope: h.AnyScope, Audience: h.Audience, Clients: h.Clients}
+	h.realm = quoteRealm(h.Realm)
+	h.retry = strconv.Itoa(int((time.Duration(h.RetryAfter) + time.Second - 1) / time.Second))
+
+	key, err := h.validationKey()
+	if err != nil {
+		return err
+	}
+	val, _, err := validators.LoadOrNew(key, func() (caddy.Destructor, error) {
+		return h.newPoolEntry()
+	})
+	if err != nil {
+		return err
+	}
+	h.poolKey = key
+	h.entry = val.(*poolEntry)
+	return nil
+}
+
+func (h *Handler) applyDefaults() {
+	if h.Realm == "" {
+		h.Realm = defaultRealm
+	}
+	if h.RetryAfter <= 0 {
+		h.RetryAfter = caddy.Duration(defaultRetryAfter)
+	}
+	if h.MaxTokenLength <= 0 {
+		h.MaxTokenLength = introspect.DefaultMaxTokenLength
+	}
+	c := h.Cache
+	if c.TTL <= 0 {
+		c.TTL = caddy.Duration(defaultTTL)
+	}
+	if c.NegativeTTL <= 0 {
+		c.NegativeTTL = caddy.Duration(defaultNegativeTTL)
+	}
+	if c.MaxEntries <= 0 {
+		c.MaxEntries = defaultMaxEntries
+	}
+	if i := h.Introspect; i != nil {
+		if i.AuthMethod == "" {
+			i.AuthMethod = "client_secret_basic"
+		}
+		if i.Timeout <= 0 {
+			i.Timeout = caddy.Duration(introspect.DefaultHTTPTimeout)
+		}
+		if i.MaxConcurrent <= 0 {
+			i.MaxConcurrent = defaultMaxConcurrent
+		}
+	}
+	if j := h.JWT; j != nil && j.RefreshInterval <= 0 {
+		j.RefreshInterval = caddy.Duration(defaultJWKSRefreshGate)
+	}
+}
+
+// Validate implements caddy.Validator. It does no I/O; messages name the
+// sub-directive at fault.
+func (h *Handler) Validate() error {
+	if h.Introspect == nil && h.JWT == nil {
+		return errors.New("bearer_auth: configure introspect or jwt (or both): nothing can validate tokens")
+	}
+	if strings.ContainsAny(h.Realm, "\"\\\r\n") {
+		return fmt.Errorf("bearer_auth: realm %q must not contain quotes, backslashes or line breaks", h.Realm)
+	}
+	if h.Issuer != "" {
+		if _, err := introspect.MetadataURLs(h.Issuer); err != nil {
+			return fmt.Errorf("bearer_auth: issuer: %w", err)
+		}
+	}
+	if i := h.Introspect; i != nil {
+		if i.Endpoint == "" && h.Issuer == "" {
+			return errors.New("bearer_auth: introspect: set endpoint, or issuer so that it can be discovered")
+		}
+		if i.Endpoint != "" {
+			if err := checkURL(i.Endpoint); err != nil {
+				return fmt.Errorf("bearer_auth: introspect: endpoint: %w", err)
+			}
+		}
+		if i.ClientID == "" {
+			return errors.New("bearer_auth: introspect: client_id is required (the gateway's own client at the authorization server)")
+		}
+		switch i.AuthMethod {
+		case "client_secret_basic", "client_secret_post":
+			if i.ClientSecret == "" {
+				return fmt.Errorf("bearer_auth: introspect: auth_method %s needs client_secret (did an {env.*} or {file.*} placeholder resolve to nothing?)", i.AuthMethod)
+			}
+		default:
+			return fmt.Errorf("bearer_auth: introspect: auth_method %q is not supported; use client_secret_basic or client_secret_post", i.AuthMethod)
+		}
+	}
+	if j := h.JWT; j != nil {
+		if j.JWKSURL != "" && j.JWKSFile != "" {
+			return errors.New("bearer_auth: jwt: jwks_url and jwks_file are mutually exclusive")
+		}
+		if j.JWKSURL == "" && j.JWKSFile == "" && h.Issuer == "" {
+			return errors.New("bearer_auth: jwt: set jwks_url or jwks_file, or issuer so that jwks_uri can be discovered")
+		}
+		if j.JWKSURL != "" {
+			if err := checkURL(j.JWKSURL); err != nil {
+				return fmt.Errorf("bearer_auth: jwt: jwks_url: %w", err)
+			}
+		}
+		if h.Issuer == "" {
+			return errors.New("bearer_auth: jwt: issuer is required: a JWT's iss must be checked (RFC 9068 §4)")
+		}
+		if len(h.Audience) == 0 {
+			return errors.New("bearer_auth: jwt: audience is required: a JWT access token must be meant for this API (RFC 9068 §4)")
+		}
+		for _, a := range j.Algorithms {
+			if err := checkAlgorithm(a); err != nil {
+				return fmt.Errorf("bearer_auth: jwt: algorithms: %w", err)
+			}
+		}
+	}
+	for i, fc := range h.ForwardClaims {
+		if fc.Claim == "" || fc.Header == "" {
+			return fmt.Errorf("bearer_auth: forward_claim %d: both a claim and a header name are required", i)
+		}
+		if strings.EqualFold(fc.Header, "Authorization") || strings.EqualFold(fc.Header, "Host") {
+			return fmt.Errorf("bearer_auth: forward_claim %d: header %s cannot be set from a claim", i, fc.Header)
+		}
+	}
+	if h.Cache != nil && h.Cache.Redis != "" {
+		if u, err := url.Parse(h.Cache.Redis); err != nil || !strings.HasPrefix(u.Scheme, "redis") && !strings.HasPrefix(u.Scheme, "rediss") && u.Scheme != "unix" {
+			return fmt.Errorf("bearer_auth: cache: redis: %q is not a redis://, rediss:// or unix:// URL", h.Cache.Redis)
+		}
+	}
+	return nil
+}
+
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	if u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute http(s) URL", s)
+	}
+	return nil
+}
+
+func checkAlgorithm(a string) error {
+	switch strings.ToUpper(a) {
+	case "NONE":
+		return errors.New("none is never accepted (RFC 8725 §3.2)")
+	case "HS256", "HS384", "HS512":
+		return fmt.Errorf("%s is not accepted: a symmetric key would have to be shared with every resource server (and invites algorithm confusion, RFC 8725 §2.1)", a)
+	}
+	for _, known := range jwa.SignatureAlgorithms() {
+		if string(known) == a {
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown algorithm %q", a)
+}
+
+// validationKey identifies the settings that determine a token's validity
+// (not the per-route policy), so that routes and reloads sharing them share
+// one cache.
+func (h *Handler) validationKey() (string, error) {
+	b, err := json.Marshal(struct {
+		Issuer     string
+		Audience   []string
+		Introspect *IntrospectConfig
+		JWT        *JWTConfig
+		Cache      *CacheConfig
+	}{h.Issuer, h.Audience, h.Introspect, h.JWT, h.Cache})
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// newPoolEntry builds the validator: discovery, keys, introspection client,
+// cache. Its background work lives as long as the pool entry, not the config,
+// so a reload keeps warm keys and cached decisions.
+func (h *Handler) newPoolEntry() (*poolEntry, error) {
+	bg, cancel := context.WithCancel(context.Background())
+	e := &poolEntry{cancel: cancel}
+	ok := false
+	defer func() {
+		if !ok {
+			cancel()
+			for _, c := range e.closers {
+				c()
+			}
+		}
+	}()
+	pctx, pcancel := context.WithTimeout(bg, provisionTimeout)
+	defer pcancel()
+
+	logger := h.logger
+	var md *introspect.Metadata
+	needDiscovery := h.Introspect != nil && h.Introspect.Endpoint == "" ||
+		h.JWT != nil && h.JWT.JWKSURL == "" && h.JWT.JWKSFile == ""
+	if needDiscovery {
+		var err error
+		md, err = introspect.Discover(pctx, introspect.NewHTTPClient(introspect.DefaultHTTPTimeout), h.Issuer)
+		if err != nil {
+			return nil, fmt.Errorf("bearer_auth: issuer: %w", err)
+		}
+		logger.Info("discovered authorization server metadata", zap.String("issuer", md.Issuer),
+			zap.String("source", md.Source), zap.String("introspection_endpoint", md.IntrospectionEndpoint),
+			zap.String("jwks_uri", md.JWKSURI))
+	}
+
+	v := &introspect.Validator{
+		TTL:         time.Duration(h.Cache.TTL),
+		NegativeTTL: time.Duration(h.Cache.NegativeTTL),
+	}
+	if i := h.Introspect; i != nil {
+		endpoint := i.Endpoint
+		if endpoint == "" {
+			if md.IntrospectionEndpoint == "" {
+				return nil, fmt.Errorf("bearer_auth: introspect: the metadata of %s has no introspection_endpoint; set introspect.endpoint", h.Issuer)
+			}
+			endpoint = md.IntrospectionEndpoint
+		}
+		var auth introspect.ClientAuthenticator = introspect.SecretBasic{ClientID: i.ClientID, ClientSecret: i.ClientSecret}
+		if i.AuthMethod == "client_secret_post" {
+			auth = introspect.SecretPost{ClientID: i.ClientID, ClientSecret: i.ClientSecret}
+		}
+		v.Introspector = &introspect.Introspector{
+			Endpoint:   endpoint,
+			Auth:       auth,
+			HTTPClient: introspect.NewHTTPClient(time.Duration(i.Timeout)),
+			Timeout:    time.Duration(i.Timeout),
+			Issuer:     h.Issuer,
+			Observer:   h.metrics,
+		}
+		v.MaxConcurrent = i.MaxConcurrent
+		v.IntrospectJWTs = i.IntrospectJWT
+	}
+	if j := h.JWT; j != nil {
+		verifier, err := h.newJWTVerifier(pctx, bg, md, e)
+		if err != nil {
+			return nil, err
+		}
+		v.JWT = verifier
+		v.JWTIssuer = h.Issuer
+	}
+
+	var secret []byte
+	if h.Cache.KeySecret != "" {
+		secret = []byte(h.Cache.KeySecret)
+	}
+	e.keyer = cache.NewKeyer(secret)
+	cfg := cache.Config{MaxEntries: h.Cache.MaxEntries, Observer: h.metrics, Logger: logger.Named("cache")}
+	if h.Cache.Redis != "" {
+		cfg.Redis = &cache.RedisConfig{URL: h.Cache.Redis, Timeout: time.Duration(h.Cache.RedisTimeout)}
+	}
+	c, err := cache.New[*introspect.Verdict](cfg, cache.JSONCodec[*introspect.Verdict]{})
+	if err != nil {
+		return nil, fmt.Errorf("bearer_auth: cache: %w", err)
+	}
+	e.cache = c
+	v.Cache = c
+	v.Keyer = e.keyer
+	v.Init()
+	e.validator = v
+	live.Store(e, struct{}{})
+	ok = true
+	return e, nil
+}
+
+// Cleanup implements caddy.CleanerUpper: release this config's use of the
+// shared validator (destroyed when no config uses it any more).
+func (h *Handler) Cleanup() error {
+	if h.poolKey == "" {
+		return nil
+	}
+	_, err := validators.Delete(h.poolKey)
+	return err
+}

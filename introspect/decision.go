@@ -1,0 +1,86 @@
+package introspect
+
+import (
+	"strings"
+	"time"
+)
+
+// Decision is what the gateway knows about a good token: who it belongs to,
+// what it may do, and until when. It is cached (keyed by a hash of the token)
+// and shared between requests, so it must be treated as immutable.
+type Decision struct {
+	// Subject is the sub claim; may be empty for client_credentials tokens.
+	Subject  string   `json:"sub,omitempty"`
+	ClientID string   `json:"client_id,omitempty"`
+	Scopes   []string `json:"scopes,omitempty"`
+	Audience []string `json:"aud,omitempty"`
+	Issuer   string   `json:"iss,omitempty"`
+	// ExpiresAt is zero when the token carries no expiry (introspection
+	// responses may omit exp); the cache then uses its own ttl alone.
+	ExpiresAt time.Time `json:"exp,omitempty"`
+	NotBefore time.Time `json:"nbf,omitempty"`
+	IssuedAt  time.Time `json:"iat,omitempty"`
+	// Claims holds every claim as the authorization server sent it, for
+	// placeholders and forward_claim.
+	Claims map[string]any `json:"claims,omitempty"`
+	// Source says how the token was checked: "introspection" or "jwt".
+	Source string `json:"source,omitempty"`
+}
+
+// UserID is the identity Caddy's {http.auth.user.id} carries: sub, else
+// client_id (client_credentials tokens often have no sub in introspection
+// responses).
+func (d *Decision) UserID() string {
+	if d.Subject != "" {
+		return d.Subject
+	}
+	return d.ClientID
+}
+
+// ScopeString is the space-separated scope list, as RFC 6749 §3.3 writes it.
+func (d *Decision) ScopeString() string { return strings.Join(d.Scopes, " ") }
+
+// HasScope reports whether the token was granted scope s.
+func (d *Decision) HasScope(s string) bool {
+	for _, have := range d.Scopes {
+		if have == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Claim looks a claim up by dotted path ("realm_access.roles"), descending
+// into nested JSON objects.
+func (d *Decision) Claim(path string) (any, bool) {
+	var cur any = d.Claims
+	for path != "" {
+		obj, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		// A claim name may itself contain dots (URIs as claim names are
+		// common, RFC 7519 §4.2); prefer the longest exact match.
+		if v, ok := obj[path]; ok {
+			return v, true
+		}
+		head, rest, found := strings.Cut(path, ".")
+		if !found {
+			return nil, false
+		}
+		cur, ok = obj[head]
+		if !ok {
+			return nil, false
+		}
+		path = rest
+	}
+	return cur, true
+}
+
+// Verdict is what the decision cache stores for a token hash: either a
+// Decision, or the invalid_token rejection to repeat (negative caching).
+// Temporary failures are never cached.
+type Verdict struct {
+	Decision  *Decision `json:"decision,omitempty"`
+	Rejection *Error    `json:"rejection,omitempty"`
+}

@@ -1,0 +1,219 @@
+package introspect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Introspector is an RFC 7662 client: it asks the authorization server
+// whether a token is active, authenticating as the gateway's own client.
+type Introspector struct {
+	Endpoint string
+	Auth     ClientAuthenticator
+	// HTTPClient defaults to a client without redirects: an introspection
+	// endpoint that redirects is misconfigured, and following it would send
+	// the token (and our credentials) somewhere else.
+	HTTPClient *http.Client
+	// Timeout bounds one introspection call. Default DefaultHTTPTimeout.
+	Timeout time.Duration
+	// MaxResponseBytes bounds the response. Default DefaultMaxResponseBytes.
+	MaxResponseBytes int64
+	// Issuer, when set, must equal the response's iss if it has one.
+	Issuer string
+	// Leeway applies to exp and nbf. Default 0: the server already judged.
+	Leeway time.Duration
+	Now    func() time.Time
+	// Observer, if set, receives each call's outcome and latency.
+	Observer IntrospectionObserver
+}
+
+// IntrospectionObserver receives metrics about calls to the server.
+type IntrospectionObserver interface {
+	// UpstreamCall is told the endpoint kind ("introspection", "token"),
+	// how long the call took, and the OAuth error code or a transport
+	// label ("" on success).
+	UpstreamCall(endpoint string, d time.Duration, errCode string)
+}
+
+// NewHTTPClient returns the client used for every call to an authorization
+// server: bounded in time, no redirects, no cookies.
+func NewHTTPClient(timeout time.Duration) *http.Client {
+	if timeout <= 0 {
+		timeout = DefaultHTTPTimeout
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	tr.ResponseHeaderTimeout = timeout
+	return &http.Client{
+		Timeout:   timeout,
+		Transport: tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}
+
+// Introspect asks whether token is active. It returns an invalid_token *Error
+// when the server says no, and a temporarily_unavailable *Error (wrapping an
+// *ASError where the server explained itself) when the gateway could not get
+// an answer.
+func (c *Introspector) Introspect(ctx context.Context, token string) (*Decision, error) {
+	d, err := c.introspectOnce(ctx, token)
+	var ase *ASError
+	if r, ok := c.Auth.(Renewable); ok && errors.As(err, &ase) && (ase.Status == http.StatusUnauthorized || ase.Code == "invalid_token") {
+		// Our own (bearer) credential may have been revoked or expired
+		// early at the server: renew it once and try again.
+		r.Renew()
+		d, err = c.introspectOnce(ctx, token)
+	}
+	return d, err
+}
+
+func (c *Introspector) introspectOnce(ctx context.Context, token string) (*Decision, error) {
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = DefaultHTTPTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	// RFC 7662 §2.1: token and token_type_hint, form-encoded, POST.
+	form := url.Values{"token": {token}, "token_type_hint": {"access_token"}}
+	header := http.Header{}
+	if c.Auth != nil {
+		if err := c.Auth.Authenticate(ctx, form, header); err != nil {
+			return nil, c.unavailable("client_auth", err)
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, c.unavailable("bad_endpoint", err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+
+	client := c.HTTPClient
+	if client == nil {
+		client = NewHTTPClient(timeout)
+	}
+	start := time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		c.observe(start, "transport")
+		return nil, c.unavailable(transportReason(err), fmt.Errorf("calling %s: %w", c.Endpoint, err))
+	}
+	defer resp.Body.Close()
+	body, err := readBounded(resp.Body, c.MaxResponseBytes)
+	if err != nil {
+		c.observe(start, "bad_response")
+		return nil, c.unavailable("bad_response", fmt.Errorf("reading the response of %s: %w", c.Endpoint, err))
+	}
+	if resp.StatusCode != http.StatusOK {
+		code, desc, ok := parseASError(body)
+		if !ok {
+			code = ""
+		}
+		c.observe(start, labelOr(code, fmt.Sprintf("http_%d", resp.StatusCode)))
+		ase := &ASError{Endpoint: c.Endpoint, Status: resp.StatusCode, Code: code, Description: desc}
+		if !ok && resp.StatusCode < 500 {
+			ase.Description = describeBody(resp, len(body))
+		}
+		return nil, &Error{Code: CodeUnavailable, Reason: "as_rejected_gateway",
+			Description: "the authorization server could not be reached; try again later",
+			Hint:        ase.Hint(), Err: ase}
+	}
+	if !isJSON(resp.Header.Get("Content-Type")) {
+		c.observe(start, "bad_response")
+		return nil, c.unavailable("bad_response", fmt.Errorf("%s answered %s, not JSON: is the endpoint URL right?", c.Endpoint, describeBody(resp, len(body))))
+	}
+	c.observe(start, "")
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
+	d, perr := ParseIntrospectionResponse(body, now(), c.Leeway, c.Issuer)
+	if perr != nil {
+		if perr.Code == CodeUnavailable {
+			perr.Err = fmt.Errorf("%s: %w", c.Endpoint, perr.Err)
+		}
+		return nil, perr
+	}
+	return d, nil
+}
+
+func (c *Introspector) observe(start time.Time, code string) {
+	if c.Observer != nil {
+		c.Observer.UpstreamCall("introspection", time.Since(start), code)
+	}
+}
+
+func (c *Introspector) unavailable(reason string, err error) *Error {
+	return Unavailable(reason, hintFor(reason, c.Endpoint), err)
+}
+
+func labelOr(s, alt string) string {
+	if s != "" {
+		return s
+	}
+	return alt
+}
+
+func transportReason(err error) string {
+	if errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "Timeout") {
+		return "timeout"
+	}
+	return "unreachable"
+}
+
+func hintFor(reason, endpoint string) string {
+	switch reason {
+	case "timeout":
+		return "the authorization server did not answer in time: check it is up and reachable from this host, or raise introspect.timeout"
+	case "unreachable":
+		return "could not connect to " + endpoint + ": check the URL, DNS, and that the server is up"
+	case "bad_response":
+		return "the server's answer is not an RFC 7662 JSON response: check that the endpoint is the introspection endpoint (not a login page or proxy)"
+	case "client_auth":
+		return "the gateway could not build its own client credentials: check client_secret / private_key"
+	}
+	return ""
+}
+
+// ParseIntrospectionResponse reads an RFC 7662 §2.2 response strictly.
+// Anything that is not a well-formed answer fails closed as the server's
+// fault (temporarily_unavailable), never as the caller's.
+func ParseIntrospectionResponse(body []byte, now time.Time, leeway time.Duration, issuer string) (*Decision, *Error) {
+	claims, err := decodeJSONObject(body)
+	if err != nil {
+		return nil, Unavailable("bad_response", "the introspection response is not a JSON object", err)
+	}
+	active, ok := claims["active"].(bool)
+	if !ok {
+		// "active" missing, a string ("true"), or a number: a broken
+		// server. Accepting "true" as a string would be fail-open.
+		return nil, Unavailable("bad_response", "the introspection response lacks a boolean \"active\" member (RFC 7662 §2.2)",
+			fmt.Errorf("active is %T", claims["active"]))
+	}
+	if !active {
+		return nil, InvalidToken("inactive", "the token is not active (expired, revoked, or unknown to the authorization server)", nil)
+	}
+	d, err := DecisionFromClaims(claims, "introspection")
+	if err != nil {
+		return nil, Unavailable("bad_response", "the introspection response has a claim of the wrong type", err)
+	}
+	if issuer != "" && d.Issuer != "" && d.Issuer != issuer {
+		return nil, InvalidToken("issuer", "the token was issued by another issuer", nil)
+	}
+	if e := checkTimes(d, now, leeway); e != nil {
+		return nil, e
+	}
+	return d, nil
+}

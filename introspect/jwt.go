@@ -1,0 +1,490 @@
+package introspect
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jws"
+)
+
+// Defaults of JWTConfig.
+const (
+	jwtDefaultLeeway        = 30 * time.Second
+	jwtDefaultMaxTokenBytes = 8 << 10
+)
+
+// jwtDefaultTypes are the access-token types RFC 9068 §4 requires a
+// resource server to insist on. Both spellings normalise to the same value.
+var jwtDefaultTypes = []string{"at+jwt", "application/at+jwt"}
+
+// JWTConfig configures a JWTVerifier.
+type JWTConfig struct {
+	// Issuer is the exact iss the tokens must carry (RFC 9068 §4, RFC 8725
+	// §3.8). Required.
+	Issuer string
+	// Audience lists this API's identifiers; a token's aud must contain at
+	// least one (RFC 9068 §4, RFC 8725 §3.9). Required: without it any
+	// token the AS issues for any API would be accepted here.
+	Audience []string
+	// Algorithms is the allowlist of signature algorithms, checked before
+	// any key lookup (RFC 8725 §3.1). Only RS256/384/512, PS256/384/512,
+	// ES256/384/512 and EdDSA may be listed; "none" and HS* are refused at
+	// configuration time.
+	//
+	// Default (empty): the algorithm each key declares — its "alg", or for
+	// a key without one RS256 (RSA), ES256/ES384/ES512 (by curve), EdDSA
+	// (Ed25519) — checked against the key the token selects. This is
+	// KeySet.Algorithms() evaluated per key, so a key rotation that brings
+	// a new algorithm is picked up with the new keys. List PS256 (say)
+	// explicitly for an AS whose JWKS omits "alg" on PSS keys.
+	Algorithms []jwa.SignatureAlgorithm
+	// Types lists the accepted "typ" header values. Default: at+jwt and
+	// application/at+jwt (RFC 9068 §2.1, §4). Compared case-insensitively,
+	// with "application/" implied when a value has no "/" (RFC 7515
+	// §4.1.9), so "JWT" also accepts "application/jwt". An empty string in
+	// the list means "no typ header": add it (and, say, "JWT") for an AS
+	// that does not type its access tokens, knowing that this weakens the
+	// defence against cross-JWT confusion (an ID token presented as an
+	// access token, RFC 8725 §3.11, RFC 9068 §5).
+	Types []string
+	// Leeway is the clock skew allowed on exp, nbf and iat. Default: 30s.
+	Leeway time.Duration
+	// MaxTokenBytes bounds the token; a longer one is rejected before any
+	// decoding. Default: 8 KiB.
+	MaxTokenBytes int
+	// Now is the clock; tests inject one. Default: time.Now.
+	Now func() time.Time
+}
+
+// JWTVerifier verifies JWT access tokens (RFC 9068) locally against a
+// KeySet, following the JWT BCP (RFC 8725). It is safe for concurrent use.
+type JWTVerifier struct {
+	keys     KeySet
+	issuer   string
+	audience []string
+	algs     []jwa.SignatureAlgorithm // nil: per-key default, see JWTConfig.Algorithms
+	types    []string                 // normalised; "" means no typ header
+	leeway   time.Duration
+	maxBytes int
+	now      func() time.Time
+}
+
+// NewJWTVerifier checks cfg and applies its defaults.
+func NewJWTVerifier(keys KeySet, cfg JWTConfig) (*JWTVerifier, error) {
+	if keys == nil {
+		return nil, errors.New("introspect: jwt: a key set is required")
+	}
+	if cfg.Issuer == "" {
+		return nil, errors.New("introspect: jwt: issuer is required (RFC 9068 §4: the iss claim must be checked)")
+	}
+	if len(cfg.Audience) == 0 || slices.Contains(cfg.Audience, "") {
+		return nil, errors.New("introspect: jwt: audience is required and may not contain empty values (RFC 9068 §4: the aud claim must name this API)")
+	}
+	for _, alg := range cfg.Algorithms {
+		if err := jwtCheckConfiguredAlg(alg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Leeway < 0 || cfg.MaxTokenBytes < 0 {
+		return nil, errors.New("introspect: jwt: leeway and max token size must not be negative")
+	}
+	v := &JWTVerifier{
+		keys:     keys,
+		issuer:   cfg.Issuer,
+		audience: slices.Clone(cfg.Audience),
+		leeway:   cfg.Leeway,
+		maxBytes: cfg.MaxTokenBytes,
+		now:      cfg.Now,
+	}
+	if len(cfg.Algorithms) > 0 {
+		v.algs = slices.Clone(cfg.Algorithms)
+	}
+	types := cfg.Types
+	if len(types) == 0 {
+		types = jwtDefaultTypes
+	}
+	for _, t := range types {
+		if n := jwtNormalizeType(t); !slices.Contains(v.types, n) {
+			v.types = append(v.types, n)
+		}
+	}
+	if v.leeway == 0 {
+		v.leeway = jwtDefaultLeeway
+	}
+	if v.maxBytes == 0 {
+		v.maxBytes = jwtDefaultMaxTokenBytes
+	}
+	if v.now == nil {
+		v.now = time.Now
+	}
+	return v, nil
+}
+
+// jwtCheckConfiguredAlg refuses algorithms that must never verify an
+// access token, with an explanation the operator can act on.
+func jwtCheckConfiguredAlg(alg jwa.SignatureAlgorithm) error {
+	switch {
+	case strings.EqualFold(string(alg), string(jwa.NoSignature)):
+		return errors.New(`introspect: jwt: algorithm "none" is never accepted: unsigned tokens prove nothing (RFC 8725 §3.1, RFC 9068 §4)`)
+	case strings.HasPrefix(strings.ToUpper(string(alg)), "HS"):
+		return fmt.Errorf("introspect: jwt: algorithm %q is never accepted: HMAC would mean sharing the AS's signing secret with every resource server, and is the vector of algorithm-confusion attacks (RFC 8725 §2.1, §3.1); use the AS's asymmetric keys", alg)
+	case !jwtIsSupportedAlg(alg):
+		return fmt.Errorf("introspect: jwt: algorithm %q is not supported (want one of RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA)", alg)
+	}
+	return nil
+}
+
+// jwtNormalizeType lower-cases a typ value and makes "application/"
+// explicit (RFC 7515 §4.1.9), so "at+jwt" and "application/AT+JWT" compare
+// equal. "" (no typ header) stays "".
+func jwtNormalizeType(t string) string {
+	t = strings.ToLower(strings.TrimSpace(t))
+	if t != "" && !strings.Contains(t, "/") {
+		t = "application/" + t
+	}
+	return t
+}
+
+// LooksLikeJWT reports whether token is structurally a JWS compact
+// serialization: exactly three non-empty base64url segments whose first
+// decodes to a JSON object with an "alg" member. It routes hybrid mode
+// (JWT-shaped tokens are verified locally, others introspected); a JWE has
+// five segments and is not JWT-shaped here. It verifies nothing.
+func LooksLikeJWT(token string) bool {
+	h, rest, ok := strings.Cut(token, ".")
+	if !ok || h == "" || len(h) > jwtDefaultMaxTokenBytes {
+		return false
+	}
+	p, sig, ok := strings.Cut(rest, ".")
+	if !ok || p == "" || sig == "" || strings.IndexByte(sig, '.') >= 0 {
+		return false
+	}
+	if !jwtIsB64URL(p) || !jwtIsB64URL(sig) {
+		return false
+	}
+	hdr, err := jwtDecodeSegment(h)
+	if err != nil {
+		return false
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(hdr, &obj) != nil {
+		return false
+	}
+	_, ok = obj["alg"]
+	return ok
+}
+
+func jwtIsB64URL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// jwtParsedHeader is what the verifier takes from the JOSE header.
+type jwtParsedHeader struct {
+	alg jwa.SignatureAlgorithm
+	kid string
+	typ string
+}
+
+// Verify checks token and returns its Decision, or an *Error: an
+// invalid_token rejection whose Description names the failed check, or
+// temporarily_unavailable when the keys could not be obtained at all.
+//
+// The Decision has Source "jwt"; ClientID is client_id, else azp; Scopes
+// come from scope (space-separated), else scp (array or string). Claims
+// holds every claim as decoded by encoding/json, except that JSON numbers
+// are json.Number rather than float64, so that large integer claims (ids)
+// keep their exact value; use Int64/Float64/String on them.
+//
+// Order: size; structure; header (alg allowlist, crit, b64, typ); claims
+// (iss, aud, exp, nbf, iat); key lookup by kid; signature. The claim checks
+// are cheap and come before the key lookup so that expired tokens or tokens
+// for another issuer or API never trigger a JWKS refresh. Nothing is
+// returned as a Decision unless the signature verified.
+func (v *JWTVerifier) Verify(ctx context.Context, token string) (*Decision, error) {
+	if len(token) > v.maxBytes {
+		return nil, InvalidToken("size", fmt.Sprintf("malformed token: longer than %d bytes", v.maxBytes), nil)
+	}
+	segs := strings.Split(token, ".")
+	switch len(segs) {
+	case 3:
+	case 5:
+		return nil, InvalidToken("jwe", "malformed token: encrypted JWTs (JWE) are not supported", nil)
+	default:
+		return nil, InvalidToken("malformed", "malformed token: not a JWS compact serialization (three dot-separated parts)", nil)
+	}
+
+	hdr, err := v.parseHeader(segs[0])
+	if err != nil {
+		return nil, err
+	}
+
+	if segs[1] == "" || segs[2] == "" {
+		return nil, InvalidToken("malformed", "malformed token: empty payload or signature", nil)
+	}
+	payload, err := jwtDecodeSegment(segs[1])
+	if err != nil {
+		return nil, InvalidToken("malformed", "malformed token: payload is not base64url", err)
+	}
+	if _, err := jwtDecodeSegment(segs[2]); err != nil {
+		return nil, InvalidToken("malformed", "malformed token: signature is not base64url", err)
+	}
+	claims, err := jwtParseObject(payload)
+	if err != nil {
+		return nil, InvalidToken("malformed", "malformed token: claims are not a valid JSON object", err)
+	}
+	d, err := v.checkClaims(claims)
+	if err != nil {
+		return nil, err
+	}
+
+	key, err := v.keys.Key(ctx, hdr.kid, hdr.alg)
+	switch {
+	case errors.Is(err, ErrUnknownKey):
+		e := InvalidToken("unknown_key", "unknown signing key", err)
+		e.Hint = fmt.Sprintf("no key in the key set has kid %q and fits alg %s; if the AS rotated keys, the JWKS refresh will pick the new key up", jwtShorten(hdr.kid), hdr.alg)
+		return nil, e
+	case errors.Is(err, ErrAmbiguousKey):
+		e := InvalidToken("ambiguous_key", "unknown signing key: several keys fit and the token does not say which", err)
+		e.Hint = fmt.Sprintf("more than one key fits kid %q and alg %s; the AS should give every key its own kid and put it in the token header", jwtShorten(hdr.kid), hdr.alg)
+		return nil, e
+	case err != nil:
+		return nil, Unavailable("jwks_unavailable", "the signing keys could not be loaded: check jwks_url/jwks_file and that the AS is reachable", err)
+	case key == nil:
+		return nil, Unavailable("jwks_unavailable", "the key set returned no key and no error", nil)
+	}
+	// Check the key again: KeySet is an interface, and the safety of the
+	// whole scheme rests on key type, key alg and use matching (RFC 8725 §3.1).
+	if err := jwtKeyUsable(key); err != nil || !jwtKeyFits(key, hdr.alg) {
+		return nil, InvalidToken("alg_key_mismatch", "algorithm not allowed: the signing key cannot be used with the token's alg", err)
+	}
+	if v.algs == nil && jwtDeclaredAlg(key) != hdr.alg {
+		return nil, InvalidToken("alg", "algorithm not allowed", fmt.Errorf("the key is for %s, the token says %s", jwtDeclaredAlg(key), hdr.alg))
+	}
+
+	// jws.WithKey verifies with exactly this key and exactly this alg, and
+	// ignores jku/x5u/jwk/x5c in the header: keys come from the key set
+	// only (RFC 8725 §3.10).
+	if _, err := jws.Verify([]byte(token), jws.WithKey(hdr.alg, key)); err != nil {
+		return nil, InvalidToken("signature", "bad signature", err)
+	}
+	return d, nil
+}
+
+// parseHeader applies the header rules. Every check here runs before a key
+// is looked up.
+func (v *JWTVerifier) parseHeader(seg string) (jwtParsedHeader, error) {
+	var h jwtParsedHeader
+	if seg == "" {
+		return h, InvalidToken("malformed", "malformed token: empty header", nil)
+	}
+	raw, err := jwtDecodeSegment(seg)
+	if err != nil {
+		return h, InvalidToken("malformed", "malformed token: header is not base64url", err)
+	}
+	obj, err := jwtParseObject(raw)
+	if err != nil {
+		return h, InvalidToken("malformed", "malformed token: header is not a valid JSON object", err)
+	}
+
+	alg, present, err := jwtOptionalString(obj, "alg")
+	switch {
+	case err != nil:
+		return h, InvalidToken("malformed", "malformed token: alg header must be a string", err)
+	case !present || alg == "":
+		return h, InvalidToken("alg_missing", "malformed token: missing alg header", nil)
+	case strings.EqualFold(alg, string(jwa.NoSignature)):
+		// RFC 8725 §3.1, RFC 9068 §4: "MUST reject any JWT in which the
+		// value of alg is none". Case variants too.
+		return h, InvalidToken("alg_none", "algorithm not allowed: unsigned tokens (alg none) are never accepted", nil)
+	}
+	h.alg = jwa.SignatureAlgorithm(alg)
+	if v.algs != nil {
+		if !slices.Contains(v.algs, h.alg) {
+			return h, InvalidToken("alg", "algorithm not allowed", fmt.Errorf("alg %q is not in the allowlist", jwtShorten(alg)))
+		}
+	} else if !jwtIsSupportedAlg(h.alg) {
+		// HS* lands here: never a candidate, whatever the keys.
+		return h, InvalidToken("alg", "algorithm not allowed", fmt.Errorf("alg %q is not an accepted asymmetric algorithm", jwtShorten(alg)))
+	}
+
+	// RFC 7515 §4.1.11: a recipient MUST reject a JWS with crit members it
+	// does not understand. We understand none, so any crit is rejected.
+	if _, ok := obj["crit"]; ok {
+		return h, InvalidToken("crit", "unsupported critical header", nil)
+	}
+	// RFC 7797: b64:false signs the payload unencoded; it is only valid
+	// with crit (rejected above) and we never want it. Anything but a
+	// literal true (the default) would make jwx and us disagree on the
+	// signing input.
+	if b64, ok := obj["b64"]; ok && b64 != true {
+		return h, InvalidToken("b64", "unsupported critical header: b64", nil)
+	}
+
+	typ, _, err := jwtOptionalString(obj, "typ")
+	if err != nil {
+		return h, InvalidToken("malformed", "malformed token: typ header must be a string", err)
+	}
+	h.typ = typ
+	if !slices.Contains(v.types, jwtNormalizeType(typ)) {
+		e := InvalidToken("typ", "token type not accepted", nil)
+		if typ == "" {
+			e.Description = "token type not accepted: the token has no typ header (RFC 9068 access tokens carry typ at+jwt)"
+		}
+		e.Hint = fmt.Sprintf("the token's typ header is %q; RFC 9068 access tokens carry at+jwt; if this AS does not type its access tokens, list the value under jwt { typ ... } (\"\" for none)", jwtShorten(typ))
+		return h, e
+	}
+
+	kid, present, err := jwtOptionalString(obj, "kid")
+	if err != nil || (present && kid == "") {
+		return h, InvalidToken("malformed", "malformed token: kid header must be a non-empty string", err)
+	}
+	h.kid = kid
+	return h, nil
+}
+
+// checkClaims applies the claim rules and builds the Decision (unsigned
+// until the caller verifies the signature).
+func (v *JWTVerifier) checkClaims(claims map[string]any) (*Decision, error) {
+	d := &Decision{Claims: claims, Source: "jwt"}
+
+	iss, _, err := jwtOptionalString(claims, "iss")
+	if err != nil {
+		return nil, InvalidToken("malformed", "malformed token: iss claim must be a string", err)
+	}
+	if iss != v.issuer {
+		e := InvalidToken("iss", "issuer mismatch", nil)
+		e.Hint = fmt.Sprintf("token iss %q, configured issuer %q (compared exactly, trailing slash included)", jwtShorten(iss), v.issuer)
+		return nil, e
+	}
+	d.Issuer = iss
+
+	aud, present, err := jwtStringOrArray(claims, "aud")
+	if err != nil {
+		return nil, InvalidToken("malformed", "malformed token: aud claim must be a string or an array of strings", err)
+	}
+	if !present || len(aud) == 0 {
+		e := InvalidToken("aud_missing", "audience mismatch: the token has no aud claim", nil)
+		e.Hint = fmt.Sprintf("RFC 9068 access tokens must name their API in aud; configure the AS to issue tokens with audience %q", v.audience[0])
+		return nil, e
+	}
+	if !slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(v.audience, a) }) {
+		e := InvalidToken("aud", "audience mismatch", nil)
+		e.Hint = fmt.Sprintf("token aud %q does not contain any of the configured audience %q", jwtShortenAll(aud), v.audience)
+		return nil, e
+	}
+	d.Audience = aud
+
+	now := v.now()
+	exp, present, err := jwtNumericDate(claims, "exp")
+	if err != nil {
+		return nil, InvalidToken("malformed", "malformed token: "+err.Error(), err)
+	}
+	if !present {
+		return nil, InvalidToken("exp_missing", "malformed token: missing exp claim", nil)
+	}
+	// RFC 7519 §4.1.4: the current time MUST be before exp (plus leeway).
+	if !now.Before(exp.Add(v.leeway)) {
+		e := InvalidToken("expired", "token expired", nil)
+		e.Hint = fmt.Sprintf("expired at %s, now %s, leeway %s; if fresh tokens fail too, check the gateway's clock", exp.Format(time.RFC3339), now.UTC().Format(time.RFC3339), v.leeway)
+		return nil, e
+	}
+	d.ExpiresAt = exp
+
+	nbf, present, err := jwtNumericDate(claims, "nbf")
+	if err != nil {
+		return nil, InvalidToken("malformed", "malformed token: "+err.Error(), err)
+	}
+	if present {
+		// RFC 7519 §4.1.5.
+		if now.Add(v.leeway).Before(nbf) {
+			e := InvalidToken("nbf", "token not yet valid", nil)
+			e.Hint = fmt.Sprintf("nbf %s, now %s, leeway %s; check clock skew between the AS and the gateway", nbf.Format(time.RFC3339), now.UTC().Format(time.RFC3339), v.leeway)
+			return nil, e
+		}
+		d.NotBefore = nbf
+	}
+
+	iat, present, err := jwtNumericDate(claims, "iat")
+	if err != nil {
+		return nil, InvalidToken("malformed", "malformed token: "+err.Error(), err)
+	}
+	if present {
+		// RFC 7519 §4.1.6 leaves iat's use to the application; a token
+		// issued in the future is a clock problem or a forgery.
+		if now.Add(v.leeway).Before(iat) {
+			e := InvalidToken("iat", "token not yet valid: issued in the future", nil)
+			e.Hint = fmt.Sprintf("iat %s, now %s, leeway %s; check clock skew between the AS and the gateway", iat.Format(time.RFC3339), now.UTC().Format(time.RFC3339), v.leeway)
+			return nil, e
+		}
+		d.IssuedAt = iat
+	}
+
+	if d.Subject, _, err = jwtOptionalString(claims, "sub"); err != nil {
+		return nil, InvalidToken("malformed", "malformed token: sub claim must be a string", err)
+	}
+	// RFC 9068 §2.2: client_id; OpenID-style ASes (Keycloak, Entra) send azp.
+	clientID, present, err := jwtOptionalString(claims, "client_id")
+	if err != nil {
+		return nil, InvalidToken("malformed", "malformed token: client_id claim must be a string", err)
+	}
+	if !present {
+		if clientID, _, err = jwtOptionalString(claims, "azp"); err != nil {
+			return nil, InvalidToken("malformed", "malformed token: azp claim must be a string", err)
+		}
+	}
+	d.ClientID = clientID
+
+	// RFC 9068 §2.2.3: scope is a space-separated string (RFC 6749 §3.3).
+	// Some ASes (Entra, Okta) send scp as an array or a string instead;
+	// scope wins when both are present.
+	if scope, present, err := jwtOptionalString(claims, "scope"); err != nil {
+		return nil, InvalidToken("malformed", "malformed token: scope claim must be a space-separated string", err)
+	} else if present {
+		d.Scopes = jwtSplitScope(scope)
+	} else {
+		scp, _, err := jwtStringOrArray(claims, "scp")
+		if err != nil {
+			return nil, InvalidToken("malformed", "malformed token: scp claim must be a string or an array of strings", err)
+		}
+		for _, s := range scp {
+			d.Scopes = append(d.Scopes, jwtSplitScope(s)...)
+		}
+	}
+	return d, nil
+}
+
+// jwtSplitScope splits on the space character only (RFC 6749 §3.3).
+func jwtSplitScope(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, " ") {
+		if f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func jwtShortenAll(ss []string) []string {
+	const maxItems = 8
+	out := make([]string, 0, min(len(ss), maxItems))
+	for i, s := range ss {
+		if i == maxItems {
+			out = append(out, "…")
+			break
+		}
+		out = append(out, jwtShorten(s))
+	}
+	return out
+}

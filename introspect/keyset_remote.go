@@ -1,0 +1,437 @@
+package introspect
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+)
+
+// Defaults and bounds of RemoteKeySet.
+const (
+	jwksDefaultTimeout     = 10 * time.Second
+	jwksDefaultMaxBytes    = 1 << 20
+	jwksDefaultMinRefresh  = 10 * time.Second
+	jwksDefaultRefresh     = 5 * time.Minute
+	jwksMaxAgeFloor        = time.Minute
+	jwksMaxAgeCeiling      = 24 * time.Hour
+	jwksSingleflightKey    = "jwks"
+	jwksMaxErrorBodyDrain  = 4 << 10
+	jwksAcceptHeaderValues = "application/jwk-set+json, application/json;q=0.9"
+)
+
+// RemoteKeySetConfig configures a RemoteKeySet.
+type RemoteKeySetConfig struct {
+	// URL is the JWKS endpoint (the AS metadata's jwks_uri). Required.
+	URL string
+	// HTTPClient fetches the JWKS. Default: a client with a 10s Timeout.
+	// Never http.DefaultClient, which has no timeout.
+	HTTPClient *http.Client
+	// MaxBytes bounds the JWKS response body; a larger body fails the
+	// refresh. Default: 1 MiB.
+	MaxBytes int64
+	// MinRefreshInterval is how often, at most, a token with an unknown kid
+	// may make the set refetch. All such tokens arriving while a fetch is
+	// under way wait for that one fetch. Default: 10s.
+	MinRefreshInterval time.Duration
+	// DefaultRefresh is the background refresh interval when the JWKS
+	// response has no Cache-Control max-age. A max-age (less the Age
+	// header) is honoured but clamped to [1m, 24h], so an AS can neither
+	// make the gateway poll it every second nor pin a key for a week;
+	// no-cache/no-store count as the 1m floor. After a failed fetch the
+	// next attempt comes after MinRefreshInterval, doubling per consecutive
+	// failure up to DefaultRefresh. Default: 5m.
+	DefaultRefresh time.Duration
+	// Logger receives refresh failures (warn) and skipped keys (debug).
+	// Response bodies are never logged. Default: zap.NewNop().
+	Logger *zap.Logger
+	// Observer is told about every fetch, for metrics. May be nil.
+	Observer JWKSObserver
+	// Now is the clock; tests inject one. Default: time.Now.
+	Now func() time.Time
+}
+
+// RemoteKeySet is a KeySet served from a JWKS URL. It keeps the last good
+// set when a fetch fails, replaces the whole set when a fetch succeeds,
+// refreshes in the background, and refetches (rate-limited, coalesced) when
+// a token names a kid it does not know, so a key rotation at the AS is
+// picked up within MinRefreshInterval.
+//
+// It is written on top of jwk.Parse rather than jwk.Cache because the
+// latter has no kid-triggered, rate-limited refresh (STYLE.md §4).
+type RemoteKeySet struct {
+	url        string
+	logURL     string
+	client     *http.Client
+	maxBytes   int64
+	minRefresh time.Duration
+	defRefresh time.Duration
+	log        *zap.Logger
+	obs        JWKSObserver
+	now        func() time.Time
+
+	ctx       context.Context // lifetime: fetches run under it, not a caller's
+	cancel    context.CancelFunc
+	loopDone  chan struct{}
+	kick      chan struct{}
+	closeOnce sync.Once
+
+	snap atomic.Pointer[jwksSnapshot]
+	sf   singleflight.Group
+
+	mu        sync.Mutex
+	lastFetch time.Time // start of the last fetch, for the unknown-kid gate
+	lastErr   error     // result of the last completed fetch
+	next      time.Time // next background refresh; zero until the first fetch
+	failures  int       // consecutive failed fetches
+}
+
+// NewRemoteKeySet builds a RemoteKeySet. It does not fetch: call Refresh to
+// load keys up front (fail fast at provisioning, or log a warning and let
+// requests get 503 until the AS is back), or let the first token do it.
+// The background refresh goroutine lives until ctx is cancelled or Close is
+// called; it stays idle until the first fetch.
+func NewRemoteKeySet(ctx context.Context, cfg RemoteKeySetConfig) (*RemoteKeySet, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("introspect: jwks url %q must be an absolute http(s) URL", cfg.URL)
+	}
+	if cfg.MaxBytes < 0 || cfg.MinRefreshInterval < 0 || cfg.DefaultRefresh < 0 {
+		return nil, errors.New("introspect: jwks MaxBytes, MinRefreshInterval and DefaultRefresh must not be negative")
+	}
+	s := &RemoteKeySet{
+		url:        cfg.URL,
+		logURL:     u.Redacted(),
+		client:     cfg.HTTPClient,
+		maxBytes:   cfg.MaxBytes,
+		minRefresh: cfg.MinRefreshInterval,
+		defRefresh: cfg.DefaultRefresh,
+		log:        cfg.Logger,
+		obs:        cfg.Observer,
+		now:        cfg.Now,
+		loopDone:   make(chan struct{}),
+		kick:       make(chan struct{}, 1),
+	}
+	if s.client == nil {
+		s.client = &http.Client{Timeout: jwksDefaultTimeout}
+	}
+	if s.maxBytes == 0 {
+		s.maxBytes = jwksDefaultMaxBytes
+	}
+	if s.minRefresh == 0 {
+		s.minRefresh = jwksDefaultMinRefresh
+	}
+	if s.defRefresh == 0 {
+		s.defRefresh = jwksDefaultRefresh
+	}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	s.ctx, s.cancel = context.WithCancel(ctx)
+	go s.loop()
+	return s, nil
+}
+
+// Close stops the background refresh. Keys already loaded stay usable, but
+// unknown kids no longer trigger fetches. Safe to call more than once.
+func (s *RemoteKeySet) Close() {
+	s.closeOnce.Do(s.cancel)
+	<-s.loopDone
+}
+
+// Len is the number of usable keys in the current set.
+func (s *RemoteKeySet) Len() int { return s.snap.Load().len() }
+
+// Algorithms implements KeySet.
+func (s *RemoteKeySet) Algorithms() []jwa.SignatureAlgorithm { return s.snap.Load().algorithms() }
+
+// Refresh fetches the JWKS now (joining a fetch already under way) and
+// returns its error. On error the previous keys, if any, stay in use.
+// Waiting stops when ctx is done; the fetch itself runs under the set's own
+// context and the HTTP client's timeout, so one impatient caller cannot
+// fail it for the others.
+func (s *RemoteKeySet) Refresh(ctx context.Context) error {
+	return s.do(ctx, false)
+}
+
+// Key implements KeySet.
+func (s *RemoteKeySet) Key(ctx context.Context, kid string, alg jwa.SignatureAlgorithm) (jwk.Key, error) {
+	k, err := s.snap.Load().lookup(kid, alg)
+	if err == nil || errors.Is(err, ErrAmbiguousKey) {
+		// Ambiguity is the token's (no kid) and a refresh cannot fix it.
+		return k, err
+	}
+	// Unknown kid: the AS may have rotated. Refetch, at most once per
+	// MinRefreshInterval; a flood of random kids costs one fetch.
+	if rerr := s.do(ctx, true); rerr != nil && ctx.Err() != nil {
+		return nil, fmt.Errorf("introspect: waiting for jwks %s: %w", s.logURL, ctx.Err())
+	}
+	snap := s.snap.Load()
+	if snap.len() == 0 {
+		// No keys at all: this is the gateway's trouble, not the token's.
+		s.mu.Lock()
+		lastErr := s.lastErr
+		s.mu.Unlock()
+		if lastErr == nil {
+			lastErr = errors.New("no keys loaded yet")
+		}
+		return nil, fmt.Errorf("introspect: jwks %s has no usable keys: %w", s.logURL, lastErr)
+	}
+	return snap.lookup(kid, alg)
+}
+
+// do runs one fetch through the singleflight group and waits for it. With
+// gated set, the fetch is skipped when one started less than
+// MinRefreshInterval ago; the check runs inside the flight, so a caller
+// arriving just after a fetch finished cannot start a second one.
+func (s *RemoteKeySet) do(ctx context.Context, gated bool) error {
+	ch := s.sf.DoChan(jwksSingleflightKey, func() (any, error) {
+		s.mu.Lock()
+		if gated && !s.lastFetch.IsZero() && s.now().Sub(s.lastFetch) < s.minRefresh {
+			err := s.lastErr
+			s.mu.Unlock()
+			return nil, err
+		}
+		s.lastFetch = s.now()
+		s.mu.Unlock()
+		return nil, s.fetchAndSwap()
+	})
+	select {
+	case r := <-ch:
+		return r.Err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// fetchAndSwap fetches, installs the new snapshot on success, schedules the
+// next background refresh, logs and counts.
+func (s *RemoteKeySet) fetchAndSwap() error {
+	snap, skipped, interval, err := s.fetchSafe()
+	if err == nil && snap.len() == 0 {
+		// An empty set would lock every caller out; far more likely a
+		// misconfigured or half-deployed AS than a deliberate revocation of
+		// all keys, so keep the last good set and say so.
+		err = fmt.Errorf("jwks has no usable signature verification key%s", jwksSkippedSummary(skipped))
+	}
+	s.mu.Lock()
+	s.lastErr = err
+	if err == nil {
+		s.failures = 0
+	} else {
+		s.failures++
+		interval = s.backoff(s.failures)
+	}
+	s.next = s.now().Add(interval)
+	keysBefore := s.snap.Load().len()
+	s.mu.Unlock()
+
+	if err == nil {
+		s.snap.Store(snap)
+		for _, sk := range skipped {
+			s.log.Debug("jwks key skipped", zap.String("jwks_url", s.logURL), zap.Int("index", sk.Index), zap.String("kid", sk.Kid), zap.String("reason", sk.Reason))
+		}
+		s.log.Debug("jwks refreshed", zap.String("jwks_url", s.logURL), zap.Int("keys", snap.len()), zap.Duration("next_refresh_in", interval))
+	} else if s.ctx.Err() == nil {
+		s.log.Warn("jwks refresh failed; keeping the last good key set",
+			zap.String("jwks_url", s.logURL),
+			zap.Int("keys_kept", keysBefore),
+			zap.Int("consecutive_failures", s.failures),
+			zap.Duration("retry_in", interval),
+			zap.Error(err),
+			zap.String("hint", "check that the jwks_url is reachable from the gateway and serves a JWK Set as application/json with status 200"))
+	}
+	if s.obs != nil {
+		s.obs.JWKSRefresh(err == nil)
+	}
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	return err
+}
+
+// backoff is the delay before the next attempt after n consecutive
+// failures: MinRefreshInterval doubling, capped at the normal interval.
+func (s *RemoteKeySet) backoff(n int) time.Duration {
+	ceiling := max(s.defRefresh, s.minRefresh)
+	d := s.minRefresh
+	for i := 1; i < n && d < ceiling; i++ {
+		d *= 2
+	}
+	return min(d, ceiling)
+}
+
+// fetchSafe is fetch with a panic (jwx parsing foreign input) turned into a
+// failed fetch: singleflight re-panics on a fresh goroutine, where nothing
+// could recover it, so it must not get that far.
+func (s *RemoteKeySet) fetchSafe() (snap *jwksSnapshot, skipped []jwksSkipped, interval time.Duration, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			snap, skipped, interval, err = nil, nil, 0, fmt.Errorf("panic while fetching jwks: %v", r)
+		}
+	}()
+	return s.fetch()
+}
+
+// fetch GETs and parses the JWKS. Only a 200 response with a JSON media
+// type and a body within MaxBytes is accepted. Errors never include the
+// body (it is the AS's, and could be large or sensitive).
+func (s *RemoteKeySet) fetch() (*jwksSnapshot, []jwksSkipped, time.Duration, error) {
+	req, err := http.NewRequestWithContext(s.ctx, http.MethodGet, s.url, nil)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	req.Header.Set("Accept", jwksAcceptHeaderValues)
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		// Drain a little so the connection can be reused.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, jwksMaxErrorBodyDrain))
+		return nil, nil, 0, fmt.Errorf("unexpected HTTP status %d", resp.StatusCode)
+	}
+	if ct := resp.Header.Get("Content-Type"); !jwksIsJSONMediaType(ct) {
+		return nil, nil, 0, fmt.Errorf("unexpected Content-Type %q (want application/json or application/jwk-set+json)", ct)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, s.maxBytes+1))
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("reading body: %w", err)
+	}
+	if int64(len(body)) > s.maxBytes {
+		return nil, nil, 0, fmt.Errorf("body larger than %d bytes", s.maxBytes)
+	}
+	snap, skipped, err := parseJWKSDocument(body)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	return snap, skipped, jwksFreshness(resp.Header, s.defRefresh), nil
+}
+
+// parseJWKSDocument parses a JWK Set (RFC 7517 §5). Each key is parsed on
+// its own, so one key of a type we do not know (or a malformed one) is
+// skipped instead of failing the whole set.
+func parseJWKSDocument(body []byte) (*jwksSnapshot, []jwksSkipped, error) {
+	var doc struct {
+		Keys *[]json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, nil, errors.New("body is not a JWK Set: invalid JSON")
+	}
+	if doc.Keys == nil {
+		return nil, nil, errors.New(`body is not a JWK Set: no "keys" member`)
+	}
+	keys := make([]jwk.Key, 0, len(*doc.Keys))
+	var parseSkipped []jwksSkipped
+	index := make([]int, 0, len(*doc.Keys))
+	for i, raw := range *doc.Keys {
+		k, err := jwk.ParseKey(raw)
+		if err != nil {
+			parseSkipped = append(parseSkipped, jwksSkipped{Index: i, Reason: "unparsable key: " + err.Error()})
+			continue
+		}
+		keys = append(keys, k)
+		index = append(index, i)
+	}
+	snap, skipped := newJWKSSnapshot(keys)
+	for j := range skipped {
+		skipped[j].Index = index[skipped[j].Index] // back to the document's numbering
+	}
+	return snap, append(parseSkipped, skipped...), nil
+}
+
+// jwksIsJSONMediaType accepts application/json, application/jwk-set+json
+// (RFC 7517 §8.5.1) and other +json types.
+func jwksIsJSONMediaType(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	return mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
+}
+
+// jwksFreshness is how long a JWKS response may be used before the
+// background refresh fetches it again: Cache-Control max-age minus Age
+// (RFC 9111 §4.2.1, §4.2.3), clamped to [1m, 24h]; no-store or no-cache
+// count as the 1m floor; without a usable max-age, def. Expires is ignored.
+func jwksFreshness(h http.Header, def time.Duration) time.Duration {
+	maxAge := -1
+	for _, line := range h.Values("Cache-Control") {
+		for _, dir := range strings.Split(line, ",") {
+			name, val, _ := strings.Cut(strings.TrimSpace(dir), "=")
+			switch strings.ToLower(strings.TrimSpace(name)) {
+			case "no-store", "no-cache":
+				return jwksMaxAgeFloor
+			case "max-age":
+				n, err := strconv.Atoi(strings.Trim(strings.TrimSpace(val), `"`))
+				if err != nil || n < 0 {
+					continue
+				}
+				if maxAge < 0 || n < maxAge {
+					maxAge = n // RFC 9111 §4.2.1: be conservative with duplicates
+				}
+			}
+		}
+	}
+	if maxAge < 0 {
+		return def
+	}
+	d := time.Duration(min(maxAge, int(jwksMaxAgeCeiling/time.Second)+1)) * time.Second
+	if age, err := strconv.Atoi(strings.TrimSpace(h.Get("Age"))); err == nil && age > 0 {
+		d -= time.Duration(min(age, int(jwksMaxAgeCeiling/time.Second))) * time.Second
+	}
+	return min(max(d, jwksMaxAgeFloor), jwksMaxAgeCeiling)
+}
+
+// loop refreshes in the background at the time the last fetch scheduled.
+// It is idle until the first fetch and exits when the set's context ends.
+func (s *RemoteKeySet) loop() {
+	defer close(s.loopDone)
+	for {
+		s.mu.Lock()
+		next := s.next
+		s.mu.Unlock()
+		var timer *time.Timer
+		var fire <-chan time.Time
+		if !next.IsZero() {
+			timer = time.NewTimer(max(next.Sub(s.now()), 0))
+			fire = timer.C
+		}
+		select {
+		case <-s.ctx.Done():
+			if timer != nil {
+				timer.Stop()
+			}
+			return
+		case <-s.kick:
+			// A fetch happened (ours or a caller's): reschedule.
+			if timer != nil {
+				timer.Stop()
+			}
+		case <-fire:
+			_ = s.do(s.ctx, false)
+		}
+	}
+}

@@ -1,0 +1,55 @@
+package introspect
+
+import "strings"
+
+// Policy is a route's authorization rule, applied to every good token after
+// validation (and after the cache: the cache holds token facts, the policy is
+// per route).
+type Policy struct {
+	// Scopes must all be granted, else 403 insufficient_scope.
+	Scopes []string
+	// AnyScope needs at least one granted, else 403 insufficient_scope.
+	AnyScope []string
+	// Audience needs at least one of these in aud, else 401 invalid_token:
+	// a token meant for another API is not a valid token here (RFC 9068 §4).
+	Audience []string
+	// Clients lists the client_ids this route serves, else 403
+	// unauthorized_client.
+	Clients []string
+}
+
+// Authorize returns nil if d passes the policy. Checks run from "is this token
+// for us at all" to "may it do this", so the client sees the most basic
+// problem first.
+func (p *Policy) Authorize(d *Decision) *Error {
+	if len(p.Audience) > 0 && !containsAny(d.Audience, p.Audience) {
+		return InvalidToken("audience", "the token is not meant for this API (audience mismatch)", nil)
+	}
+	if len(p.Clients) > 0 && !contains(p.Clients, d.ClientID) {
+		return &Error{Code: CodeUnauthorizedClient, Reason: "client_not_allowed",
+			Description: "the client this token was issued to may not use this API"}
+	}
+	for _, s := range p.Scopes {
+		if !d.HasScope(s) {
+			return &Error{Code: CodeInsufficientScope, Reason: "missing_scope",
+				Description: "the token lacks a required scope", Scope: strings.Join(p.Scopes, " ")}
+		}
+	}
+	if len(p.AnyScope) > 0 && !containsAny(d.Scopes, p.AnyScope) {
+		return &Error{Code: CodeInsufficientScope, Reason: "missing_scope",
+			Description: "the token needs one of the accepted scopes", Scope: strings.Join(p.AnyScope, " ")}
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,183 @@
+package introspect
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/tokengate/tokengate/cache"
+)
+
+// TokenVerifier checks a token by itself (locally, or by asking a server).
+type TokenVerifier interface {
+	Verify(ctx context.Context, token string) (*Decision, error)
+}
+
+// Validator decides whether a token is good: cache first, then local JWT
+// verification or introspection, coalescing concurrent first requests for
+// the same token into one upstream call.
+type Validator struct {
+	Cache *cache.Cache[*Verdict]
+	Keyer cache.Keyer
+	// Introspector handles opaque tokens (and JWTs from unknown issuers in
+	// hybrid mode). Nil: introspection is not configured.
+	Introspector *Introspector
+	// JWT verifies JWT access tokens locally. Nil: JWTs are introspected.
+	JWT TokenVerifier
+	// JWTIssuer routes JWT-shaped tokens: in hybrid mode only tokens whose
+	// (unverified) iss equals it are verified locally.
+	JWTIssuer string
+	// IntrospectJWTs also introspects JWTs that verified locally, so that
+	// revoked JWTs are caught (one call per token per TTL).
+	IntrospectJWTs bool
+	// TTL bounds how long a good decision is reused (never past exp).
+	TTL time.Duration
+	// NegativeTTL is how long an invalid_token verdict is reused.
+	NegativeTTL time.Duration
+	// MaxConcurrent caps upstream calls in flight (0: unlimited). Excess
+	// callers wait at most QueueWait, then get 503: a spray of random
+	// tokens must not turn into an unbounded queue at the server.
+	MaxConcurrent int
+	QueueWait     time.Duration
+	Now           func() time.Time
+
+	sem chan struct{}
+}
+
+// Init prepares internal state; call it once before Validate.
+func (v *Validator) Init() {
+	if v.MaxConcurrent > 0 {
+		v.sem = make(chan struct{}, v.MaxConcurrent)
+	}
+	if v.QueueWait <= 0 {
+		v.QueueWait = 100 * time.Millisecond
+	}
+	if v.Now == nil {
+		v.Now = time.Now
+	}
+}
+
+// Validate returns the decision for token, or an *Error. The key is returned
+// so callers can log the token's fingerprint (never the token).
+func (v *Validator) Validate(ctx context.Context, token string) (*Decision, cache.Key, error) {
+	key := v.Keyer.Key(token)
+	if vd, ok := v.Cache.Get(ctx, key); ok {
+		d, err := v.fromVerdict(vd)
+		return d, key, err
+	}
+	vd, _, err := v.Cache.Load(ctx, key, func(ctx context.Context) (*Verdict, time.Duration, error) {
+		return v.decide(ctx, token)
+	})
+	if err != nil {
+		return nil, key, err
+	}
+	d, err := v.fromVerdict(vd)
+	return d, key, err
+}
+
+func (v *Validator) fromVerdict(vd *Verdict) (*Decision, error) {
+	if vd.Rejection != nil {
+		return nil, vd.Rejection
+	}
+	// The cache TTL is bounded by exp, but a shared tier's clock or a
+	// slow path could still hand us a stale entry: check again, cheaply.
+	if d := vd.Decision; !d.ExpiresAt.IsZero() && !v.Now().Before(d.ExpiresAt) {
+		return nil, InvalidToken("expired", "the token has expired", nil)
+	}
+	return vd.Decision, nil
+}
+
+// decide runs on a cache miss, once per token across concurrent callers.
+func (v *Validator) decide(ctx context.Context, token string) (*Verdict, time.Duration, error) {
+	d, err := v.check(ctx, token)
+	if err != nil {
+		e := AsError(err)
+		if e.Code == CodeInvalidToken {
+			return &Verdict{Rejection: e}, v.NegativeTTL, nil
+		}
+		// The gateway's own trouble is never cached: the next request
+		// asks again.
+		return nil, 0, e
+	}
+	ttl := v.TTL
+	if !d.ExpiresAt.IsZero() {
+		if left := d.ExpiresAt.Sub(v.Now()); left < ttl {
+			ttl = left
+		}
+	}
+	if ttl <= 0 {
+		return &Verdict{Rejection: InvalidToken("expired", "the token has expired", nil)}, v.NegativeTTL, nil
+	}
+	return &Verdict{Decision: d}, ttl, nil
+}
+
+func (v *Validator) check(ctx context.Context, token string) (*Decision, error) {
+	local := v.JWT != nil && LooksLikeJWT(token)
+	if local && v.Introspector != nil && v.JWTIssuer != "" && unverifiedIssuer(token) != v.JWTIssuer {
+		// Hybrid mode: a JWT from an issuer we hold no keys for is the
+		// introspection endpoint's to judge.
+		local = false
+	}
+	if local {
+		d, err := v.JWT.Verify(ctx, token)
+		if err != nil || !v.IntrospectJWTs || v.Introspector == nil {
+			return d, err
+		}
+		if _, err := v.introspect(ctx, token); err != nil {
+			return nil, err
+		}
+		return d, nil
+	}
+	if v.Introspector == nil {
+		if v.JWT != nil {
+			return nil, InvalidToken("malformed", "the token is not a JWT access token", nil)
+		}
+		return nil, Unavailable("not_configured", "configure introspect or jwt", nil)
+	}
+	return v.introspect(ctx, token)
+}
+
+func (v *Validator) introspect(ctx context.Context, token string) (*Decision, error) {
+	if v.sem != nil {
+		select {
+		case v.sem <- struct{}{}:
+		default:
+			t := time.NewTimer(v.QueueWait)
+			select {
+			case v.sem <- struct{}{}:
+				t.Stop()
+			case <-t.C:
+				return nil, &Error{Code: CodeUnavailable, Reason: "overloaded",
+					Description: "too many tokens are being checked right now; try again later",
+					Hint:        "introspect.max_concurrent was reached: a burst of new tokens (or a token spray); raise it if this is legitimate load"}
+			case <-ctx.Done():
+				t.Stop()
+				return nil, Unavailable("timeout", "", ctx.Err())
+			}
+		}
+		defer func() { <-v.sem }()
+	}
+	return v.Introspector.Introspect(ctx, token)
+}
+
+// unverifiedIssuer reads iss from a JWT payload without verifying it; used
+// only to route the token, never to trust it.
+func unverifiedIssuer(token string) string {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 || len(parts[1]) > DefaultMaxTokenLength {
+		return ""
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		Iss string `json:"iss"`
+	}
+	if json.Unmarshal(payload, &c) != nil {
+		return ""
+	}
+	return c.Iss
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 )
 
@@ -155,8 +157,96 @@ func (r result) expect(t *testing.T, status int, wwwAuth, body string) {
 }
 
 func TestMain(m *testing.M) {
+	// The test binary doubles as a real Caddy executable (it links Caddy's
+	// CLI, the standard modules and this plugin), so tests can start
+	// separate Caddy processes — a fleet — in seconds, without xcaddy.
+	if os.Getenv(runAsCaddyEnv) == "1" {
+		os.Args = append([]string{"caddy"}, strings.Fields(os.Getenv(runAsCaddyArgsEnv))...)
+		caddycmd.Main()
+		return
+	}
 	// The in-process authorization server logs every route and error
 	// through the global slog logger; keep test output readable.
 	slog.SetDefault(slog.New(slog.DiscardHandler))
 	os.Exit(m.Run())
+}
+
+// Environment variables that make the test binary run as Caddy.
+const (
+	runAsCaddyEnv     = "TOKENGATE_TEST_RUN_AS_CADDY"
+	runAsCaddyArgsEnv = "TOKENGATE_TEST_CADDY_ARGS"
+)
+
+// caddyProcess is a separate Caddy process (this test binary re-executed).
+type caddyProcess struct {
+	cmd   *exec.Cmd
+	Base  string // http://127.0.0.1:PORT
+	Admin string // http://127.0.0.1:PORT of the admin API
+	out   *bytes.Buffer
+}
+
+// startCaddyProcess runs Caddy in a child process with the given Caddyfile
+// body for one site, and waits until it serves. Use it where one process is
+// not enough (several instances sharing Redis).
+func startCaddyProcess(t *testing.T, site string) *caddyProcess {
+	t.Helper()
+	port, admin := freePort(t), freePort(t)
+	cf := fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	http_port %d
+	auto_https off
+	persist_config off
+	metrics
+}
+http://127.0.0.1:%d {
+%s
+}
+`, admin, port, port, site)
+	path := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(path, []byte(cf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := &caddyProcess{Base: fmt.Sprintf("http://127.0.0.1:%d", port), Admin: fmt.Sprintf("http://127.0.0.1:%d", admin), out: new(bytes.Buffer)}
+	p.cmd = exec.Command(os.Args[0], "-test.run=^$")
+	p.cmd.Env = append(os.Environ(), runAsCaddyEnv+"=1", runAsCaddyArgsEnv+"=run --config "+path+" --adapter caddyfile")
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+		if t.Failed() {
+			t.Logf("caddy process output:\n%s", p.out.String())
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := testClient.Get(p.Admin + "/config/"); err == nil {
+			resp.Body.Close()
+			return p
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("caddy process did not start:\n%s", p.out.String())
+	return nil
+}
+
+// doMulti sends one header with several values (as separate header lines).
+func (tc *testCaddy) doMulti(path, name string, values []string) result {
+	tc.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, tc.base+path, nil)
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	for _, v := range values {
+		req.Header.Add(name, v)
+	}
+	resp, err := testClient.Do(req)
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return result{status: resp.StatusCode, header: resp.Header, body: string(b)}
 }

@@ -253,4 +253,3 @@ func TestForwardClaimReplacesClientSuppliedHeaderAndStripAuthorization(t *testin
 		t.Fatalf("got %d %q, want %q", r.status, r.body, want)
 	}
 }
-

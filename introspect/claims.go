@@ -145,10 +145,10 @@ func DecisionFromClaims(claims map[string]any, source string) (*Decision, error)
 // paths so that "expired" means the same thing everywhere.
 func checkTimes(d *Decision, now time.Time, leeway time.Duration) *Error {
 	if !d.ExpiresAt.IsZero() && !now.Before(d.ExpiresAt.Add(leeway)) {
-		return InvalidToken("expired", "the token has expired", nil)
+		return InvalidToken("expired", "token expired", nil)
 	}
 	if !d.NotBefore.IsZero() && now.Add(leeway).Before(d.NotBefore) {
-		return InvalidToken("not_yet_valid", "the token is not valid yet", nil)
+		return InvalidToken("not_yet_valid", "token not yet valid", nil)
 	}
 	return nil
 }

@@ -71,7 +71,10 @@ var descriptionHints = []struct{ contains, hint string }{
 	{"unable to process request", "the introspection call needs the gateway's Authorization header (auth_method bearer)"},
 	{"unknown/invalid scope", "introspect.token_scope asks for a scope this client is not configured for at the server (check for typos)"},
 	{"grant type is not supported", "the server does not allow the client_credentials grant for the gateway's client"},
-	{"content-type", "the server wants application/x-www-form-urlencoded (the gateway sends it; a proxy in between may alter it)"},
+	// "content-type required" (Redox's words), not just "content-type":
+	// describeBody's "HTTP 404, Content-Type ..." for a non-OAuth answer
+	// would match that and hide the 404/5xx hint.
+	{"content-type required", "the server wants application/x-www-form-urlencoded (the gateway sends it; a proxy in between may alter it)"},
 	// zitadel-based servers answer every client-assertion failure with these
 	// same words (unauthorized_client); the cause is only in their own log.
 	{"jwt assertion failed", "the server refused the gateway's client assertion without saying why: check introspect.assertion_audience (this server may expect its issuer identifier, not an endpoint URL), this machine's clock (iat/exp), that the server holds the public key for this client_id under the kid the gateway sends, and that it accepts the key's alg (some take only RS256/ES256/PS256)"},

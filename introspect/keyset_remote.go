@@ -178,7 +178,8 @@ func (s *RemoteKeySet) Refresh(ctx context.Context) error {
 func (s *RemoteKeySet) Key(ctx context.Context, kid string, alg jwa.SignatureAlgorithm) (jwk.Key, error) {
 	k, err := s.snap.Load().lookup(kid, alg)
 	if err == nil || errors.Is(err, ErrAmbiguousKey) {
-		// Ambiguity is the token's (no kid) and a refresh cannot fix it.
+		// Ambiguity (no kid, or a kid the AS used twice) is not cured by
+		// a refresh.
 		return k, err
 	}
 	// Unknown kid: the AS may have rotated. Refetch, at most once per
@@ -243,6 +244,7 @@ func (s *RemoteKeySet) fetchAndSwap() error {
 		interval = s.backoff(s.failures)
 	}
 	s.next = s.now().Add(interval)
+	failures := s.failures
 	keysBefore := s.snap.Load().len()
 	s.mu.Unlock()
 
@@ -256,7 +258,7 @@ func (s *RemoteKeySet) fetchAndSwap() error {
 		s.log.Warn("jwks refresh failed; keeping the last good key set",
 			zap.String("jwks_url", s.logURL),
 			zap.Int("keys_kept", keysBefore),
-			zap.Int("consecutive_failures", s.failures),
+			zap.Int("consecutive_failures", failures),
 			zap.Duration("retry_in", interval),
 			zap.Error(err),
 			zap.String("hint", "check that the jwks_url is reachable from the gateway and serves a JWK Set as application/json with status 200"))

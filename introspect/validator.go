@@ -84,7 +84,7 @@ func (v *Validator) fromVerdict(vd *Verdict) (*Decision, error) {
 	// The cache TTL is bounded by exp, but a shared tier's clock or a
 	// slow path could still hand us a stale entry: check again, cheaply.
 	if d := vd.Decision; !d.ExpiresAt.IsZero() && !v.Now().Before(d.ExpiresAt) {
-		return nil, InvalidToken("expired", "the token has expired", nil)
+		return nil, InvalidToken("expired", "token expired", nil)
 	}
 	return vd.Decision, nil
 }
@@ -108,7 +108,7 @@ func (v *Validator) decide(ctx context.Context, token string) (*Verdict, time.Du
 		}
 	}
 	if ttl <= 0 {
-		return &Verdict{Rejection: InvalidToken("expired", "the token has expired", nil)}, v.NegativeTTL, nil
+		return &Verdict{Rejection: InvalidToken("expired", "token expired", nil)}, v.NegativeTTL, nil
 	}
 	return &Verdict{Decision: d}, ttl, nil
 }

@@ -1,0 +1,457 @@
+package caddymodule
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tokengate/tokengate/cache"
+	"github.com/tokengate/tokengate/internal/redistest"
+	"github.com/tokengate/tokengate/internal/testas"
+)
+
+// The tests in this file run a fleet: separate Caddy processes (the test
+// binary re-executed, see startCaddyProcess) sharing one real redis-server,
+// and a real authorization server that counts introspection calls.
+
+// fleetSite is introspectSite with a shared Redis tier (and more cache
+// settings, one per line, in cacheExtra).
+func fleetSite(as *testas.Server, redisURL, cacheExtra, extra string) string {
+	return introspectSite(as, fmt.Sprintf("\t\tcache {\n\t\t\tredis %s\n%s\t\t}\n%s", redisURL, cacheExtra, extra))
+}
+
+// startMember starts one Caddy process of a fleet and waits until its site
+// listens too. (startCaddyProcess returns once the admin API answers, which
+// Caddy starts before it provisions and starts the HTTP app.) Waiting by
+// dialling, not by a request, keeps the decision counters at zero.
+func startMember(t *testing.T, site string) *caddyProcess {
+	t.Helper()
+	p := startCaddyProcess(t, site)
+	u, err := url.Parse(p.Base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", u.Host, time.Second)
+		if err == nil {
+			c.Close()
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("caddy process does not listen on %s: %v", u.Host, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// call sends GET / with the token (none if empty) and times the answer.
+func call(t *testing.T, p *caddyProcess, token string) (result, time.Duration) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, p.Base+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	start := time.Now()
+	resp, err := testClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", p.Base, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return result{status: resp.StatusCode, header: resp.Header, body: string(b)}, time.Since(start)
+}
+
+// mustAllow asserts that p lets the token through and returns the body.
+func mustAllow(t *testing.T, p *caddyProcess, token, what string) string {
+	t.Helper()
+	r, _ := call(t, p, token)
+	if r.status != http.StatusOK {
+		t.Fatalf("%s: status %d, want 200 (body %q)", what, r.status, r.body)
+	}
+	return r.body
+}
+
+// adminPost posts body to p's admin API.
+func adminPost(t *testing.T, p *caddyProcess, path, body string) result {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, p.Admin+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := testClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return result{status: resp.StatusCode, header: resp.Header, body: string(b)}
+}
+
+type adminAnswer struct {
+	Evicted int `json:"evicted"`
+	Caches  int `json:"caches"`
+}
+
+// adminOK posts to the admin API and requires a 2xx JSON answer.
+func adminOK(t *testing.T, p *caddyProcess, path, body string) adminAnswer {
+	t.Helper()
+	r := adminPost(t, p, path, body)
+	if r.status < 200 || r.status > 299 {
+		t.Fatalf("POST %s %s: status %d, want 2xx (body %q)", path, body, r.status, r.body)
+	}
+	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Errorf("POST %s: Content-Type %q, want application/json", path, ct)
+	}
+	var a adminAnswer
+	if err := json.Unmarshal([]byte(r.body), &a); err != nil {
+		t.Fatalf("POST %s: body %q is not the JSON answer: %v", path, r.body, err)
+	}
+	if a.Caches != 1 {
+		t.Errorf("POST %s: caches = %d, want 1", path, a.Caches)
+	}
+	return a
+}
+
+const invalidTokenChallenge = `Bearer realm="tokengate", error="invalid_token", error_description="the token is not active (expired, revoked, or unknown to the authorization server)"`
+
+// awaitRejected polls p with the token until it answers 401 invalid_token
+// and returns how long that took; it fails the test after limit.
+func awaitRejected(t *testing.T, p *caddyProcess, token string, since time.Time, limit time.Duration) time.Duration {
+	t.Helper()
+	for {
+		r, _ := call(t, p, token)
+		elapsed := time.Since(since)
+		if r.status == http.StatusUnauthorized {
+			if got := r.header.Get("WWW-Authenticate"); got != invalidTokenChallenge {
+				t.Fatalf("rejected, but WWW-Authenticate = %q, want %q", got, invalidTokenChallenge)
+			}
+			if elapsed > limit {
+				t.Fatalf("rejected only after %v, want within %v", elapsed, limit)
+			}
+			return elapsed
+		}
+		if r.status != http.StatusOK {
+			t.Fatalf("status %d while waiting for the eviction (body %q)", r.status, r.body)
+		}
+		if elapsed > limit {
+			t.Fatalf("still allowed %v after the eviction, want rejected within %v", elapsed, limit)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestFleetSharesDecisionsThroughRedis(t *testing.T) {
+	as := testas.Start(t)
+	srv := redistest.Start(t)
+	site := fleetSite(as, srv.URL(), "", "")
+	a, b := startMember(t, site), startMember(t, site)
+
+	tok := as.Token(t, "svc-a", "read")
+	if body := mustAllow(t, a, tok, "A, first use"); body != "ok svc-a svc-a [read]" {
+		t.Fatalf("A: body %q", body)
+	}
+	if n := as.IntrospectionCalls(); n != 1 {
+		t.Fatalf("introspection calls after A = %d, want 1", n)
+	}
+	// B has never seen the token: its memory misses and Redis answers,
+	// with the claims the placeholders need.
+	if body := mustAllow(t, b, tok, "B, first use"); body != "ok svc-a svc-a [read]" {
+		t.Errorf("B: body %q, want the decision A cached", body)
+	}
+	if n := as.IntrospectionCalls(); n != 1 {
+		t.Errorf("introspection calls after B = %d, want 1: B asked the AS instead of Redis", n)
+	}
+
+	// Negative decisions are shared too.
+	r, _ := call(t, a, "not-a-real-token")
+	r.expect(t, 401, invalidTokenChallenge, `{"error":"invalid_token","error_description":"the token is not active (expired, revoked, or unknown to the authorization server)"}`)
+	r, _ = call(t, b, "not-a-real-token")
+	if r.status != 401 {
+		t.Errorf("B, unknown token: status %d, want 401", r.status)
+	}
+	if n := as.IntrospectionCalls(); n != 2 {
+		t.Errorf("introspection calls after the unknown token on A and B = %d, want 2", n)
+	}
+}
+
+func TestFleetEvictionThroughAdminAPIReachesOtherInstances(t *testing.T) {
+	as := testas.Start(t)
+	srv := redistest.Start(t)
+	site := fleetSite(as, srv.URL(), "", "")
+	a, b := startMember(t, site), startMember(t, site)
+
+	// warm caches a token on both instances, revokes it at the AS and
+	// checks that both still serve it: only an eviction can change that.
+	warm := func(name string) string {
+		t.Helper()
+		tok := as.Token(t, "svc-a", "read")
+		mustAllow(t, a, tok, name+": A")
+		mustAllow(t, b, tok, name+": B")
+		as.Revoke(t, "svc-a", tok)
+		mustAllow(t, b, tok, name+": B after revocation at the AS, before eviction (cached)")
+		mustAllow(t, a, tok, name+": A after revocation at the AS, before eviction (cached)")
+		return tok
+	}
+
+	t.Run("token", func(t *testing.T) {
+		tok := warm("token")
+		start := time.Now()
+		if got := adminOK(t, a, "/bearer-auth/evict", fmt.Sprintf(`{"token":%q}`, tok)); got.Evicted != 1 {
+			t.Errorf("evicted = %d, want 1", got.Evicted)
+		}
+		d := awaitRejected(t, b, tok, start, time.Second)
+		t.Logf("eviction by token reached B after %v", d)
+		awaitRejected(t, a, tok, time.Now(), 0) // A evicted locally, synchronously
+	})
+
+	t.Run("fingerprint", func(t *testing.T) {
+		tok := warm("fingerprint")
+		fp := cache.NewKeyer(nil).Key(tok).Fingerprint()
+		start := time.Now()
+		// Upper case is accepted too: it is pasted from logs and tickets.
+		if got := adminOK(t, a, "/bearer-auth/evict", fmt.Sprintf(`{"fingerprint":%q}`, strings.ToUpper(fp))); got.Evicted != 1 {
+			t.Errorf("evicted = %d, want 1 (the key in A's memory and in Redis)", got.Evicted)
+		}
+		d := awaitRejected(t, b, tok, start, time.Second)
+		t.Logf("eviction by fingerprint reached B after %v", d)
+		awaitRejected(t, a, tok, time.Now(), 0)
+	})
+
+	t.Run("flush", func(t *testing.T) {
+		tok := warm("flush")
+		other := as.Token(t, "svc-b", "read")
+		mustAllow(t, b, other, "other token on B")
+		start := time.Now()
+		adminOK(t, a, "/bearer-auth/flush", "")
+		d := awaitRejected(t, b, tok, start, time.Second)
+		t.Logf("flush reached B after %v", d)
+		awaitRejected(t, a, tok, time.Now(), 0)
+		// Flushed, not broken: a good token is introspected again.
+		before := as.IntrospectionCalls()
+		mustAllow(t, b, other, "other token on B after the flush")
+		if n := as.IntrospectionCalls() - before; n != 1 {
+			t.Errorf("introspection calls for a flushed token = %d, want 1", n)
+		}
+	})
+
+	t.Run("bad requests", func(t *testing.T) {
+		for _, body := range []string{
+			``,
+			`not json`,
+			`{}`,
+			`{"token":""}`,
+			`{"token":"x","fingerprint":"0123456789abcdef"}`,
+			`{"fingerprint":"0123"}`,
+			`{"fingerprint":"0123456789abcdeg"}`,
+			`{"fingerprint":"0123456789abcde*"}`,
+			`{"fingerprint":"*"}`,
+			`{"token":["x"]}`,
+		} {
+			r := adminPost(t, a, "/bearer-auth/evict", body)
+			if r.status != http.StatusBadRequest {
+				t.Errorf("evict %s: status %d, want 400 (body %q)", body, r.status, r.body)
+			}
+		}
+		for _, path := range []string{"/bearer-auth/evict", "/bearer-auth/flush"} {
+			resp, err := testClient.Get(a.Admin + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusMethodNotAllowed {
+				t.Errorf("GET %s: status %d, want 405", path, resp.StatusCode)
+			}
+		}
+	})
+}
+
+func TestFleetSurvivesRedisOutageAndUsesItAgainAfterRestart(t *testing.T) {
+	as := testas.Start(t)
+	srv := redistest.Start(t)
+	site := fleetSite(as, srv.URL(), "", "")
+	a, b := startMember(t, site), startMember(t, site)
+
+	cached := as.Token(t, "svc-a", "read")
+	mustAllow(t, a, cached, "A before the outage")
+
+	srv.Kill()
+	const bound = time.Second
+	check := func(p *caddyProcess, tok, what string) {
+		t.Helper()
+		r, d := call(t, p, tok)
+		if r.status != http.StatusOK {
+			t.Fatalf("%s during the Redis outage: status %d (body %q)", what, r.status, r.body)
+		}
+		if d > bound {
+			t.Errorf("%s during the Redis outage took %v, want < %v", what, d, bound)
+		}
+	}
+	for i := range 5 {
+		check(a, cached, fmt.Sprintf("cached token #%d on A", i))
+		check(a, as.Token(t, "svc-a", "read"), fmt.Sprintf("fresh token #%d on A", i))
+	}
+	// B has the cached token neither in memory nor (reachable) in Redis.
+	check(b, cached, "token new to B")
+	// Still in A's memory: no AS call for it.
+	before := as.IntrospectionCalls()
+	check(a, cached, "cached token on A")
+	if n := as.IntrospectionCalls() - before; n != 0 {
+		t.Errorf("a token cached in A's memory was introspected again during the outage (%d calls)", n)
+	}
+
+	srv.Restart(t)
+	restarted := time.Now()
+	// Poll with fresh tokens: introspected through A, then served by B
+	// from Redis with no AS call, once both use the shared tier again.
+	var shared bool
+	for attempt := 0; time.Since(restarted) < 10*time.Second; attempt++ {
+		tok := as.Token(t, "svc-a", "read")
+		mustAllow(t, a, tok, "A after the restart")
+		n := as.IntrospectionCalls()
+		mustAllow(t, b, tok, "B after the restart")
+		if as.IntrospectionCalls() == n {
+			shared = true
+			t.Logf("shared tier in use again %v after the restart (attempt %d)", time.Since(restarted), attempt)
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !shared {
+		t.Fatal("10 s after Redis restarted, B still does not see decisions A made")
+	}
+
+	// The eviction channel is back too: B resubscribed.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tok := as.Token(t, "svc-a", "read")
+		mustAllow(t, a, tok, "A")
+		mustAllow(t, b, tok, "B")
+		as.Revoke(t, "svc-a", tok)
+		start := time.Now()
+		adminOK(t, a, "/bearer-auth/evict", fmt.Sprintf(`{"token":%q}`, tok))
+		r, _ := call(t, b, tok)
+		for r.status == http.StatusOK && time.Since(start) < time.Second {
+			time.Sleep(10 * time.Millisecond)
+			r, _ = call(t, b, tok)
+		}
+		if r.status == http.StatusUnauthorized {
+			t.Logf("eviction reaches B again %v after the restart", time.Since(restarted))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10 s after Redis restarted, evictions through A still do not reach B (status %d)", r.status)
+		}
+	}
+}
+
+func TestFleetKeySecretKeysRedisByHMACAndStillShares(t *testing.T) {
+	as := testas.Start(t)
+	srv := redistest.Start(t)
+	const secret = "fleet-secret-1"
+	site := fleetSite(as, srv.URL(), "\t\t\tkey_secret "+secret+"\n", "")
+	a, b := startMember(t, site), startMember(t, site)
+
+	tok := as.Token(t, "svc-a", "read")
+	mustAllow(t, a, tok, "A")
+
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { rc.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	keys, err := rc.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := sha256.Sum256([]byte(tok))
+	plainHex := hex.EncodeToString(plain[:])
+	wantKey := "tokengate:d:" + cache.NewKeyer([]byte(secret)).Key(tok).String()
+	if len(keys) != 1 || keys[0] != wantKey {
+		t.Fatalf("Redis keys = %q, want exactly [%q]", keys, wantKey)
+	}
+	for _, k := range keys {
+		if strings.Contains(k, plainHex) || strings.Contains(k, plainHex[:16]) {
+			t.Errorf("Redis key %q contains the plain SHA-256 of the token", k)
+		}
+		v, err := rc.Get(ctx, k).Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, part := range strings.Split(tok, ".") {
+			if len(part) >= 16 && bytes.Contains(v, []byte(part)) {
+				t.Errorf("the Redis value holds part of the raw token")
+			}
+		}
+		if !bytes.Contains(v, []byte("svc-a")) {
+			t.Errorf("the Redis value %q does not hold the decision", v)
+		}
+		if ttl, err := rc.PTTL(ctx, k).Result(); err != nil || ttl <= 0 || ttl > 5*time.Minute {
+			t.Errorf("PTTL = %v, %v; want a positive lifetime of at most the 5m ttl", ttl, err)
+		}
+	}
+
+	n := as.IntrospectionCalls()
+	mustAllow(t, b, tok, "B with the same key_secret")
+	if got := as.IntrospectionCalls(); got != n {
+		t.Errorf("B asked the AS (%d calls): instances with the same key_secret must share", got-n)
+	}
+
+	// A fingerprint from the logs is the keyed one: eviction by it works.
+	as.Revoke(t, "svc-a", tok)
+	fp := cache.NewKeyer([]byte(secret)).Key(tok).Fingerprint()
+	start := time.Now()
+	if got := adminOK(t, a, "/bearer-auth/evict", fmt.Sprintf(`{"fingerprint":%q}`, fp)); got.Evicted != 1 {
+		t.Errorf("evict by keyed fingerprint: evicted = %d, want 1", got.Evicted)
+	}
+	awaitRejected(t, b, tok, start, time.Second)
+}
+
+// TestFleetRedisOutageIsQuietOnStderr checks what an operator sees in the
+// process output while Redis is down: the cache's own rate-limited warnings,
+// not a line from the Redis client every few hundred milliseconds.
+func TestFleetRedisOutageIsQuietOnStderr(t *testing.T) {
+	as := testas.Start(t)
+	srv := redistest.Start(t)
+	a := startMember(t, fleetSite(as, srv.URL(), "", ""))
+	mustAllow(t, a, as.Token(t, "svc-a", "read"), "before the outage")
+	srv.Kill()
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		mustAllow(t, a, as.Token(t, "svc-a", "read"), "during the outage")
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Stop the process before reading its output buffer (written by the
+	// os/exec copying goroutine until the process exits).
+	_ = a.cmd.Process.Signal(os.Interrupt)
+	_ = a.cmd.Wait()
+	out := a.out.String()
+	var redisLines []string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "redis: ") {
+			redisLines = append(redisLines, line)
+		}
+	}
+	if len(redisLines) > 0 {
+		t.Errorf("go-redis wrote %d lines of its own to stderr during a 3 s outage, e.g.\n%s", len(redisLines), strings.Join(redisLines[:min(5, len(redisLines))], "\n"))
+	}
+	if !strings.Contains(out, "redis tier") {
+		t.Errorf("no warning about the Redis tier in the process output:\n%s", out)
+	}
+}

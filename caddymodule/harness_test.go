@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"log/slog"
@@ -250,3 +251,5 @@ func (tc *testCaddy) doMulti(path, name string, values []string) result {
 	b, _ := io.ReadAll(resp.Body)
 	return result{status: resp.StatusCode, header: resp.Header, body: string(b)}
 }
+
+func b64url(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }

@@ -138,6 +138,54 @@ func caThumbprint(t testing.TB, pub any) string {
 	return b64(sum[:])
 }
 
+// Keys exactly as openssl 3.0 writes them (genrsa -traditional 2048;
+// ecparam -name prime256v1 -genkey; genpkey -algorithm ed25519). Test-only:
+// they protect nothing. Fixed keys also keep the fuzz target's setup cheap:
+// RSA key generation under coverage instrumentation takes minutes.
+const (
+	opensslRSAPKCS1 = `-----BEGIN RSA PRIVATE KEY-----
+MIIEowIBAAKCAQEAyUHjLn8LMDN3K4oCvpWlYtDUpBKXDaaFsptIIJpa02KjgRr2
+ejTe3a0isVi849yoOfZTykr7/OoOB2MIe9JgXqmkPkfUj43vOd4M14eZ70XzlEi0
+VOIaNc86aZUuUDgjcWzm3mXRnVQUbmoiheG3zvlqgsAutkwjXEIbjo/TNYFP+EFw
+Tt4Krmu/xQszqaFHnwQjBvwpbF/2eaXfp/UNJfkm+Gp2NmGtr+9BHkXRILNt4hS0
+Ye28wjWSljgxJwVk8/xIy709ajqZIgkc3rUZXBQAUEbsjV/SLRS/U18m4ELGR2ym
+K4Pw9GhxtzvRs8jrFfWXFllYHC0ifid2XQPtJwIDAQABAoIBAAM8mgi/ZlCqIzqC
+B7VE9tn1/dV9rww7J19N/AT6Noe7yGFlK52fiA4MoMg1YyRPAi2cdpCEUDUrFnqr
+7xD+uyoKlGekBBki8Tv/BDnbJnCgsWArIytST5WZ9ZiJG6uSm49Rbw0Ymhxro8B6
+2H9KuAgOHtZnfNjVtKPhNExAp+buXCfvkp1nVZe8fadey1qIzf3DT0yuiiUQxzCc
+eeVpOSjBAipQNj/SymlbojVjJCiBJIBNBGm2UlkF1H8g3ZgA/Or6rQAjPgPoGvox
+7aBk62rPT7FtDxCzdpUw7KBWznn95USdnrqWZaiuvzRWgQAjxf3KJAFniQcY2UHg
+blEJIFECgYEA8hb5stXGRb/RfTzG4xGtvlM41I8GwiR03f7akcb0+aTRlT2Cu4dL
+uZuJZ41+xMUNrIO2gfFFqIwNK4qKbJAEM2sYenkIpqc2b1BWqfsXURrptGr3hzJw
+CcwiAAkkFCY2i+lobbr6sF7oSXXFrePcZClyjTrqOIOdZ0GYY7B702MCgYEA1NJJ
+jKi140aBokMtyyuWJB5NPALtbi12cvseP1VQFukRfIVhCOJTGmtW5XY322Glgtb0
+nKVtSVHNrjiGPsrXMYruf25V07CHGyxQ2keNT9mFA1ZPwyq3m4dxk7/sqpQRQ/Vc
+TcNUPmDwZa9Q5Xo9nljOYeRKGZz2oNQxwip7JG0CgYEA58a5b8+d0X+RuL6siA+P
+8Y1J9q+sv8kZnsT2S+VY+34iLilC9fnVtTFFf0AH46npqoY8APKXR4Q2w74TQ1cq
+vnPFbtRcRPoIctBO+NTuAPesUtCqheTzQV4QG0qlISloxdFE6vG+O4fSCyrXhOGI
+Stkn1DFYt5zC4W360U7RbpMCgYAl9iScbHOVSLxS3zzJ4spzQtxv+e20G3Pnapeo
+oGUa0RQHbBs05HoCWmczovSvsyk8v27+ihuGWosfqoF3reLYuXl1TY8NpY1T8YGy
+jdTNC3XIdJrhqzr5CR3fRvrGKocx4hBG5rKeNdhrquv5Iube2eRmXbxB+VectHzz
+r3QruQKBgFFeRGvkmO2sn3cmYbTozyYgnKAu8c2ht23naCTeNODCzUbF0OAdacuC
+Bk3MTVB+0+D4sS2wcNd5d6pVmgQmx2RN4OLqLLIuAK8kiXW8vwNPYS2Nvqrdtie0
+F7rv4xkM9X7sTCKuFD/HnepYbfiG4JOA+cYS5gXdCYDq5w+n/XKk
+-----END RSA PRIVATE KEY-----
+`
+	opensslECWithParams = `-----BEGIN EC PARAMETERS-----
+BggqhkjOPQMBBw==
+-----END EC PARAMETERS-----
+-----BEGIN EC PRIVATE KEY-----
+MHcCAQEEIBjGnfpASQ7/h73GNRyMmzMwFPPLNXrA3mGczwOG4fhxoAoGCCqGSM49
+AwEHoUQDQgAE9dM4s+O1DaTfNu0MEfayQVqQHorgmZW+aaTfL3hD71b/Xk6LtSSa
+YcHBVVsWZuA/4JAbjKUdw0gQb5tk5LD2uw==
+-----END EC PRIVATE KEY-----
+`
+	opensslEd25519PKCS8 = `-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIOd65lu6nO/AHkVH+fdKVNWluPH+LCrgMIJ5FvlAfXuR
+-----END PRIVATE KEY-----
+`
+)
+
 // --- LoadPrivateKey / ParsePrivateKey ---
 
 func TestLoadPrivateKeyFormats(t *testing.T) {
@@ -210,6 +258,38 @@ func TestLoadPrivateKeyFormats(t *testing.T) {
 			}
 			if _, err := jws.Verify([]byte(form.Get("client_assertion")), jws.WithKey(tc.wantAlg, pub)); err != nil {
 				t.Errorf("assertion does not verify with the public key: %v", err)
+			}
+		})
+	}
+}
+
+func TestLoadPrivateKeyOpenSSLOutput(t *testing.T) {
+	for _, tc := range []struct {
+		name, pem string
+		alg       jwa.SignatureAlgorithm
+	}{
+		{"genrsa -traditional", opensslRSAPKCS1, jwa.RS256},
+		{"ecparam -genkey (parameters block first)", opensslECWithParams, jwa.ES256},
+		{"genpkey ed25519", opensslEd25519PKCS8, jwa.EdDSA},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			key, err := LoadPrivateKey(caWrite(t, "key.pem", []byte(tc.pem)), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if key.Algorithm().String() != string(tc.alg) {
+				t.Errorf("alg %q, want %q", key.Algorithm(), tc.alg)
+			}
+			pub, err := key.PublicKey()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var raw any
+			if err := pub.Raw(&raw); err != nil {
+				t.Fatal(err)
+			}
+			if want := caThumbprint(t, raw); key.KeyID() != want {
+				t.Errorf("kid %q, want the RFC 7638 thumbprint %q", key.KeyID(), want)
 			}
 		})
 	}
@@ -839,17 +919,33 @@ func TestClientSecretJWT(t *testing.T) {
 // --- fuzzing the key parser ---
 
 func FuzzParsePrivateKey(f *testing.F) {
-	k := caKeys(f)
-	ecDER, _ := x509.MarshalECPrivateKey(k.ec)
+	jwkOf := func(pemText string, set map[string]any) []byte {
+		k, err := ParsePrivateKey([]byte(pemText), "")
+		if err != nil {
+			f.Fatal(err)
+		}
+		for name, v := range set {
+			_ = k.Set(name, v)
+		}
+		b, err := json.Marshal(k)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return b
+	}
+	rsaKey, err := x509.ParsePKCS1PrivateKey(mustPEMBlock(f, opensslRSAPKCS1))
+	if err != nil {
+		f.Fatal(err)
+	}
 	seeds := [][]byte{
-		caPKCS8(f, k.rsa),
-		caPEM(f, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(k.rsa)),
-		caPEM(f, "EC PRIVATE KEY", ecDER),
-		caPKCS8(f, k.ec),
-		caPKCS8(f, k.ed),
-		caJWKJSON(f, k.ec, map[string]any{"kid": "a", "alg": "ES256"}),
-		caJWKJSON(f, k.ed, nil),
-		[]byte(`{"keys":[` + string(caJWKJSON(f, k.ed, map[string]any{"kid": "x"})) + `]}`),
+		[]byte(opensslRSAPKCS1),
+		caPKCS8(f, rsaKey),
+		[]byte(opensslECWithParams),
+		[]byte(opensslEd25519PKCS8),
+		jwkOf(opensslECWithParams, map[string]any{"kid": "a"}),
+		jwkOf(opensslEd25519PKCS8, nil),
+		jwkOf(opensslRSAPKCS1, map[string]any{"alg": "PS256"}),
+		[]byte(`{"keys":[` + string(jwkOf(opensslEd25519PKCS8, map[string]any{"kid": "x"})) + `]}`),
 		[]byte(`{"kty":"oct","k":"AAAA"}`),
 		[]byte(`{"kty":"EC","crv":"P-256","x":"","y":"","d":""}`),
 		[]byte(`{"kty":"RSA","n":"AQAB","e":"AQAB","d":"AQAB"}`),
@@ -877,6 +973,11 @@ func FuzzParsePrivateKey(f *testing.F) {
 		if alg == "" || key.KeyID() == "" {
 			t.Fatalf("accepted key without alg/kid: %q %q", alg, key.KeyID())
 		}
+		if _, isRSA := key.(jwk.RSAPrivateKey); isRSA {
+			// An RSA signature costs ~100 ms under coverage
+			// instrumentation; the unit tests sign with RSA keys.
+			return
+		}
 		form := url.Values{}
 		if err := (PrivateKeyJWT{ClientID: "c", Key: key, Audience: "a"}).Authenticate(context.Background(), form, http.Header{}); err != nil {
 			t.Fatalf("accepted key cannot sign: %v", err)
@@ -889,4 +990,13 @@ func FuzzParsePrivateKey(f *testing.F) {
 			t.Fatalf("accepted key's signature does not verify: %v", err)
 		}
 	})
+}
+
+func mustPEMBlock(t testing.TB, text string) []byte {
+	t.Helper()
+	b, _ := pem.Decode([]byte(text))
+	if b == nil {
+		t.Fatal("no PEM block")
+	}
+	return b.Bytes
 }

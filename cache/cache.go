@@ -199,6 +199,19 @@ func (c *Cache[V]) Get(ctx context.Context, k Key) (V, bool) {
 	return c.getRedis(ctx, k, c.epoch.Load())
 }
 
+// Peek is the allocation-free fast path to call before Load: it looks in
+// the memory tier only and counts a hit, but not a miss, because the Load
+// that follows a miss counts it and asks Redis itself. (Get before Load
+// would count every miss twice and, with Redis, ask Redis twice.)
+func (c *Cache[V]) Peek(k Key) (V, bool) {
+	if e, ok := c.mem.GetIfPresent(k); ok {
+		c.obs.CacheRequest("memory", true)
+		return e.v, true
+	}
+	var zero V
+	return zero, false
+}
+
 func (c *Cache[V]) getRedis(ctx context.Context, k Key, epoch uint64) (V, bool) {
 	var zero V
 	data, ttl, ok := c.rt.get(ctx, k)

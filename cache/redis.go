@@ -54,6 +54,30 @@ var (
 	defaultDialTimeout = time.Second
 )
 
+// go-redis reports some trouble (its pool's failed dials, dropped Pub/Sub
+// connections) through a process-global logger that writes plain-text lines
+// to stderr, in the middle of Caddy's structured logs and once per failed
+// dial burst for as long as Redis is down. The cache reports the same outage
+// itself (a rate-limited warning, the breaker's state changes, the
+// redis_errors counter), so go-redis's lines are routed to the debug level
+// of the most recently created tier's logger instead.
+var (
+	clientLoggerOnce sync.Once
+	clientLogger     atomic.Pointer[zap.Logger]
+)
+
+type goRedisLogger struct{}
+
+func (goRedisLogger) Printf(_ context.Context, format string, v ...any) {
+	l := clientLogger.Load()
+	if l == nil {
+		return
+	}
+	if ce := l.Check(zap.DebugLevel, "redis client"); ce != nil {
+		ce.Write(zap.String("detail", fmt.Sprintf(format, v...)))
+	}
+}
+
 // errSkipped reports that a hot-path Redis call was not made (breaker open,
 // cache closed, caller already gone). Callers treat it as a miss.
 var errSkipped = errors.New("cache: redis tier skipped")
@@ -175,6 +199,8 @@ func newRedisTier(cfg *RedisConfig, obs Observer, log *zap.Logger) (*redisTier, 
 	if timeout <= 0 {
 		timeout = DefaultRedisTimeout
 	}
+	clientLogger.Store(log)
+	clientLoggerOnce.Do(func() { redis.SetLogger(goRedisLogger{}) })
 	var id [8]byte
 	_, _ = rand.Read(id[:])
 	r := &redisTier{
@@ -271,6 +297,8 @@ func (r *redisTier) close() error {
 	if r.closed.Swap(true) {
 		return nil
 	}
+	// A closed tier's logger may belong to an unloaded config.
+	clientLogger.CompareAndSwap(r.log, nil)
 	var err error
 	if r.pubsub != nil {
 		err = r.pubsub.Close()

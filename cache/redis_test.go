@@ -475,3 +475,50 @@ func TestRedisCluster(t *testing.T) {
 		t.Fatalf("%d keys left in Redis after Flush", n)
 	}
 }
+
+// Peek then Load, the validator's sequence, counts each lookup once and asks
+// Redis once per miss (Get then Load counted every miss twice).
+func TestPeekThenLoadCountsEachLookupOnce(t *testing.T) {
+	ctx := context.Background()
+	srv := startRedis(t)
+	a, b, _, ob := fleet(t, srv, "peek")
+	k := plain.Key("peek")
+	load := func(sub string, calls *int) func(context.Context) (*verdict, time.Duration, error) {
+		return func(context.Context) (*verdict, time.Duration, error) {
+			*calls++
+			return &verdict{Active: true, Sub: sub}, time.Minute, nil
+		}
+	}
+	var calls int
+	if _, _, err := a.Load(ctx, k, load("pia", &calls)); err != nil || calls != 1 {
+		t.Fatalf("A: err %v, loader calls %d", err, calls)
+	}
+
+	if _, ok := b.Peek(k); ok {
+		t.Fatal("B: Peek hit before B ever saw the key")
+	}
+	if n := ob.req("memory/miss") + ob.req("redis/miss") + ob.req("redis/hit"); n != 0 {
+		t.Errorf("Peek miss counted %d lookups, want 0 (the Load that follows counts)", n)
+	}
+	v, cached, err := b.Load(ctx, k, load("other", &calls))
+	if err != nil || !cached || v.Sub != "pia" || calls != 1 {
+		t.Fatalf("B: Load = %+v, cached %v, err %v, loader calls %d; want A's value from Redis", v, cached, err, calls)
+	}
+	if got := [3]int{ob.req("memory/miss"), ob.req("redis/hit"), ob.req("redis/miss")}; got != [3]int{1, 1, 0} {
+		t.Errorf("memory misses, redis hits, redis misses = %v, want [1 1 0]", got)
+	}
+	if v, ok := b.Peek(k); !ok || v.Sub != "pia" || ob.req("memory/hit") != 1 {
+		t.Errorf("B: Peek after Load = %+v, %v, memory hits %d; want a counted hit", v, ok, ob.req("memory/hit"))
+	}
+
+	fresh := plain.Key("peek-fresh")
+	if _, ok := b.Peek(fresh); ok {
+		t.Fatal("Peek hit for an unknown key")
+	}
+	if _, cached, err := b.Load(ctx, fresh, load("fresh", &calls)); err != nil || cached || calls != 2 {
+		t.Fatalf("fresh key: cached %v, err %v, loader calls %d", cached, err, calls)
+	}
+	if got := [2]int{ob.req("memory/miss"), ob.req("redis/miss")}; got != [2]int{2, 1} {
+		t.Errorf("after a fresh key: memory misses, redis misses = %v, want [2 1]", got)
+	}
+}

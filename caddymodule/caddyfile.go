@@ -56,6 +56,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        redis         <url>
 //	        key_secret    <secret>
 //	        redis_timeout <duration>
+//	        stale_grace   <duration>
 //	    }
 //	    forward_claim <claim> <Header-Name>
 //	    strip_authorization
@@ -210,6 +211,8 @@ func (c *CacheConfig) unmarshal(d *caddyfile.Dispenser) error {
 			err = oneString(d, &c.KeySecret)
 		case "redis_timeout":
 			err = duration(d, &c.RedisTimeout)
+		case "stale_grace":
+			err = duration(d, &c.StaleGrace)
 		default:
 			return d.Errf("unrecognized cache subdirective '%s'", d.Val())
 		}

@@ -458,6 +458,7 @@ type blockDoctor struct {
 
 	h       *Handler
 	md      *introspect.Metadata
+	keysAt  string // where the jwt keys come from, for the token explanation
 	dates   dateRecorder
 	skipAll string // reason to skip the remaining checks
 }
@@ -488,6 +489,11 @@ func (d *blockDoctor) add(name, status, detail, hint string, data map[string]any
 	c := &doctorCheck{Name: name, Status: status, Detail: oneLine(detail), Hint: oneLine(hint), Data: data}
 	d.block.Checks = append(d.block.Checks, c)
 	return c
+}
+
+// failed reports whether a check of this block has failed so far.
+func (d *blockDoctor) failed() bool {
+	return slices.ContainsFunc(d.block.Checks, func(c *doctorCheck) bool { return c.Status == statusFail })
 }
 
 func (d *blockDoctor) skip(name, reason string) {
@@ -608,6 +614,7 @@ func (d *blockDoctor) checkJWKS() {
 				"check jwks_file: it must hold a JWK Set, a JWK, or PEM public keys the gateway can read", nil)
 			return
 		}
+		d.keysAt = j.JWKSFile
 		detail := fmt.Sprintf("%s in %s (%s)", plural(ks.Len(), "key"), j.JWKSFile, algList(ks.Algorithms()))
 		data := map[string]any{"file": j.JWKSFile, "keys": ks.Len(), "algorithms": ks.Algorithms()}
 		if sk := ks.Skipped(); len(sk) > 0 {
@@ -628,6 +635,7 @@ func (d *blockDoctor) checkJWKS() {
 		}
 		u = d.md.JWKSURI
 	}
+	d.keysAt = u
 	ctx, cancel := d.stepContext()
 	defer cancel()
 	rks, err := introspect.NewRemoteKeySet(ctx, introspect.RemoteKeySetConfig{
@@ -867,8 +875,11 @@ func (d *blockDoctor) explainToken() {
 	}
 	if err != nil {
 		if xerr == nil && tok != "" {
-			d.add(checkTokenValidation, statusFail, "the gateway cannot load this block: "+err.Error(),
-				"fix the failures above first", nil)
+			detail := "the gateway cannot load this block: " + err.Error()
+			if d.failed() {
+				detail = "the gateway cannot load this block (see the failures above)"
+			}
+			d.add(checkTokenValidation, statusFail, detail, "fix the failures above first", map[string]any{"load_error": err.Error()})
 			skipRest(2, "skipped: the gateway cannot load this block")
 		} else {
 			skipRest(1, "skipped: the gateway cannot load this block")
@@ -887,8 +898,13 @@ func (d *blockDoctor) explainToken() {
 		if verr != nil {
 			ie := introspect.AsError(verr)
 			pathData["error"], pathData["reason"] = string(ie.Code), ie.Reason
-			d.add(checkTokenValidation, statusFail, fmt.Sprintf("%s: %s: %s (%s)", path, ie.Code, ie.Description, ie.Reason),
-				validationHint(ie), pathData)
+			detail := fmt.Sprintf("%s: %s: %s (%s)", path, ie.Code, ie.Description, ie.Reason)
+			if ie.Code == introspect.CodeUnavailable && ie.Err != nil {
+				// The gateway's own trouble: what its error log would say.
+				detail += ": " + ie.Err.Error()
+				pathData["cause"] = ie.Err.Error()
+			}
+			d.add(checkTokenValidation, statusFail, detail, validationHint(ie), pathData)
 			dec = nil
 		} else {
 			for k, v := range decisionData(dec) {
@@ -992,6 +1008,9 @@ func (d *blockDoctor) tokenPath(h *Handler, tok string) (string, map[string]any)
 		if local {
 			data["path"] = "jwt"
 			s := desc + " verified locally"
+			if d.keysAt != "" {
+				s += " against " + d.keysAt
+			}
 			if v.IntrospectJWTs && v.Introspector != nil {
 				s += ", then introspected at " + v.Introspector.Endpoint + " (introspect_jwt)"
 			}

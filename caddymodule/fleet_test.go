@@ -209,7 +209,7 @@ func TestFleetEvictionThroughAdminAPIReachesOtherInstances(t *testing.T) {
 
 	// warm caches a token on both instances, revokes it at the AS and
 	// checks that both still serve it: only an eviction can change that.
-	warm := func(name string) string {
+	warm := func(t *testing.T, name string) string {
 		t.Helper()
 		tok := as.Token(t, "svc-a", "read")
 		mustAllow(t, a, tok, name+": A")
@@ -221,7 +221,7 @@ func TestFleetEvictionThroughAdminAPIReachesOtherInstances(t *testing.T) {
 	}
 
 	t.Run("token", func(t *testing.T) {
-		tok := warm("token")
+		tok := warm(t, "token")
 		start := time.Now()
 		if got := adminOK(t, a, "/bearer-auth/evict", fmt.Sprintf(`{"token":%q}`, tok)); got.Evicted != 1 {
 			t.Errorf("evicted = %d, want 1", got.Evicted)
@@ -232,7 +232,7 @@ func TestFleetEvictionThroughAdminAPIReachesOtherInstances(t *testing.T) {
 	})
 
 	t.Run("fingerprint", func(t *testing.T) {
-		tok := warm("fingerprint")
+		tok := warm(t, "fingerprint")
 		fp := cache.NewKeyer(nil).Key(tok).Fingerprint()
 		start := time.Now()
 		// Upper case is accepted too: it is pasted from logs and tickets.
@@ -245,7 +245,7 @@ func TestFleetEvictionThroughAdminAPIReachesOtherInstances(t *testing.T) {
 	})
 
 	t.Run("flush", func(t *testing.T) {
-		tok := warm("flush")
+		tok := warm(t, "flush")
 		other := as.Token(t, "svc-b", "read")
 		mustAllow(t, b, other, "other token on B")
 		start := time.Now()

@@ -156,6 +156,11 @@ type CacheConfig struct {
 	KeySecret string `json:"key_secret,omitempty"`
 	// Bound on each Redis operation. Default: 50ms.
 	RedisTimeout caddy.Duration `json:"redis_timeout,omitempty"`
+	// Keep good decisions this long past ttl (never past the token's exp)
+	// and use them only while the authorization server is unreachable. A
+	// token revoked during an outage stays accepted for up to this long.
+	// Default: 0 (off).
+	StaleGrace caddy.Duration `json:"stale_grace,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.

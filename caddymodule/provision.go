@@ -303,6 +303,15 @@ func (h *Handler) newPoolEntry() (*poolEntry, error) {
 	v := &introspect.Validator{
 		TTL:         time.Duration(h.Cache.TTL),
 		NegativeTTL: time.Duration(h.Cache.NegativeTTL),
+		StaleGrace:  time.Duration(h.Cache.StaleGrace),
+		OnBreakerChange: func(from, to string) {
+			if to == "open" {
+				logger.Error("authorization server failing: introspection calls now fail fast with 503; one probe per second until it answers",
+					zap.String("circuit", to))
+			} else {
+				logger.Info("introspection circuit state changed", zap.String("from", from), zap.String("to", to))
+			}
+		},
 	}
 	if i := h.Introspect; i != nil {
 		endpoint := i.Endpoint

@@ -83,4 +83,8 @@ func (d *Decision) Claim(path string) (any, bool) {
 type Verdict struct {
 	Decision  *Decision `json:"decision,omitempty"`
 	Rejection *Error    `json:"rejection,omitempty"`
+	// FreshUntil is when a positive verdict should be re-checked. It is
+	// only set when a stale grace period keeps the entry cached longer
+	// (served only while the authorization server is unreachable).
+	FreshUntil time.Time `json:"fresh_until,omitzero"`
 }

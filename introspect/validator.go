@@ -4,8 +4,12 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"strings"
 	"time"
+
+	"github.com/sony/gobreaker/v2"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/tokengate/tokengate/cache"
 )
@@ -41,9 +45,26 @@ type Validator struct {
 	// tokens must not turn into an unbounded queue at the server.
 	MaxConcurrent int
 	QueueWait     time.Duration
-	Now           func() time.Time
+	// StaleGrace keeps good decisions this long past their TTL (never past
+	// the token's exp) and serves them only while the authorization server
+	// cannot be reached. 0 (the default) disables it: a revoked token is
+	// then never accepted past TTL, at the price of rejecting every token
+	// not cached when the server goes down.
+	StaleGrace time.Duration
+	// BreakerFailures consecutive failures to reach the authorization
+	// server open the circuit: calls fail fast with 503 instead of piling
+	// up on a dead server. Default 5.
+	BreakerFailures int
+	// BreakerOpen is how long the circuit stays open before one probe call
+	// is let through. Default 1s, so recovery is noticed within a second.
+	BreakerOpen time.Duration
+	// OnBreakerChange, if set, is told of circuit state changes (for logs).
+	OnBreakerChange func(from, to string)
+	Now             func() time.Time
 
-	sem chan struct{}
+	sem     chan struct{}
+	breaker *gobreaker.CircuitBreaker[*Decision]
+	stale   singleflight.Group
 }
 
 // Init prepares internal state; call it once before Validate.
@@ -57,6 +78,35 @@ func (v *Validator) Init() {
 	if v.Now == nil {
 		v.Now = time.Now
 	}
+	if v.BreakerFailures <= 0 {
+		v.BreakerFailures = 5
+	}
+	if v.BreakerOpen <= 0 {
+		v.BreakerOpen = time.Second
+	}
+	threshold := uint32(v.BreakerFailures)
+	v.breaker = gobreaker.NewCircuitBreaker[*Decision](gobreaker.Settings{
+		Name:        "introspection",
+		MaxRequests: 1,
+		Timeout:     v.BreakerOpen,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= threshold },
+		// Only the server's own trouble counts: an inactive token is a
+		// perfectly healthy answer.
+		IsSuccessful: func(err error) bool { return err == nil || AsError(err).Code != CodeUnavailable },
+		// Our own back-pressure and callers giving up say nothing about
+		// the server's health.
+		IsExcluded: func(err error) bool {
+			if err == nil {
+				return false
+			}
+			return AsError(err).Reason == "overloaded" || errors.Is(err, context.Canceled)
+		},
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			if v.OnBreakerChange != nil {
+				v.OnBreakerChange(from.String(), to.String())
+			}
+		},
+	})
 }
 
 // Validate returns the decision for token, or an *Error. The key is returned
@@ -64,6 +114,9 @@ func (v *Validator) Init() {
 func (v *Validator) Validate(ctx context.Context, token string) (*Decision, cache.Key, error) {
 	key := v.Keyer.Key(token)
 	if vd, ok := v.Cache.Get(ctx, key); ok {
+		if !vd.FreshUntil.IsZero() && vd.Decision != nil && !v.Now().Before(vd.FreshUntil) {
+			return v.revalidate(ctx, key, token, vd)
+		}
 		d, err := v.fromVerdict(vd)
 		return d, key, err
 	}
@@ -101,16 +154,46 @@ func (v *Validator) decide(ctx context.Context, token string) (*Verdict, time.Du
 		// asks again.
 		return nil, 0, e
 	}
+	now := v.Now()
 	ttl := v.TTL
+	var left time.Duration = 1<<63 - 1
 	if !d.ExpiresAt.IsZero() {
-		if left := d.ExpiresAt.Sub(v.Now()); left < ttl {
-			ttl = left
-		}
+		left = d.ExpiresAt.Sub(now)
 	}
+	ttl = min(ttl, left)
 	if ttl <= 0 {
 		return &Verdict{Rejection: InvalidToken("expired", "token expired", nil)}, v.NegativeTTL, nil
 	}
+	if v.StaleGrace > 0 {
+		// Keep the entry past its TTL for the grace period (still never
+		// past exp), marked as due for re-checking.
+		keep := min(ttl+v.StaleGrace, left)
+		return &Verdict{Decision: d, FreshUntil: now.Add(ttl)}, keep, nil
+	}
 	return &Verdict{Decision: d}, ttl, nil
+}
+
+// revalidate re-checks a good decision whose TTL has passed while a stale
+// grace period keeps it cached. If the server cannot be reached, the stale
+// decision is served (the operator chose this trade-off with stale_grace).
+func (v *Validator) revalidate(ctx context.Context, key cache.Key, token string, stale *Verdict) (*Decision, cache.Key, error) {
+	res, err, _ := v.stale.Do(string(key[:]), func() (any, error) {
+		vd, ttl, err := v.decide(context.WithoutCancel(ctx), token)
+		if err != nil {
+			return nil, err
+		}
+		v.Cache.Set(ctx, key, vd, ttl)
+		return vd, nil
+	})
+	if err != nil {
+		if AsError(err).Code == CodeUnavailable {
+			d, ferr := v.fromVerdict(&Verdict{Decision: stale.Decision})
+			return d, key, ferr
+		}
+		return nil, key, err
+	}
+	d, err := v.fromVerdict(res.(*Verdict))
+	return d, key, err
 }
 
 func (v *Validator) check(ctx context.Context, token string) (*Decision, error) {
@@ -140,6 +223,17 @@ func (v *Validator) check(ctx context.Context, token string) (*Decision, error) 
 }
 
 func (v *Validator) introspect(ctx context.Context, token string) (*Decision, error) {
+	d, err := v.breaker.Execute(func() (*Decision, error) { return v.introspectNow(ctx, token) })
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		return nil, &Error{Code: CodeUnavailable, Reason: "circuit_open",
+			Description: "the authorization server could not be reached; try again later",
+			Hint:        "the authorization server failed repeatedly (see the earlier error lines); the gateway lets one call through per second until it answers again",
+			Err:         err}
+	}
+	return d, err
+}
+
+func (v *Validator) introspectNow(ctx context.Context, token string) (*Decision, error) {
 	if v.sem != nil {
 		select {
 		case v.sem <- struct{}{}:

@@ -1,0 +1,186 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tokengate/tokengate/internal/testas"
+)
+
+// hostileAS answers introspection with whatever the test sets.
+type hostileAS struct {
+	*httptest.Server
+	calls  atomic.Int64
+	answer atomic.Value // func(w http.ResponseWriter)
+}
+
+func newHostileAS(t *testing.T) *hostileAS {
+	h := &hostileAS{}
+	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.calls.Add(1)
+		h.answer.Load().(func(http.ResponseWriter))(w)
+	}))
+	t.Cleanup(h.Close)
+	return h
+}
+
+func (h *hostileAS) set(f func(http.ResponseWriter)) { h.answer.Store(f) }
+
+func hostileSite(endpoint string, extra string) string {
+	return fmt.Sprintf(`	bearer_auth {
+		introspect {
+			endpoint %s
+			client_id gateway
+			client_secret s
+			timeout 300ms
+		}
+%s
+	}
+	respond "ok"`, endpoint, extra)
+}
+
+func TestHostileAuthorizationServerAnswersFailClosed(t *testing.T) {
+	as := newHostileAS(t)
+	tc := startCaddy(t, hostileSite(as.URL, ""))
+	cases := []struct {
+		name   string
+		answer func(http.ResponseWriter)
+		reason string
+	}{
+		{"HTML login page", func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "text/html")
+			fmt.Fprint(w, "<html>please log in</html>")
+		}, "bad_response"},
+		{"active as a string", func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"active":"true","scope":"read"}`)
+		}, "bad_response"},
+		{"active missing", func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"scope":"read"}`)
+		}, "bad_response"},
+		{"garbage JSON", func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"active":tru`)
+		}, "bad_response"},
+		{"huge body", func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"active":true,"pad":"`+strings.Repeat("x", 1<<20)+`"}`)
+		}, "bad_response"},
+		{"too slow", func(w http.ResponseWriter) {
+			time.Sleep(time.Second)
+		}, "timeout"},
+		{"server error", func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(500)
+			fmt.Fprint(w, `{"error":"server_error"}`)
+		}, "as_rejected_gateway"},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			as.set(c.answer)
+			start := time.Now()
+			r := tc.get("/", fmt.Sprintf("Bearer token-%d", i))
+			if r.status != 503 || r.header.Get("Retry-After") == "" {
+				t.Fatalf("status %d, Retry-After %q: must fail closed with 503", r.status, r.header.Get("Retry-After"))
+			}
+			if el := time.Since(start); el > 2*time.Second {
+				t.Errorf("took %v: the timeout must bound it", el)
+			}
+			if !strings.Contains(tc.logs(), `"reason":"`+c.reason+`"`) && !strings.Contains(tc.logs(), "cannot validate token: "+c.reason) {
+				t.Errorf("no log line with reason %s", c.reason)
+			}
+		})
+		// Keep the circuit closed between cases: a good answer resets it.
+		as.set(func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"active":false}`)
+		})
+		tc.get("/", fmt.Sprintf("Bearer reset-%d", i))
+	}
+}
+
+func TestCircuitBreakerStopsPilingOntoADeadServerAndRecovers(t *testing.T) {
+	as := newHostileAS(t)
+	var healthy atomic.Bool
+	as.set(func(w http.ResponseWriter) {
+		if !healthy.Load() {
+			w.WriteHeader(502)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"active":true,"client_id":"c"}`)
+	})
+	tc := startCaddy(t, hostileSite(as.URL, ""))
+	for i := 0; i < 50; i++ {
+		if r := tc.get("/", fmt.Sprintf("Bearer t%d", i)); r.status != 503 {
+			t.Fatalf("request %d: %d", i, r.status)
+		}
+	}
+	if n := as.calls.Load(); n > 6 {
+		t.Errorf("AS calls while failing = %d; the breaker should stop them after 5", n)
+	}
+	if !strings.Contains(tc.logs(), "introspection calls now fail fast") {
+		t.Error("no log line for the open circuit")
+	}
+	healthy.Store(true)
+	start := time.Now()
+	for {
+		if r := tc.get("/", "Bearer recovered"); r.status == 200 {
+			break
+		}
+		if time.Since(start) > 3*time.Second {
+			t.Fatal("no recovery within 3s of the AS coming back")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if el := time.Since(start); el > 1200*time.Millisecond {
+		t.Errorf("recovery took %v, want within ~1s", el)
+	}
+}
+
+func TestStaleGraceServesKnownTokensDuringAnOutageOnly(t *testing.T) {
+	as := testas.Start(t)
+	tc := startCaddy(t, introspectSite(as, `		cache {
+			ttl 200ms
+			stale_grace 1m
+		}`))
+	tok := as.Token(t, "svc-a", "read")
+	if r := tc.get("/", "Bearer "+tok); r.status != 200 {
+		t.Fatal(r.status)
+	}
+	time.Sleep(300 * time.Millisecond)
+	// Past ttl, AS up: re-checked.
+	tc.get("/", "Bearer "+tok)
+	if n := as.IntrospectionCalls(); n != 2 {
+		t.Fatalf("introspection calls = %d, want 2 (re-check after ttl)", n)
+	}
+	time.Sleep(300 * time.Millisecond)
+	as.Stop()
+	if r := tc.get("/", "Bearer "+tok); r.status != 200 {
+		t.Errorf("known token during outage with stale_grace: %d", r.status)
+	}
+	unknown := "never-seen-token"
+	if r := tc.get("/", "Bearer "+unknown); r.status != 503 {
+		t.Errorf("unknown token during outage: %d", r.status)
+	}
+}
+
+func TestWithoutStaleGraceAnExpiredEntryIsRecheckedAndOutageIs503(t *testing.T) {
+	as := testas.Start(t)
+	tc := startCaddy(t, introspectSite(as, `		cache {
+			ttl 200ms
+		}`))
+	tok := as.Token(t, "svc-a", "read")
+	tc.get("/", "Bearer "+tok)
+	time.Sleep(300 * time.Millisecond)
+	as.Stop()
+	if r := tc.get("/", "Bearer "+tok); r.status != 503 {
+		t.Errorf("after ttl during an outage, without stale_grace: %d, want 503", r.status)
+	}
+}

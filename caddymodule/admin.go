@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,11 +56,21 @@ func (a *AdminAPI) evict(w http.ResponseWriter, r *http.Request) error {
 		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: errors.New("use POST")}
 	}
 	var req evictRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields() // a misspelt key must not be ignored silently
+	if err := dec.Decode(&req); err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("decoding request: %w", err)}
 	}
 	if (req.Token == "") == (req.Fingerprint == "") {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New(`give exactly one of "token" or "fingerprint"`)}
+	}
+	// Validated here, not by the caches, so that a bad fingerprint is a 400
+	// even with no cache loaded, and every cache error below is the shared
+	// tier's (a 503), never the request's.
+	if fp := req.Fingerprint; fp != "" {
+		if _, err := hex.DecodeString(fp); err != nil || len(fp) != 16 {
+			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New(`"fingerprint" must be the 16 hex characters logged as token_fingerprint`)}
+		}
 	}
 	res := adminResult{}
 	var firstErr error
@@ -83,9 +94,17 @@ func (a *AdminAPI) evict(w http.ResponseWriter, r *http.Request) error {
 		return true
 	})
 	if firstErr != nil {
-		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: firstErr}
+		return fleetError(firstErr)
 	}
 	return writeJSON(w, res)
+}
+
+// fleetError reports an eviction that was applied to this instance's memory
+// but may not have reached Redis or the other instances: not a success (the
+// operator must retry), and not the request's fault.
+func fleetError(err error) error {
+	return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable,
+		Err: fmt.Errorf("evicted on this instance, but the shared Redis tier or other instances may still hold it; retry: %w", err)}
 }
 
 func (a *AdminAPI) flush(w http.ResponseWriter, r *http.Request) error {
@@ -104,7 +123,7 @@ func (a *AdminAPI) flush(w http.ResponseWriter, r *http.Request) error {
 		return true
 	})
 	if firstErr != nil {
-		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: firstErr}
+		return fleetError(firstErr)
 	}
 	return writeJSON(w, res)
 }

@@ -163,14 +163,15 @@ func BenchmarkHandlerWarmJWT(b *testing.B) {
 // the warm path does not serialise on a lock.
 func BenchmarkHandlerWarmJWTParallel(b *testing.B) {
 	h := benchJWTHandler(b, 0)
-	r := benchRequest(benchMint(b, "demo-user"))
-	if err := serveBench(h, r, httptest.NewRecorder(), &okNext{}); err != nil {
+	tok := benchMint(b, "demo-user")
+	if err := serveBench(h, benchRequest(tok), httptest.NewRecorder(), &okNext{}); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		w, next := httptest.NewRecorder(), &okNext{}
+		// Each goroutine its own request: the handler edits headers.
+		r, w, next := benchRequest(tok), httptest.NewRecorder(), &okNext{}
 		for pb.Next() {
 			_ = serveBench(h, r, w, next)
 		}

@@ -255,8 +255,9 @@ func stringList(d *caddyfile.Dispenser, dst *[]string) error {
 }
 
 func flag(d *caddyfile.Dispenser, dst *bool) error {
+	name := d.Val()
 	if d.NextArg() {
-		return d.Errf("%s takes no arguments", d.Val())
+		return d.Errf("%s takes no arguments", name)
 	}
 	*dst = true
 	return nil

@@ -273,10 +273,15 @@ func TestFleetEvictionThroughAdminAPIReachesOtherInstances(t *testing.T) {
 			`{"fingerprint":"0123456789abcde*"}`,
 			`{"fingerprint":"*"}`,
 			`{"token":["x"]}`,
+			`{"token":"x","fingerprnt":"0123456789abcdef"}`,
 		} {
 			r := adminPost(t, a, "/bearer-auth/evict", body)
 			if r.status != http.StatusBadRequest {
 				t.Errorf("evict %s: status %d, want 400 (body %q)", body, r.status, r.body)
+			}
+			var e struct{ Error string }
+			if json.Unmarshal([]byte(r.body), &e) != nil || e.Error == "" {
+				t.Errorf("evict %s: body %q is not a JSON error", body, r.body)
 			}
 		}
 		for _, path := range []string{"/bearer-auth/evict", "/bearer-auth/flush"} {
@@ -325,6 +330,20 @@ func TestFleetSurvivesRedisOutageAndUsesItAgainAfterRestart(t *testing.T) {
 	if n := as.IntrospectionCalls() - before; n != 0 {
 		t.Errorf("a token cached in A's memory was introspected again during the outage (%d calls)", n)
 	}
+
+	// An eviction during the outage applies locally but cannot reach the
+	// fleet: the admin API must say so (503), not claim success, and not
+	// blame the request (400).
+	revoked := as.Token(t, "svc-a", "read")
+	mustAllow(t, a, revoked, "A, token to revoke during the outage")
+	as.Revoke(t, "svc-a", revoked)
+	start := time.Now()
+	r := adminPost(t, a, "/bearer-auth/evict", fmt.Sprintf(`{"token":%q}`, revoked))
+	if r.status != http.StatusServiceUnavailable {
+		t.Errorf("evict during the Redis outage: status %d, want 503 (body %q)", r.status, r.body)
+	}
+	t.Logf("evict during the outage answered %d in %v", r.status, time.Since(start))
+	mustReject(t, a, revoked, "A after evicting locally during the outage")
 
 	srv.Restart(t)
 	restarted := time.Now()

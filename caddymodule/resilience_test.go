@@ -184,3 +184,52 @@ func TestWithoutStaleGraceAnExpiredEntryIsRecheckedAndOutageIs503(t *testing.T) 
 		t.Errorf("after ttl during an outage, without stale_grace: %d, want 503", r.status)
 	}
 }
+
+func TestTokenSprayIsCappedByMaxConcurrentAndAnswersQuickly(t *testing.T) {
+	as := newHostileAS(t)
+	var inFlight, peak atomic.Int64
+	as.set(func(w http.ResponseWriter) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		time.Sleep(300 * time.Millisecond)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"active":false}`)
+	})
+	tc := startCaddy(t, strings.Replace(hostileSite(as.URL, ""), "timeout 300ms", "timeout 2s\n\t\t\tmax_concurrent 3", 1))
+	const n = 30
+	type res struct {
+		status int
+		took   time.Duration
+	}
+	results := make(chan res, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			start := time.Now()
+			r := tc.get("/", fmt.Sprintf("Bearer spray-%d", i))
+			results <- res{r.status, time.Since(start)}
+		}()
+	}
+	var unavailable, rejected int
+	for i := 0; i < n; i++ {
+		r := <-results
+		switch r.status {
+		case 503:
+			unavailable++
+			if r.took > time.Second {
+				t.Errorf("a 503 took %v: excess requests must not queue behind the AS", r.took)
+			}
+		case 401:
+			rejected++
+		default:
+			t.Errorf("status %d", r.status)
+		}
+	}
+	if p := peak.Load(); p > 3 {
+		t.Errorf("peak concurrent introspection calls = %d, want ≤ 3", p)
+	}
+	if unavailable == 0 || rejected == 0 {
+		t.Errorf("503s = %d, 401s = %d: want both (capped calls answered, excess shed)", unavailable, rejected)
+	}
+}

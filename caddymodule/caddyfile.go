@@ -35,7 +35,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        endpoint       <url>
 //	        client_id      <id>
 //	        client_secret  <secret>
-//	        auth_method    client_secret_basic | client_secret_post
+//	        auth_method    client_secret_basic | client_secret_post | client_secret_jwt | private_key_jwt | bearer
+//	        private_key    <pem-or-jwk-file> [<kid>]
+//	        token_endpoint <url>
+//	        token_scope    <scope...>
+//	        assertion_audience <aud>
+//	        assertion_lifetime <duration>
 //	        timeout        <duration>
 //	        max_concurrent <n>
 //	        introspect_jwt
@@ -145,6 +150,26 @@ func (c *IntrospectConfig) unmarshal(d *caddyfile.Dispenser) error {
 			err = oneString(d, &c.ClientSecret)
 		case "auth_method":
 			err = oneString(d, &c.AuthMethod)
+		case "private_key":
+			if c.PrivateKey != "" {
+				return d.Err("private_key already specified")
+			}
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return d.Err("private_key needs <file> [<kid>]")
+			}
+			c.PrivateKey = args[0]
+			if len(args) == 2 {
+				c.PrivateKeyID = args[1]
+			}
+		case "token_endpoint":
+			err = oneString(d, &c.TokenEndpoint)
+		case "token_scope":
+			err = stringList(d, &c.TokenScope)
+		case "assertion_audience":
+			err = oneString(d, &c.AssertionAudience)
+		case "assertion_lifetime":
+			err = duration(d, &c.AssertionLifetime)
 		case "timeout":
 			err = duration(d, &c.Timeout)
 		case "max_concurrent":

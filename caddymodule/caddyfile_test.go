@@ -217,3 +217,8 @@ func TestJSONConfigIsEqualInPower(t *testing.T) {
 		t.Fatalf("no token: %d", r.status)
 	}
 }
+
+func caddyValidate(t *testing.T, cfg []byte) error {
+	t.Helper()
+	return caddy.Validate(mustConfig(t, cfg))
+}

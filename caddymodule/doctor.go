@@ -1189,12 +1189,19 @@ func (s dateSample) offset() time.Duration {
 	return s.date.Add(500 * time.Millisecond).Sub(mid)
 }
 
-// best is the sample with the shortest round trip.
+// best is the first sample (discovery before JWKS before introspection)
+// whose round trip took under a second, the Date header's own resolution;
+// failing that, the one with the shortest round trip.
 func (r *dateRecorder) best() (dateSample, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.samples) == 0 {
 		return dateSample{}, false
+	}
+	for _, s := range r.samples {
+		if s.end.Sub(s.start) < time.Second {
+			return s, true
+		}
 	}
 	b := r.samples[0]
 	for _, s := range r.samples[1:] {

@@ -405,3 +405,22 @@ func TestDoctorClockOffsetArithmetic(t *testing.T) {
 		t.Errorf("offset %v, want -45s", off)
 	}
 }
+
+// A JSON config (no adapter), and an issuer that differs from the server's
+// by a trailing slash: discovery fails with the hint to copy it exactly.
+func TestDoctorIssuerMismatchInJSONConfig(t *testing.T) {
+	as := testas.Start(t)
+	cfg := fmt.Sprintf(`{"apps":{"http":{"servers":{"api":{"listen":[":8080"],"routes":[
+		{"handle":[{"handler":"bearer_auth","issuer":%q,"introspect":{"client_id":"gateway","client_secret":"gateway-secret"}},
+		           {"handler":"static_response","body":"ok"}]}]}}}}}`, as.Issuer()+"/")
+	path := filepath.Join(t.TempDir(), "caddy.json")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := runDoctorCLI(t, nil, "", "--config", path)
+	expectExit(t, r, 1)
+	if !strings.Contains(r.stdout, "check: set issuer to exactly the issuer in the server's metadata") {
+		t.Errorf("no issuer hint:\n%s", r.stdout)
+	}
+	golden(t, "issuer_mismatch.txt", newDoctorNormalizer(t, as, path).apply(r.stdout))
+}

@@ -451,6 +451,51 @@ func TestFleetKeySecretKeysRedisByHMACAndStillShares(t *testing.T) {
 	awaitRejected(t, b, tok, start, time.Second)
 }
 
+// Redis that answers slowly (every client paused) or refuses writes (out of
+// memory) costs each request at most the Redis timeout, never a failure.
+func TestFleetSlowOrFullRedisNeitherSlowsNorFailsRequests(t *testing.T) {
+	as := testas.Start(t)
+	slow := redistest.Start(t)
+	full := redistest.StartArgs(t, "--maxmemory", "1", "--maxmemory-policy", "noeviction")
+	a := startMember(t, fleetSite(as, slow.URL(), "\t\t\tredis_timeout 50ms\n", ""))
+	cached := as.Token(t, "svc-a", "read")
+	mustAllow(t, a, cached, "A before Redis slows down")
+
+	rc := redis.NewClient(&redis.Options{Addr: slow.Addr()})
+	t.Cleanup(func() { rc.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// Every command of every other client now waits 3 s for an answer.
+	if err := rc.Do(ctx, "CLIENT", "PAUSE", "3000", "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	paused := time.Now()
+	const bound = time.Second
+	for i := range 5 {
+		for _, tok := range []string{cached, as.Token(t, "svc-a", "read")} {
+			r, d := call(t, a, tok)
+			if r.status != http.StatusOK || d > bound {
+				t.Errorf("request %d with Redis paused: status %d in %v, want 200 within %v", i, r.status, d, bound)
+			}
+		}
+	}
+	if time.Since(paused) > 2500*time.Millisecond {
+		t.Fatalf("the requests took %v: Redis was no longer paused for all of them", time.Since(paused))
+	}
+
+	b := startMember(t, fleetSite(as, full.URL(), "", ""))
+	c := startMember(t, fleetSite(as, full.URL(), "", ""))
+	tok := as.Token(t, "svc-a", "read")
+	mustAllow(t, b, tok, "B with Redis out of memory")
+	mustAllow(t, c, tok, "C with Redis out of memory")
+	if n := as.IntrospectionCalls(); n < 2 {
+		t.Errorf("introspection calls = %d: a full Redis cannot have shared the decision", n)
+	}
+	if n := scrape(t, b).counter(mRedisErrs, map[string]string{"op": "set"}); n != 1 {
+		t.Errorf(`B: %s{op="set"} = %v, want 1 (the refused write)`, mRedisErrs, n)
+	}
+}
+
 // TestFleetRedisOutageIsQuietOnStderr checks what an operator sees in the
 // process output while Redis is down: the cache's own rate-limited warnings,
 // not a line from the Redis client every few hundred milliseconds.

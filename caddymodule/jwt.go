@@ -39,6 +39,18 @@ func (h *Handler) newJWTVerifier(pctx, bg context.Context, md *introspect.Metada
 			MinRefreshInterval: time.Duration(j.RefreshInterval),
 			Logger:             h.logger.Named("jwks"),
 			Observer:           h.metrics,
+			// A key removed at the AS is retired or compromised: drop
+			// every cached decision (here, in Redis and across the
+			// fleet) rather than keep accepting its tokens until ttl.
+			OnKeysRemoved: func([]string) {
+				if c := e.cache; c != nil {
+					ctx, cancel := context.WithTimeout(bg, 5*time.Second)
+					defer cancel()
+					if err := c.Flush(ctx); err != nil {
+						h.logger.Warn("flushing cached decisions after a key removal", zap.Error(err))
+					}
+				}
+			},
 		})
 		if err != nil {
 			return nil, fmt.Errorf("bearer_auth: jwt: jwks_url: %w", err)

@@ -68,6 +68,10 @@ func TestKeyRotationIsPickedUpWithoutReload(t *testing.T) {
 	if r.status != 401 || !strings.Contains(r.header.Get("WWW-Authenticate"), `error_description="unknown signing key"`) {
 		t.Fatalf("token of a removed key: %d %q", r.status, r.header.Get("WWW-Authenticate"))
 	}
+	// The old token accepted (and cached) earlier is dropped with its key.
+	if r := tc.get("/", "Bearer "+oldTok); r.status != 401 {
+		t.Fatalf("cached token of a removed key: %d, want 401", r.status)
+	}
 }
 
 func TestUnknownKidFloodCausesBoundedJWKSFetches(t *testing.T) {

@@ -104,9 +104,27 @@ type IntrospectConfig struct {
 	// The gateway's client secret. Placeholders such as {env.SECRET} and
 	// {file./run/secrets/x} are resolved at load time.
 	ClientSecret string `json:"client_secret,omitempty"`
-	// How the gateway authenticates: client_secret_basic (default) or
-	// client_secret_post.
+	// How the gateway authenticates: client_secret_basic (default),
+	// client_secret_post, client_secret_jwt, private_key_jwt, or bearer (its
+	// own client_credentials token from token_endpoint).
 	AuthMethod string `json:"auth_method,omitempty"`
+	// A PEM (PKCS#8, PKCS#1, SEC1) or JWK file with the gateway's private key,
+	// for private_key_jwt (and for bearer, to get its token with it).
+	PrivateKey string `json:"private_key,omitempty"`
+	// The kid sent with private_key_jwt assertions when the key has none.
+	// Default: the JWK's own kid, else the key's RFC 7638 thumbprint.
+	PrivateKeyID string `json:"private_key_id,omitempty"`
+	// The token endpoint for auth_method bearer. Default: discovered.
+	TokenEndpoint string `json:"token_endpoint,omitempty"`
+	// Scopes the gateway asks for its own token (auth_method bearer), such
+	// as introspect.
+	TokenScope []string `json:"token_scope,omitempty"`
+	// The aud of client assertions (client_secret_jwt, private_key_jwt).
+	// Default: the issuer identifier. Some servers want the endpoint URL or
+	// a realm-specific audience instead.
+	AssertionAudience string `json:"assertion_audience,omitempty"`
+	// Lifetime of a client assertion (exp − iat). Default: 2m; at most 1h.
+	AssertionLifetime caddy.Duration `json:"assertion_lifetime,omitempty"`
 	// Bound on one introspection call. Default: 5s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 	// Also introspect JWTs that verified locally, to catch revoked JWTs.

@@ -58,7 +58,7 @@ func (e *poolEntry) Destruct() error {
 	for _, c := range e.closers {
 		c()
 	}
-	return e.cache.Close()
+	return nil
 }
 
 // Provision implements caddy.Provisioner.
@@ -76,6 +76,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.Introspect.Endpoint = repl.ReplaceAll(h.Introspect.Endpoint, "")
 		h.Introspect.ClientID = repl.ReplaceAll(h.Introspect.ClientID, "")
 		h.Introspect.ClientSecret = strings.TrimRight(repl.ReplaceAll(h.Introspect.ClientSecret, ""), "\r\n")
+		h.Introspect.PrivateKey = repl.ReplaceAll(h.Introspect.PrivateKey, "")
+		h.Introspect.TokenEndpoint = repl.ReplaceAll(h.Introspect.TokenEndpoint, "")
 	}
 	if h.JWT != nil {
 		h.JWT.JWKSURL = repl.ReplaceAll(h.JWT.JWKSURL, "")
@@ -174,13 +176,8 @@ func (h *Handler) Validate() error {
 		if i.ClientID == "" {
 			return errors.New("bearer_auth: introspect: client_id is required (the gateway's own client at the authorization server)")
 		}
-		switch i.AuthMethod {
-		case "client_secret_basic", "client_secret_post":
-			if i.ClientSecret == "" {
-				return fmt.Errorf("bearer_auth: introspect: auth_method %s needs client_secret (did an {env.*} or {file.*} placeholder resolve to nothing?)", i.AuthMethod)
-			}
-		default:
-			return fmt.Errorf("bearer_auth: introspect: auth_method %q is not supported; use client_secret_basic or client_secret_post", i.AuthMethod)
+		if err := h.validateClientAuth(i); err != nil {
+			return err
 		}
 	}
 	if j := h.JWT; j != nil {
@@ -287,7 +284,8 @@ func (h *Handler) newPoolEntry() (*poolEntry, error) {
 
 	logger := h.logger
 	var md *introspect.Metadata
-	needDiscovery := h.Introspect != nil && h.Introspect.Endpoint == "" ||
+	needDiscovery := h.Introspect != nil && (h.Introspect.Endpoint == "" ||
+		h.Introspect.AuthMethod == "bearer" && h.Introspect.TokenEndpoint == "") ||
 		h.JWT != nil && h.JWT.JWKSURL == "" && h.JWT.JWKSFile == ""
 	if needDiscovery {
 		var err error
@@ -299,6 +297,22 @@ func (h *Handler) newPoolEntry() (*poolEntry, error) {
 			zap.String("source", md.Source), zap.String("introspection_endpoint", md.IntrospectionEndpoint),
 			zap.String("jwks_uri", md.JWKSURI))
 	}
+
+	var secret []byte
+	if h.Cache.KeySecret != "" {
+		secret = []byte(h.Cache.KeySecret)
+	}
+	e.keyer = cache.NewKeyer(secret)
+	cfg := cache.Config{MaxEntries: h.Cache.MaxEntries, Observer: h.metrics, Logger: logger.Named("cache")}
+	if h.Cache.Redis != "" {
+		cfg.Redis = &cache.RedisConfig{URL: h.Cache.Redis, Timeout: time.Duration(h.Cache.RedisTimeout)}
+	}
+	c, err := cache.New[*introspect.Verdict](cfg, cache.JSONCodec[*introspect.Verdict]{})
+	if err != nil {
+		return nil, fmt.Errorf("bearer_auth: cache: %w", err)
+	}
+	e.cache = c
+	e.closers = append(e.closers, func() { _ = c.Close() })
 
 	v := &introspect.Validator{
 		TTL:         time.Duration(h.Cache.TTL),
@@ -321,9 +335,9 @@ func (h *Handler) newPoolEntry() (*poolEntry, error) {
 			}
 			endpoint = md.IntrospectionEndpoint
 		}
-		var auth introspect.ClientAuthenticator = introspect.SecretBasic{ClientID: i.ClientID, ClientSecret: i.ClientSecret}
-		if i.AuthMethod == "client_secret_post" {
-			auth = introspect.SecretPost{ClientID: i.ClientID, ClientSecret: i.ClientSecret}
+		auth, err := h.newClientAuth(i, md)
+		if err != nil {
+			return nil, err
 		}
 		v.Introspector = &introspect.Introspector{
 			Endpoint:   endpoint,
@@ -345,20 +359,6 @@ func (h *Handler) newPoolEntry() (*poolEntry, error) {
 		v.JWTIssuer = h.Issuer
 	}
 
-	var secret []byte
-	if h.Cache.KeySecret != "" {
-		secret = []byte(h.Cache.KeySecret)
-	}
-	e.keyer = cache.NewKeyer(secret)
-	cfg := cache.Config{MaxEntries: h.Cache.MaxEntries, Observer: h.metrics, Logger: logger.Named("cache")}
-	if h.Cache.Redis != "" {
-		cfg.Redis = &cache.RedisConfig{URL: h.Cache.Redis, Timeout: time.Duration(h.Cache.RedisTimeout)}
-	}
-	c, err := cache.New[*introspect.Verdict](cfg, cache.JSONCodec[*introspect.Verdict]{})
-	if err != nil {
-		return nil, fmt.Errorf("bearer_auth: cache: %w", err)
-	}
-	e.cache = c
 	v.Cache = c
 	v.Keyer = e.keyer
 	v.Init()

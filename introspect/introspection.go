@@ -65,7 +65,8 @@ func NewHTTPClient(timeout time.Duration) *http.Client {
 func (c *Introspector) Introspect(ctx context.Context, token string) (*Decision, error) {
 	d, err := c.introspectOnce(ctx, token)
 	var ase *ASError
-	if r, ok := c.Auth.(Renewable); ok && errors.As(err, &ase) && (ase.Status == http.StatusUnauthorized || ase.Code == "invalid_token") {
+	if r, ok := c.Auth.(Renewable); ok && errors.As(err, &ase) && ase.Endpoint == c.Endpoint &&
+		(ase.Status == http.StatusUnauthorized || ase.Code == "invalid_token") {
 		// Our own (bearer) credential may have been revoked or expired
 		// early at the server: renew it once and try again.
 		r.Renew()
@@ -87,6 +88,12 @@ func (c *Introspector) introspectOnce(ctx context.Context, token string) (*Decis
 	header := http.Header{}
 	if c.Auth != nil {
 		if err := c.Auth.Authenticate(ctx, form, header); err != nil {
+			var e *Error
+			if errors.As(err, &e) {
+				// Already explained (e.g. the token endpoint refused the
+				// gateway): keep its hint rather than a generic one.
+				return nil, e
+			}
 			return nil, c.unavailable("client_auth", err)
 		}
 	}

@@ -63,6 +63,9 @@ type RemoteKeySetConfig struct {
 	Observer JWKSObserver
 	// Now is the clock; tests inject one. Default: time.Now.
 	Now func() time.Time
+	// OnKeysRemoved, if set, is called after a refresh dropped keys (by
+	// kid), so that decisions cached for tokens they signed can be dropped.
+	OnKeysRemoved func(kids []string)
 }
 
 // RemoteKeySet is a KeySet served from a JWKS URL. It keeps the last good
@@ -83,6 +86,7 @@ type RemoteKeySet struct {
 	log        *zap.Logger
 	obs        JWKSObserver
 	now        func() time.Time
+	onRemoved  func(kids []string)
 
 	ctx       context.Context // lifetime: fetches run under it, not a caller's
 	cancel    context.CancelFunc
@@ -123,6 +127,7 @@ func NewRemoteKeySet(ctx context.Context, cfg RemoteKeySetConfig) (*RemoteKeySet
 		log:        cfg.Logger,
 		obs:        cfg.Observer,
 		now:        cfg.Now,
+		onRemoved:  cfg.OnKeysRemoved,
 		loopDone:   make(chan struct{}),
 		kick:       make(chan struct{}, 1),
 	}
@@ -225,6 +230,22 @@ func (s *RemoteKeySet) do(ctx context.Context, gated bool) error {
 	}
 }
 
+// removedKids lists the kids of old that next no longer has. A key removed at
+// the authorization server is usually a retired or compromised one: tokens it
+// signed must stop being accepted now, not when their cached decisions expire.
+func removedKids(old, next *jwksSnapshot) []string {
+	if old == nil {
+		return nil
+	}
+	var removed []string
+	for kid := range old.byKid {
+		if _, ok := next.byKid[kid]; !ok && kid != "" {
+			removed = append(removed, kid)
+		}
+	}
+	return removed
+}
+
 // fetchAndSwap fetches, installs the new snapshot on success, schedules the
 // next background refresh, logs and counts.
 func (s *RemoteKeySet) fetchAndSwap() error {
@@ -249,7 +270,12 @@ func (s *RemoteKeySet) fetchAndSwap() error {
 	s.mu.Unlock()
 
 	if err == nil {
-		s.snap.Store(snap)
+		old := s.snap.Swap(snap)
+		if removed := removedKids(old, snap); len(removed) > 0 && s.onRemoved != nil {
+			s.log.Info("signing keys removed from the JWKS; decisions cached for their tokens are dropped",
+				zap.String("jwks_url", s.logURL), zap.Strings("kids", removed))
+			s.onRemoved(removed)
+		}
 		for _, sk := range skipped {
 			s.log.Debug("jwks key skipped", zap.String("jwks_url", s.logURL), zap.Int("index", sk.Index), zap.String("kid", sk.Kid), zap.String("reason", sk.Reason))
 		}

@@ -1,0 +1,349 @@
+#!/usr/bin/env bash
+# bench/run.sh — what bearer_auth costs, measured against bare Caddy.
+#
+# One run, loopback only, bounded (about 2.5 minutes with the defaults, hard
+# stop at MAX_SECONDS), cleans up after itself. Uses ./caddy as built by
+# ./xcaddy.sh (it builds no Caddy; it compiles the small Go helpers in
+# bench/tools with `go test -c`). Needs wrk (installed with apt-get when
+# missing and running as root).
+#
+# Processes, all on 127.0.0.1:
+#   upstream  ./caddy with `respond "ok"`                  (CPU LOAD_CPU)
+#   AS        the in-process test authorization server      (CPU LOAD_CPU)
+#   gateway   ./caddy, GOMAXPROCS=GW_PROCS, four sites      (CPU GW_CPU)
+#   wrk       one thread                                    (CPU LOAD_CPU)
+# Gateway sites, all `reverse_proxy` to the same upstream:
+#   bare        reverse_proxy only
+#   intro_warm  bearer_auth, introspection; one opaque token, so every
+#               request after the first is a cache hit (never reaches the AS)
+#   jwt_warm    bearer_auth, local JWT (ES256, demo key); one token, cached
+#   jwt_cold    bearer_auth, local JWT; a different token on every request
+#               (pre-minted pool, cycled; the site's cache holds 1000
+#               entries, far fewer than the pool, so every request is a miss
+#               and a full signature check — the hit ratio is measured from
+#               the gateway's own metrics and printed)
+# All bearer_auth sites have `scopes read` and `forward_claim sub X-User`.
+#
+# Each round runs every scenario twice: loaded (CONNS connections, DUR s)
+# for throughput and latency under load, then unloaded (1 connection,
+# LAT_DUR s) for the latency a single request sees. The order rotates
+# between rounds; the summary gives medians over ROUNDS, and ratios/deltas
+# taken pairwise against bare in the same round (robust to machine drift).
+# cpu/req is the gateway process's own CPU time per request (from
+# /proc/PID/stat), which other load on the machine disturbs least.
+#
+# Output: a summary table on stdout; raw wrk output, configs, logs, the
+# per-round results.tsv and a CPU profile of the gateway under jwt_warm
+# load in bench/out/<timestamp>/.
+#
+# Knobs (environment): ROUNDS=3 DUR=6 LAT_DUR=3 CONNS=16 GW_PROCS=1
+# GW_CPU=0 LOAD_CPU=1 PROFILE=1 CADDY=./caddy MAX_SECONDS=300
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DUR=${DUR:-6}
+LAT_DUR=${LAT_DUR:-3}
+CONNS=${CONNS:-16}
+GW_PROCS=${GW_PROCS:-1}
+GW_CPU=${GW_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+PROFILE=${PROFILE:-1}
+CADDY=${CADDY:-./caddy}
+MAX_SECONDS=${MAX_SECONDS:-300}
+COLD_TOKENS=${COLD_TOKENS:-30000}
+COLD_CACHE=${COLD_CACHE:-1000}
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+[ -x "$CADDY" ] || die "$CADDY is missing; build it with ./xcaddy.sh"
+"$CADDY" list-modules 2>/dev/null | grep -qx http.handlers.bearer_auth || die "$CADDY has no bearer_auth module"
+if ! command -v wrk >/dev/null 2>&1; then
+  [ "$(id -u)" = 0 ] || die "wrk is missing (apt-get install wrk)"
+  log "installing wrk"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; } >/dev/null
+fi
+command -v curl >/dev/null || die "curl is missing"
+
+OUT=$(pwd)/bench/out/$(date +%Y%m%d-%H%M%S)
+mkdir -p "$OUT/as"
+export BENCH_REPORT_LUA=$(pwd)/bench/report.lua
+
+# --- processes and cleanup --------------------------------------------------
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+# Hard stop: the whole run never outlives MAX_SECONDS.
+( sleep "$MAX_SECONDS"; log "MAX_SECONDS=$MAX_SECONDS reached, stopping"; kill -TERM $$ ) 2>/dev/null &
+WATCHDOG=$!
+PIDS+=("$WATCHDOG")
+
+on_cpu() { local cpu=$1; shift; if command -v taskset >/dev/null; then taskset -c "$cpu" "$@"; else "$@"; fi; }
+
+free_port() {
+  local p
+  for _ in $(seq 1 50); do
+    p=$((20000 + RANDOM % 30000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+  die "no free port"
+}
+
+wait_http() { # url [want-status]
+  for _ in $(seq 1 200); do
+    curl -s -o /dev/null --max-time 1 "$1" && return 0
+    sleep 0.05
+  done
+  die "not answering: $1"
+}
+
+# --- helpers: authorization server and tokens --------------------------------
+log "compiling bench/tools (go test -c)"
+go test -c -o "$OUT/tools.test" ./bench/tools
+log "minting $COLD_TOKENS demo JWTs for the cold path"
+(cd bench/tools && BENCH_MINT_N=$COLD_TOKENS BENCH_MINT_OUT="$OUT/cold-tokens.txt" \
+  on_cpu "$LOAD_CPU" "$OUT/tools.test" -test.run '^TestMintJWTs$' >"$OUT/mint.log" 2>&1) || die "minting failed: $(cat "$OUT/mint.log")"
+WARM_JWT=$("$CADDY" bearer-auth token --key demo/demo-private.jwk \
+  --issuer https://demo.tokengate.test --audience demo-api --scope read)
+
+log "starting the authorization server"
+(cd bench/tools && BENCH_AS_DIR="$OUT/as" BENCH_AS_MAX=$((MAX_SECONDS + 30))s \
+  exec taskset -c "$LOAD_CPU" "$OUT/tools.test" -test.run '^TestServeAS$' -test.v -test.timeout 0 >"$OUT/as.log" 2>&1) &
+PIDS+=("$!")
+for _ in $(seq 1 200); do [ -s "$OUT/as/token" ] && break; sleep 0.05; done
+[ -s "$OUT/as/token" ] || die "authorization server did not start: $(cat "$OUT/as.log")"
+INTRO_URL=$(cat "$OUT/as/introspection_url")
+OPAQUE=$(cat "$OUT/as/token")
+
+# --- upstream and gateway ----------------------------------------------------
+UP=$(free_port); ADMIN=$(free_port); UP_ADMIN=$(free_port)
+P_BARE=$(free_port); P_INTRO=$(free_port); P_JWT=$(free_port); P_COLD=$(free_port)
+
+cat >"$OUT/upstream.Caddyfile" <<EOF
+{
+	admin 127.0.0.1:$UP_ADMIN
+	auto_https off
+	persist_config off
+}
+http://127.0.0.1:$UP {
+	respond "ok"
+}
+EOF
+
+bearer() { # extra cache lines
+  cat <<EOF
+	bearer_auth {
+		issuer https://demo.tokengate.test
+		audience demo-api
+		scopes read
+		jwt {
+			jwks_file $(pwd)/demo/demo-jwks.json
+		}
+$1
+		forward_claim sub X-User
+	}
+	reverse_proxy 127.0.0.1:$UP
+EOF
+}
+cat >"$OUT/gateway.Caddyfile" <<EOF
+{
+	admin 127.0.0.1:$ADMIN
+	auto_https off
+	persist_config off
+}
+http://127.0.0.1:$P_BARE {
+	reverse_proxy 127.0.0.1:$UP
+}
+http://127.0.0.1:$P_INTRO {
+	bearer_auth {
+		scopes read
+		introspect {
+			endpoint $INTRO_URL
+			client_id gateway
+			client_secret gateway-secret
+		}
+		forward_claim sub X-User
+	}
+	reverse_proxy 127.0.0.1:$UP
+}
+http://127.0.0.1:$P_JWT {
+$(bearer "")
+}
+http://127.0.0.1:$P_COLD {
+$(bearer "		cache {
+			max_entries $COLD_CACHE
+		}")
+}
+EOF
+
+log "starting upstream (CPU $LOAD_CPU) and gateway (CPU $GW_CPU, GOMAXPROCS=$GW_PROCS)"
+on_cpu "$LOAD_CPU" env GOMAXPROCS=1 "$CADDY" run --config "$OUT/upstream.Caddyfile" --adapter caddyfile >"$OUT/upstream.log" 2>&1 &
+PIDS+=("$!")
+on_cpu "$GW_CPU" env GOMAXPROCS="$GW_PROCS" "$CADDY" run --config "$OUT/gateway.Caddyfile" --adapter caddyfile >"$OUT/gateway.log" 2>&1 &
+GW_PID=$!
+PIDS+=("$GW_PID")
+wait_http "http://127.0.0.1:$UP/"
+wait_http "http://127.0.0.1:$ADMIN/config/"
+wait_http "http://127.0.0.1:$P_BARE/"
+
+# --- scenarios -----------------------------------------------------------------
+SCENARIOS=(bare intro_warm jwt_warm jwt_cold)
+url_of() {
+  case $1 in
+    bare) echo "http://127.0.0.1:$P_BARE/" ;;
+    intro_warm) echo "http://127.0.0.1:$P_INTRO/" ;;
+    jwt_warm) echo "http://127.0.0.1:$P_JWT/" ;;
+    jwt_cold) echo "http://127.0.0.1:$P_COLD/" ;;
+  esac
+}
+token_of() {
+  case $1 in
+    intro_warm) echo "$OPAQUE" ;;
+    *) echo "$WARM_JWT" ;; # bare gets the same header bytes as jwt_warm
+  esac
+}
+
+# Sanity: every scenario answers 200 "ok" through the proxy.
+for s in "${SCENARIOS[@]}"; do
+  got=$(curl -s -w ' %{http_code}' -H "Authorization: Bearer $(token_of "$s")" "$(url_of "$s")")
+  [ "$got" = "ok 200" ] || die "$s: got '$got' (see $OUT/gateway.log)"
+done
+curl -s -o /dev/null -w '%{http_code}' "$(url_of jwt_warm)" | grep -qx 401 || die "jwt_warm lets a request without a token through"
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$GW_PID/stat"; }
+CLK_TCK=$(getconf CLK_TCK)
+metric() { # sum of a metric's series matching a pattern
+  curl -s "http://127.0.0.1:$ADMIN/metrics" | awk -v pat="$1" '$0 !~ /^#/ && $0 ~ pat {s += $NF} END {printf "%d\n", s}'
+}
+
+offset=0
+run_wrk() { # scenario conns seconds outfile
+  local s=$1 c=$2 d=$3 f=$4 url
+  url=$(url_of "$s")
+  if [ "$s" = jwt_cold ]; then
+    on_cpu "$LOAD_CPU" wrk -t1 -c"$c" -d"${d}s" --timeout 5s -s bench/wrk-tokens.lua "$url" -- "$OUT/cold-tokens.txt" "$offset" >"$f" 2>&1
+    offset=$(( (offset + 50000) % COLD_TOKENS ))
+  else
+    on_cpu "$LOAD_CPU" wrk -t1 -c"$c" -d"${d}s" --timeout 5s -s bench/wrk-static.lua \
+      -H "Authorization: Bearer $(token_of "$s")" "$url" >"$f" 2>&1
+  fi
+}
+
+RESULTS=$OUT/results.tsv
+printf 'round\tscenario\tmode\trps\tp50_us\tp90_us\tp99_us\tmax_us\tstatus_errors\tsocket_errors\tcpu_us_per_req\tcache_hits\tcache_misses\tallowed\tintrospections\n' >"$RESULTS"
+
+measure() { # round scenario mode conns seconds
+  local r=$1 s=$2 m=$3 c=$4 d=$5 f t0 t1 h0 h1 m0 m1 a0 a1 i0 i1 line
+  f="$OUT/wrk-r$r-$s-$m.txt"
+  h0=$(metric 'cache_requests_total.*result="hit"'); m0=$(metric 'cache_requests_total.*result="miss"')
+  a0=$(metric 'decisions_total.*outcome="allowed"'); i0=$(metric 'upstream_request_duration_seconds_count')
+  t0=$(cpu_ticks)
+  run_wrk "$s" "$c" "$d" "$f"
+  t1=$(cpu_ticks)
+  h1=$(metric 'cache_requests_total.*result="hit"'); m1=$(metric 'cache_requests_total.*result="miss"')
+  a1=$(metric 'decisions_total.*outcome="allowed"'); i1=$(metric 'upstream_request_duration_seconds_count')
+  line=$(grep '^RESULT' "$f") || die "wrk failed: $(cat "$f")"
+  awk -v r="$r" -v s="$s" -v m="$m" -v ticks=$((t1 - t0)) -v hz="$CLK_TCK" \
+      -v hits=$((h1 - h0)) -v misses=$((m1 - m0)) -v allowed=$((a1 - a0)) -v intro=$((i1 - i0)) '{
+    for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+    rps = v["requests"] / (v["duration_us"] / 1e6)
+    cpu = v["requests"] ? ticks / hz * 1e6 / v["requests"] : 0
+    printf "%s\t%s\t%s\t%.0f\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%d\t%d\t%d\t%d\n", r, s, m, rps,
+      v["p50_us"], v["p90_us"], v["p99_us"], v["max_us"], v["status_errors"], v["socket_errors"], cpu, hits, misses, allowed, intro
+  }' <<<"$line" >>"$RESULTS"
+  tail -n1 "$RESULTS" | awk -F'\t' '{printf "bench: round %s %-10s %-8s %7s req/s  p50 %5s us  p99 %6s us  cpu %6s us/req\n", $1, $2, $3, $4, $5, $7, $11}' >&2
+}
+
+log "warming up"
+for s in "${SCENARIOS[@]}"; do run_wrk "$s" "$CONNS" 2 "$OUT/warmup-$s.txt"; done
+
+n=${#SCENARIOS[@]}
+for r in $(seq 1 "$ROUNDS"); do
+  for k in $(seq 0 $((n - 1))); do
+    s=${SCENARIOS[$(( (k + r - 1) % n ))]}
+    measure "$r" "$s" loaded "$CONNS" "$DUR"
+    measure "$r" "$s" single 1 "$LAT_DUR"
+  done
+done
+
+if [ "$PROFILE" = 1 ]; then
+  log "profiling the gateway under jwt_warm load (5 s)"
+  run_wrk jwt_warm "$CONNS" 7 "$OUT/wrk-profile-jwt_warm.txt" &
+  wrk_pid=$!
+  sleep 1
+  curl -s -o "$OUT/gateway-jwt_warm.pprof" "http://127.0.0.1:$ADMIN/debug/pprof/profile?seconds=5" || true
+  wait "$wrk_pid" || true
+fi
+
+# --- summary -------------------------------------------------------------------
+kill "$WATCHDOG" 2>/dev/null || true
+summary() {
+  gawk -F'\t' -v conns="$CONNS" -v procs="$GW_PROCS" -v rounds="$ROUNDS" '
+  function median(arr, n,   tmp, i, k) {
+    if (n == 0) return 0
+    for (i = 1; i <= n; i++) tmp[i] = arr[i]
+    k = asort(tmp)
+    return (k % 2) ? tmp[(k + 1) / 2] : (tmp[k / 2] + tmp[k / 2 + 1]) / 2
+  }
+  NR == 1 { next }
+  {
+    key = $2 SUBSEP $3
+    n[key]++; i = n[key]
+    rps[key, i] = $4; p50[key, i] = $5; p99[key, i] = $7; cpu[key, i] = $11
+    R[$1, $2, $3, "rps"] = $4; R[$1, $2, $3, "p50"] = $5; R[$1, $2, $3, "p99"] = $7
+    err[key] += $9 + $10; hits[key] += $12; misses[key] += $13; allowed[key] += $14; intro[key] += $15
+    reqs[key] += $4
+  }
+  END {
+    split("bare intro_warm jwt_warm jwt_cold", S, " ")
+    split("loaded single", M, " ")
+    for (mi = 1; mi <= 2; mi++) {
+      m = M[mi]
+      if (m == "loaded") printf "\nLoaded: %d connections, gateway GOMAXPROCS=%d; medians of %d rounds; ratio and deltas pairwise vs bare in the same round\n", conns, procs, rounds
+      else printf "\nUnloaded: 1 connection (latency of a lone request)\n"
+      printf "%-11s %9s %8s %8s %8s %10s %11s %11s %8s %8s\n", "scenario", "req/s", "p50 ms", "p99 ms", "cpu/req", "vs bare", "p50 delta", "p99 delta", "hit %", "errors"
+      for (si = 1; si <= 4; si++) {
+        s = S[si]; key = s SUBSEP m; k = n[key]
+        delete a; delete b; delete c; delete d; delete e; delete f; delete g
+        for (i = 1; i <= k; i++) { a[i] = rps[key, i]; b[i] = p50[key, i]; c[i] = p99[key, i]; d[i] = cpu[key, i] }
+        j = 0
+        for (r = 1; r <= k; r++) {
+          if ((r, "bare", m, "rps") in R && R[r, "bare", m, "rps"] > 0) {
+            j++
+            e[j] = R[r, s, m, "rps"] / R[r, "bare", m, "rps"]
+            f[j] = R[r, s, m, "p99"] - R[r, "bare", m, "p99"]
+            g[j] = R[r, s, m, "p50"] - R[r, "bare", m, "p50"]
+          }
+        }
+        tot = hits[key] + misses[key]
+        hit = (s == "bare") ? "-" : sprintf("%.1f", tot ? 100 * hits[key] / tot : 0)
+        if (s == "bare")
+          printf "%-11s %9.0f %8.3f %8.3f %6.1fus %10s %11s %11s %8s %8d\n", s, median(a, k), median(b, k) / 1000, median(c, k) / 1000, median(d, k), "1.000", "-", "-", hit, err[key]
+        else
+          printf "%-11s %9.0f %8.3f %8.3f %6.1fus %10.3f %+10.3fms %+10.3fms %8s %8d\n", s, median(a, k), median(b, k) / 1000, median(c, k) / 1000, median(d, k), median(e, j), median(g, j) / 1000, median(f, j) / 1000, hit, err[key]
+      }
+    }
+    printf "\nchecks: introspection calls during intro_warm runs: %d; requests allowed by bearer_auth in jwt_cold runs: %d\n", intro["intro_warm" SUBSEP "loaded"] + intro["intro_warm" SUBSEP "single"], allowed["jwt_cold" SUBSEP "loaded"] + allowed["jwt_cold" SUBSEP "single"]
+  }' "$RESULTS"
+}
+{
+  echo "tokengate bench: $(date -u +%FT%TZ), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "caddy: $("$CADDY" version | cut -d' ' -f1); wrk -t1 on CPU $LOAD_CPU; gateway on CPU $GW_CPU; upstream and AS on CPU $LOAD_CPU"
+  summary
+  if [ -s "$OUT/gateway-jwt_warm.pprof" ]; then
+    echo
+    echo "gateway CPU profile under jwt_warm load (go tool pprof -top), top 15:"
+    go tool pprof -top -nodecount=15 "$OUT/gateway-jwt_warm.pprof" 2>/dev/null | sed -n '/flat%/,$p' | tee "$OUT/profile-top.txt"
+    go tool pprof -top -cum -nodecount=2000 "$OUT/gateway-jwt_warm.pprof" 2>/dev/null >"$OUT/profile-cum.txt" || true
+    awk '/tokengate\/caddymodule\.\(\*Handler\)\.ServeHTTP$/ {h = $5} /reverseproxy\.\(\*Handler\)\.ServeHTTP$/ {p = $5}
+      END { if (h != "") { sub("%", "", h); sub("%", "", p); printf "bearer_auth ServeHTTP excluding the reverse_proxy it calls: %.1f%% of gateway CPU\n", h - p } }' "$OUT/profile-cum.txt"
+  fi
+  echo
+  echo "raw output: $OUT"
+} | tee "$OUT/summary.txt"

@@ -80,11 +80,21 @@ cleanup() {
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 # Hard stop: the whole run never outlives MAX_SECONDS.
-( sleep "$MAX_SECONDS"; log "MAX_SECONDS=$MAX_SECONDS reached, stopping"; kill -TERM $$ ) 2>/dev/null &
+(
+  trap 'kill $sp 2>/dev/null; exit 0' TERM
+  sleep "$MAX_SECONDS" </dev/null >/dev/null 2>&1 &
+  sp=$!
+  wait $sp
+  log "MAX_SECONDS=$MAX_SECONDS reached, stopping"
+  kill -TERM $$
+) </dev/null &
 WATCHDOG=$!
 PIDS+=("$WATCHDOG")
 
-on_cpu() { local cpu=$1; shift; if command -v taskset >/dev/null; then taskset -c "$cpu" "$@"; else "$@"; fi; }
+# Pinning: taskset replaces itself with the command (exec), so $! of a
+# backgrounded `taskset ... cmd &` is the command's own PID.
+command -v taskset >/dev/null || die "taskset is missing (util-linux)"
+on_cpu() { local cpu=$1; shift; taskset -c "$cpu" "$@"; }
 
 free_port() {
   local p
@@ -183,9 +193,9 @@ $(bearer "		cache {
 EOF
 
 log "starting upstream (CPU $LOAD_CPU) and gateway (CPU $GW_CPU, GOMAXPROCS=$GW_PROCS)"
-on_cpu "$LOAD_CPU" env GOMAXPROCS=1 "$CADDY" run --config "$OUT/upstream.Caddyfile" --adapter caddyfile >"$OUT/upstream.log" 2>&1 &
+taskset -c "$LOAD_CPU" env GOMAXPROCS=1 "$CADDY" run --config "$OUT/upstream.Caddyfile" --adapter caddyfile >"$OUT/upstream.log" 2>&1 &
 PIDS+=("$!")
-on_cpu "$GW_CPU" env GOMAXPROCS="$GW_PROCS" "$CADDY" run --config "$OUT/gateway.Caddyfile" --adapter caddyfile >"$OUT/gateway.log" 2>&1 &
+taskset -c "$GW_CPU" env GOMAXPROCS="$GW_PROCS" "$CADDY" run --config "$OUT/gateway.Caddyfile" --adapter caddyfile >"$OUT/gateway.log" 2>&1 &
 GW_PID=$!
 PIDS+=("$GW_PID")
 wait_http "http://127.0.0.1:$UP/"

@@ -1177,6 +1177,7 @@ type dateRecorder struct {
 
 type dateSample struct {
 	url        string
+	status     int
 	date       time.Time
 	start, end time.Time
 }
@@ -1190,17 +1191,21 @@ func (s dateSample) offset() time.Duration {
 }
 
 // best is the first sample (discovery before JWKS before introspection)
-// whose round trip took under a second, the Date header's own resolution;
-// failing that, the one with the shortest round trip.
+// whose round trip took under a second, the Date header's own resolution,
+// preferring successful answers (any answer's Date would do, but "Date of"
+// a 404 would puzzle a reader); failing that, the one with the shortest
+// round trip.
 func (r *dateRecorder) best() (dateSample, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.samples) == 0 {
 		return dateSample{}, false
 	}
-	for _, s := range r.samples {
-		if s.end.Sub(s.start) < time.Second {
-			return s, true
+	for _, okOnly := range []bool{true, false} {
+		for _, s := range r.samples {
+			if s.end.Sub(s.start) < time.Second && (!okOnly || s.status < 400) {
+				return s, true
+			}
 		}
 	}
 	b := r.samples[0]
@@ -1246,7 +1251,7 @@ func (t *recordingTransport) RoundTrip(req *http.Request) (*http.Response, error
 		u := *req.URL
 		u.RawQuery, u.User = "", nil
 		t.rec.mu.Lock()
-		t.rec.samples = append(t.rec.samples, dateSample{url: u.String(), date: d, start: start, end: end})
+		t.rec.samples = append(t.rec.samples, dateSample{url: u.String(), status: resp.StatusCode, date: d, start: start, end: end})
 		t.rec.mu.Unlock()
 	}
 	return resp, nil

@@ -424,3 +424,19 @@ func TestDoctorIssuerMismatchInJSONConfig(t *testing.T) {
 	}
 	golden(t, "issuer_mismatch.txt", newDoctorNormalizer(t, as, path).apply(r.stdout))
 }
+
+func TestDoctorClockSamplePreference(t *testing.T) {
+	base := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	r := dateRecorder{samples: []dateSample{
+		{url: "404", status: 404, date: base, start: base, end: base.Add(time.Millisecond)},
+		{url: "slow", status: 200, date: base, start: base, end: base.Add(3 * time.Second)},
+		{url: "ok", status: 200, date: base, start: base, end: base.Add(2 * time.Millisecond)},
+	}}
+	if s, _ := r.best(); s.url != "ok" {
+		t.Errorf("best = %s, want the first quick successful answer", s.url)
+	}
+	r.samples = r.samples[:2]
+	if s, _ := r.best(); s.url != "404" {
+		t.Errorf("best = %s, want the quick 404 over the slow 200", s.url)
+	}
+}

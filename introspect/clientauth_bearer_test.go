@@ -136,7 +136,7 @@ func (f *caBearerFront) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Unlock()
 	status, body, _, err := f.realIntrospect(bearer)
 	if err != nil || status != 200 {
-		http.Error(w, "upstream", 502)
+		http.Error(w, "upstream", http.StatusBadGateway)
 		return
 	}
 	var m struct {
@@ -154,7 +154,7 @@ func (f *caBearerFront) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	status, body, ct, err := f.realIntrospect(r.PostForm.Get("token"))
 	if err != nil {
-		http.Error(w, "upstream", 502)
+		http.Error(w, "upstream", http.StatusBadGateway)
 		return
 	}
 	w.Header().Set("Content-Type", ct)

@@ -125,9 +125,12 @@ func caThumbprint(t testing.TB, pub any) string {
 	case *rsa.PublicKey:
 		s = `{"e":"` + b64(big.NewInt(int64(k.E)).Bytes()) + `","kty":"RSA","n":"` + b64(k.N.Bytes()) + `"}`
 	case *ecdsa.PublicKey:
-		x, y := make([]byte, 32), make([]byte, 32)
-		k.X.FillBytes(x)
-		k.Y.FillBytes(y)
+		// Uncompressed point: 0x04 || X || Y (32 bytes each for P-256).
+		raw, err := k.Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, y := raw[1:33], raw[33:65]
 		s = `{"crv":"P-256","kty":"EC","x":"` + b64(x) + `","y":"` + b64(y) + `"}`
 	case ed25519.PublicKey:
 		s = `{"crv":"Ed25519","kty":"OKP","x":"` + b64(k) + `"}`
@@ -321,7 +324,7 @@ func TestLoadPrivateKeyRejects(t *testing.T) {
 	mismatch := caJWKJSON(t, k.ec, nil)
 	var m map[string]any
 	_ = json.Unmarshal(mismatch, &m)
-	m["d"] = base64.RawURLEncoding.EncodeToString(k.ecOther.D.FillBytes(make([]byte, 32)))
+	m["d"] = base64.RawURLEncoding.EncodeToString(caECPrivateScalar(t, k.ecOther))
 	mismatch, _ = json.Marshal(m)
 
 	tests := []struct {
@@ -865,7 +868,7 @@ func caSecretJWTServer(t *testing.T, s *testas.Server, clientID, secret string) 
 		req.SetBasicAuth(testas.GatewayID, testas.GatewaySecret)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			http.Error(w, err.Error(), 502)
+			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
 		defer resp.Body.Close()
@@ -999,4 +1002,14 @@ func mustPEMBlock(t testing.TB, text string) []byte {
 		t.Fatal("no PEM block")
 	}
 	return b.Bytes
+}
+
+// caECPrivateScalar is the private scalar of a P-256 key, fixed-width.
+func caECPrivateScalar(t testing.TB, k *ecdsa.PrivateKey) []byte {
+	t.Helper()
+	b, err := k.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

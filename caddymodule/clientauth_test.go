@@ -107,3 +107,42 @@ func TestPrivateKeyJWTConfigErrorsNameTheSetting(t *testing.T) {
 		}
 	}
 }
+
+func TestRefusedGatewayCredentialsBackOffInsteadOfHammeringTheAS(t *testing.T) {
+	as := testas.Start(t)
+	tc := startCaddy(t, fmt.Sprintf(`	bearer_auth {
+		introspect {
+			endpoint %s
+			client_id gateway
+			client_secret wrong-secret
+		}
+	}
+	respond "ok"`, as.IntrospectionURL()))
+	for i := 0; i < 40; i++ {
+		if r := tc.get("/", fmt.Sprintf("Bearer user-token-%d", i)); r.status != 503 {
+			t.Fatalf("request %d: %d (never 401: the caller's token is not at fault)", i, r.status)
+		}
+	}
+	if n := as.IntrospectionCalls(); n > 6 {
+		t.Errorf("introspection calls with refused credentials = %d; the gateway must back off", n)
+	}
+}
+
+func TestClientSecretFromFilePlaceholder(t *testing.T) {
+	as := testas.Start(t)
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, []byte(testas.GatewaySecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tc := startCaddy(t, fmt.Sprintf(`	bearer_auth {
+		issuer %s
+		introspect {
+			client_id gateway
+			client_secret {file.%s}
+		}
+	}
+	respond "ok"`, as.Issuer(), secretFile))
+	if r := tc.get("/", "Bearer "+as.Token(t, "svc-a")); r.status != 200 {
+		t.Fatalf("status %d", r.status)
+	}
+}

@@ -412,41 +412,12 @@ func doctorHandler(raw []byte) (*Handler, error) {
 	if err := caddy.StrictUnmarshalJSON(raw, h); err != nil {
 		return nil, fmt.Errorf("bearer_auth: decoding: %w", err)
 	}
-	doctorResolvePlaceholders(h)
-	if h.Cache == nil {
-		h.Cache = new(CacheConfig)
-	}
-	h.applyDefaults()
-	if err := h.Validate(); err != nil {
+	if err := h.prepare(); err != nil {
 		return nil, err
 	}
-	h.extractor = introspect.Extractor{AllowForm: h.AllowFormToken, AllowQuery: h.AllowQueryToken, MaxLength: h.MaxTokenLength}
-	h.policy = introspect.Policy{Scopes: h.Scopes, AnyScope: h.AnyScope, Audience: h.Audience, Clients: h.Clients}
-	h.realm = quoteRealm(h.Realm)
-	h.retry = strconv.Itoa(int((time.Duration(h.RetryAfter) + time.Second - 1) / time.Second))
 	h.logger = zap.NewNop()
 	h.metrics = getMetrics()
 	return h, nil
-}
-
-// doctorResolvePlaceholders mirrors the placeholder step of Provision (keep
-// the two in step, or better, share one method).
-func doctorResolvePlaceholders(h *Handler) {
-	repl := caddy.NewReplacer()
-	h.Issuer = repl.ReplaceAll(h.Issuer, "")
-	if h.Introspect != nil {
-		h.Introspect.Endpoint = repl.ReplaceAll(h.Introspect.Endpoint, "")
-		h.Introspect.ClientID = repl.ReplaceAll(h.Introspect.ClientID, "")
-		h.Introspect.ClientSecret = strings.TrimRight(repl.ReplaceAll(h.Introspect.ClientSecret, ""), "\r\n")
-	}
-	if h.JWT != nil {
-		h.JWT.JWKSURL = repl.ReplaceAll(h.JWT.JWKSURL, "")
-		h.JWT.JWKSFile = repl.ReplaceAll(h.JWT.JWKSFile, "")
-	}
-	if h.Cache != nil {
-		h.Cache.Redis = repl.ReplaceAll(h.Cache.Redis, "")
-		h.Cache.KeySecret = strings.TrimRight(repl.ReplaceAll(h.Cache.KeySecret, ""), "\r\n")
-	}
 }
 
 // blockDoctor runs the checks of one handler.
@@ -725,9 +696,15 @@ func (d *blockDoctor) checkCredentials() {
 		if ase.Description != "" {
 			detail += " (" + ase.Description + ")"
 		}
-		detail += fmt.Sprintf(" from %s for %s", endpoint, who)
+		at := ase.Endpoint // the token endpoint, for auth_method bearer
+		if at == "" {
+			at = endpoint
+		}
+		detail += fmt.Sprintf(" from %s for %s", at, who)
 		hint := ase.Hint()
-		if ms := d.supportedAuthMethods(); len(ms) > 0 && !slices.Contains(ms, hc.Introspect.AuthMethod) {
+		// (bearer is not a client authentication method the metadata
+		// would list: the gateway's own token is the credential.)
+		if ms := d.supportedAuthMethods(); len(ms) > 0 && hc.Introspect.AuthMethod != "bearer" && !slices.Contains(ms, hc.Introspect.AuthMethod) {
 			hint += fmt.Sprintf("; the server's metadata lists introspection auth methods %s, not %s", strings.Join(ms, " "), hc.Introspect.AuthMethod)
 		}
 		d.add(checkCredentials, statusFail, detail, hint, data)

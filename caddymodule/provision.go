@@ -69,35 +69,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
 
-	// Resolve {env.*} and {file.*} in secrets and URLs at load time.
-	repl := caddy.NewReplacer()
-	h.Issuer = repl.ReplaceAll(h.Issuer, "")
-	if h.Introspect != nil {
-		h.Introspect.Endpoint = repl.ReplaceAll(h.Introspect.Endpoint, "")
-		h.Introspect.ClientID = repl.ReplaceAll(h.Introspect.ClientID, "")
-		h.Introspect.ClientSecret = strings.TrimRight(repl.ReplaceAll(h.Introspect.ClientSecret, ""), "\r\n")
-		h.Introspect.PrivateKey = repl.ReplaceAll(h.Introspect.PrivateKey, "")
-		h.Introspect.TokenEndpoint = repl.ReplaceAll(h.Introspect.TokenEndpoint, "")
-	}
-	if h.JWT != nil {
-		h.JWT.JWKSURL = repl.ReplaceAll(h.JWT.JWKSURL, "")
-		h.JWT.JWKSFile = repl.ReplaceAll(h.JWT.JWKSFile, "")
-	}
-	if h.Cache == nil {
-		h.Cache = new(CacheConfig)
-	}
-	h.Cache.Redis = repl.ReplaceAll(h.Cache.Redis, "")
-	h.Cache.KeySecret = strings.TrimRight(repl.ReplaceAll(h.Cache.KeySecret, ""), "\r\n")
-	h.applyDefaults()
-
-	if err := h.Validate(); err != nil {
+	if err := h.prepare(); err != nil {
 		return err
 	}
-
-	h.extractor = introspect.Extractor{AllowForm: h.AllowFormToken, AllowQuery: h.AllowQueryToken, MaxLength: h.MaxTokenLength}
-	h.policy = introspect.Policy{Scopes: h.Scopes, AnyScope: h.AnyScope, Audience: h.Audience, Clients: h.Clients}
-	h.realm = quoteRealm(h.Realm)
-	h.retry = strconv.Itoa(int((time.Duration(h.RetryAfter) + time.Second - 1) / time.Second))
 
 	key, err := h.validationKey()
 	if err != nil {
@@ -112,6 +86,45 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.poolKey = key
 	h.entry = val.(*poolEntry)
 	return nil
+}
+
+// prepare does everything Provision does short of I/O: placeholders,
+// defaults, validation, and the per-route state ServeHTTP needs. The doctor
+// uses it too, so both always read a config the same way.
+func (h *Handler) prepare() error {
+	h.resolvePlaceholders()
+	h.applyDefaults()
+	if err := h.Validate(); err != nil {
+		return err
+	}
+	h.extractor = introspect.Extractor{AllowForm: h.AllowFormToken, AllowQuery: h.AllowQueryToken, MaxLength: h.MaxTokenLength}
+	h.policy = introspect.Policy{Scopes: h.Scopes, AnyScope: h.AnyScope, Audience: h.Audience, Clients: h.Clients}
+	h.realm = quoteRealm(h.Realm)
+	h.retry = strconv.Itoa(int((time.Duration(h.RetryAfter) + time.Second - 1) / time.Second))
+	return nil
+}
+
+// resolvePlaceholders resolves {env.*} and {file.*} in secrets, paths and
+// URLs at load time. Secrets read from files lose a trailing newline.
+func (h *Handler) resolvePlaceholders() {
+	repl := caddy.NewReplacer()
+	h.Issuer = repl.ReplaceAll(h.Issuer, "")
+	if i := h.Introspect; i != nil {
+		i.Endpoint = repl.ReplaceAll(i.Endpoint, "")
+		i.ClientID = repl.ReplaceAll(i.ClientID, "")
+		i.ClientSecret = strings.TrimRight(repl.ReplaceAll(i.ClientSecret, ""), "\r\n")
+		i.PrivateKey = repl.ReplaceAll(i.PrivateKey, "")
+		i.TokenEndpoint = repl.ReplaceAll(i.TokenEndpoint, "")
+	}
+	if j := h.JWT; j != nil {
+		j.JWKSURL = repl.ReplaceAll(j.JWKSURL, "")
+		j.JWKSFile = repl.ReplaceAll(j.JWKSFile, "")
+	}
+	if h.Cache == nil {
+		h.Cache = new(CacheConfig)
+	}
+	h.Cache.Redis = repl.ReplaceAll(h.Cache.Redis, "")
+	h.Cache.KeySecret = strings.TrimRight(repl.ReplaceAll(h.Cache.KeySecret, ""), "\r\n")
 }
 
 func (h *Handler) applyDefaults() {

@@ -223,9 +223,14 @@ http://127.0.0.1:%d {
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
+		// The admin API starts before the HTTP server is provisioned:
+		// wait for the site's port as well.
 		if resp, err := testClient.Get(p.Admin + "/config/"); err == nil {
 			resp.Body.Close()
-			return p
+			if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second); err == nil {
+				c.Close()
+				return p
+			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -113,18 +113,21 @@ func (v *Validator) Init() {
 // so callers can log the token's fingerprint (never the token).
 func (v *Validator) Validate(ctx context.Context, token string) (*Decision, cache.Key, error) {
 	key := v.Keyer.Key(token)
-	if vd, ok := v.Cache.Get(ctx, key); ok {
-		if !vd.FreshUntil.IsZero() && vd.Decision != nil && !v.Now().Before(vd.FreshUntil) {
-			return v.revalidate(ctx, key, token, vd)
+	// Peek checks memory only; on a miss, Load asks Redis and then the
+	// server, once across concurrent callers. Get-then-Load would count
+	// every miss twice and pay the Redis round trip twice.
+	vd, ok := v.Cache.Peek(key)
+	if !ok {
+		var err error
+		vd, _, err = v.Cache.Load(ctx, key, func(ctx context.Context) (*Verdict, time.Duration, error) {
+			return v.decide(ctx, token)
+		})
+		if err != nil {
+			return nil, key, err
 		}
-		d, err := v.fromVerdict(vd)
-		return d, key, err
 	}
-	vd, _, err := v.Cache.Load(ctx, key, func(ctx context.Context) (*Verdict, time.Duration, error) {
-		return v.decide(ctx, token)
-	})
-	if err != nil {
-		return nil, key, err
+	if !vd.FreshUntil.IsZero() && vd.Decision != nil && !v.Now().Before(vd.FreshUntil) {
+		return v.revalidate(ctx, key, token, vd)
 	}
 	d, err := v.fromVerdict(vd)
 	return d, key, err

@@ -1,85 +1,43 @@
 package introspect
 
-import (
-	"encoding/json"
-	"fmt"
-	"math"
-	"strings"
-	"time"
-)
+import "time"
 
-// numericDate reads a NumericDate (RFC 7519 §2): a JSON number of seconds.
-// Strings are refused on purpose: some servers send "exp":"1700000000"
-// (see the Oath troubleshooting seed), and accepting them would hide a broken
-// authorization server. ok=false means absent.
+// The readers below serve introspection responses. They share the JWT
+// path's strict readers (jwt_json.go), with one tolerance: RFC 7662 servers
+// commonly send null for members they have no value for, which is read as
+// absent.
+
+// numericDate reads a NumericDate: a JSON number, never a string (see
+// jwtNumericDate). ok=false means absent.
 func numericDate(claims map[string]any, name string) (t time.Time, ok bool, err error) {
-	v, present := claims[name]
-	if !present || v == nil {
+	if v, present := claims[name]; !present || v == nil {
 		return time.Time{}, false, nil
 	}
-	var f float64
-	switch n := v.(type) {
-	case json.Number:
-		f, err = n.Float64()
-		if err != nil {
-			return time.Time{}, false, fmt.Errorf("claim %q is not a number", name)
-		}
-	case float64:
-		f = n
-	default:
-		return time.Time{}, false, fmt.Errorf("claim %q must be a JSON number (NumericDate), got %T", name, v)
-	}
-	if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || f > 1e11 {
-		return time.Time{}, false, fmt.Errorf("claim %q is out of range", name)
-	}
-	sec, frac := math.Modf(f)
-	return time.Unix(int64(sec), int64(frac*1e9)).UTC(), true, nil
+	return jwtNumericDate(claims, name)
 }
 
 // stringClaim returns a string claim; a present claim of another type is an
 // error so that a confused server cannot smuggle e.g. an array as client_id.
 func stringClaim(claims map[string]any, name string) (string, error) {
-	v, ok := claims[name]
-	if !ok || v == nil {
+	if v, present := claims[name]; !present || v == nil {
 		return "", nil
 	}
-	s, ok := v.(string)
-	if !ok {
-		return "", fmt.Errorf("claim %q must be a string, got %T", name, v)
-	}
-	return s, nil
+	s, _, err := jwtOptionalString(claims, name)
+	return s, err
 }
 
-// audienceClaim accepts aud as a string or an array of strings (RFC 7519 §4.1.3,
-// RFC 7662 §2.2).
-func audienceClaim(claims map[string]any) ([]string, error) {
-	return stringOrList(claims, "aud")
-}
-
+// stringOrList accepts a string or an array of strings (aud: RFC 7519
+// §4.1.3, RFC 7662 §2.2).
 func stringOrList(claims map[string]any, name string) ([]string, error) {
-	v, ok := claims[name]
-	if !ok || v == nil {
+	if v, present := claims[name]; !present || v == nil || v == "" {
 		return nil, nil
 	}
-	switch a := v.(type) {
-	case string:
-		if a == "" {
-			return nil, nil
-		}
-		return []string{a}, nil
-	case []any:
-		out := make([]string, 0, len(a))
-		for _, e := range a {
-			s, ok := e.(string)
-			if !ok {
-				return nil, fmt.Errorf("claim %q must hold strings, found %T", name, e)
-			}
-			out = append(out, s)
-		}
-		return out, nil
-	default:
-		return nil, fmt.Errorf("claim %q must be a string or an array of strings, got %T", name, v)
-	}
+	list, _, err := jwtStringOrArray(claims, name)
+	return list, err
+}
+
+func audienceClaim(claims map[string]any) ([]string, error) {
+	return stringOrList(claims, "aud")
 }
 
 // scopeClaims reads scope as RFC 6749 §3.3's space-separated string (RFC 7662
@@ -93,11 +51,11 @@ func scopeClaims(claims map[string]any) ([]string, error) {
 			// rejecting a token the server considers valid.
 			return stringOrList(claims, "scope")
 		}
-		return strings.Fields(s), nil
+		return jwtSplitScope(s), nil
 	}
 	if v, ok := claims["scp"]; ok && v != nil {
 		if s, ok := v.(string); ok {
-			return strings.Fields(s), nil
+			return jwtSplitScope(s), nil
 		}
 		return stringOrList(claims, "scp")
 	}

@@ -23,6 +23,8 @@ type metrics struct {
 	// Pre-resolved children: With/WithLabelValues costs a map lookup and a
 	// hash per request, which the warm path should not pay.
 	byOutcome map[string]prometheus.Counter
+	// The cache hit/miss counters of the two known tiers.
+	memHit, memMiss, redisHit, redisMiss prometheus.Counter
 }
 
 const ns, sub = "caddy", "bearer_auth"
@@ -59,11 +61,10 @@ func getMetrics() *metrics {
 		for _, o := range outcomes {
 			m.byOutcome[o] = m.decisions.WithLabelValues(o)
 		}
-		for _, tier := range []string{"memory", "redis"} {
-			for _, res := range []string{"hit", "miss"} {
-				m.cacheRequests.WithLabelValues(tier, res)
-			}
-		}
+		m.memHit = m.cacheRequests.WithLabelValues("memory", "hit")
+		m.memMiss = m.cacheRequests.WithLabelValues("memory", "miss")
+		m.redisHit = m.cacheRequests.WithLabelValues("redis", "hit")
+		m.redisMiss = m.cacheRequests.WithLabelValues("redis", "miss")
 		globalMetrics = m
 	})
 	return globalMetrics
@@ -95,6 +96,20 @@ func (m *metrics) decision(outcome string) {
 // introspection client and the JWKS.
 
 func (m *metrics) CacheRequest(tier string, hit bool) {
+	switch {
+	case tier == "memory" && hit:
+		m.memHit.Inc()
+		return
+	case tier == "memory":
+		m.memMiss.Inc()
+		return
+	case tier == "redis" && hit:
+		m.redisHit.Inc()
+		return
+	case tier == "redis":
+		m.redisMiss.Inc()
+		return
+	}
 	res := "miss"
 	if hit {
 		res = "hit"

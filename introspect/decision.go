@@ -2,6 +2,7 @@ package introspect
 
 import (
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,6 +26,29 @@ type Decision struct {
 	Claims map[string]any `json:"claims,omitempty"`
 	// Source says how the token was checked: "introspection" or "jwt".
 	Source string `json:"source,omitempty"`
+
+	// memo is what a consumer derived from the decision once (see Memo).
+	memo atomic.Pointer[memoBox]
+}
+
+type memoBox struct{ v any }
+
+// Memo returns build(d), calling build once per Decision (concurrent first
+// callers may each call it; all of them get the value stored first). It lets
+// the code that uses a cached decision on every request derive its
+// per-request values once per decision instead: the Caddy glue boxes its
+// placeholder values here, so a cache hit allocates nothing for them.
+// build must depend on d alone. A Decision has one memo: callers should
+// type-check the result and fall back to build(d) if it is not theirs.
+func (d *Decision) Memo(build func(*Decision) any) any {
+	if m := d.memo.Load(); m != nil {
+		return m.v
+	}
+	m := &memoBox{v: build(d)}
+	if d.memo.CompareAndSwap(nil, m) {
+		return m.v
+	}
+	return d.memo.Load().v
 }
 
 // UserID is the identity Caddy's {http.auth.user.id} carries: sub, else

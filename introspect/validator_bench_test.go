@@ -4,6 +4,7 @@ package introspect
 //
 //	go test -run '^$' -bench 'ValidatorWarm|PolicyAuthorize|Extract' -benchmem ./introspect/
 //	go test -run '^$' -bench 'DecisionCacheMillion' -benchtime 1x ./introspect/
+//	go test -run '^$' -bench 'Verify' -benchmem ./introspect/   (cold: ours vs bare jwx)
 //
 // The decisions are what the JWT verifier builds from a realistic RFC 9068
 // access token: ten claims parsed by the verifier's own parser and checked
@@ -14,12 +15,19 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jws"
 
 	"github.com/tokengate/tokengate/cache"
 )
@@ -141,8 +149,10 @@ func BenchmarkExtract(b *testing.B) {
 // BenchmarkDecisionCacheMillion fills a decision cache bounded to one
 // million entries with one million realistic positive decisions and
 // reports the heap held per entry: all of it (decision, claims map,
-// strings, verdict, cache entry) and the cache's own share (the same
-// decisions held in a plain slice are subtracted).
+// strings, verdict, cache entry), the cache's own share (the same
+// decisions held in a plain slice are subtracted), and what the Caddy
+// glue's per-decision memo adds once a decision has admitted a request
+// (memo-bytes/entry, built here the way caddymodule builds it).
 func BenchmarkDecisionCacheMillion(b *testing.B) {
 	if testing.Short() {
 		b.Skip("allocates about 2 GB")
@@ -157,7 +167,7 @@ func BenchmarkDecisionCacheMillion(b *testing.B) {
 		runtime.ReadMemStats(&ms)
 		return ms.HeapAlloc
 	}
-	var perEntry, perDecision, perCache float64
+	var perEntry, perDecision, perCache, perMemo float64
 	var held int
 	for b.Loop() {
 		// The decisions alone.
@@ -171,6 +181,9 @@ func BenchmarkDecisionCacheMillion(b *testing.B) {
 		ds = nil
 
 		// Decisions in the cache, keyed like tokens are (32-byte digests).
+		// ds (allocated before the baseline) only lets the memo step below
+		// reach them.
+		ds = make([]*Decision, n)
 		base = heap()
 		c, err := cache.New[*Verdict](cache.Config{MaxEntries: n}, cache.JSONCodec[*Verdict]{})
 		if err != nil {
@@ -181,19 +194,87 @@ func BenchmarkDecisionCacheMillion(b *testing.B) {
 		for i := range n {
 			binary.LittleEndian.PutUint64(k[:], uint64(i))
 			k[31] = 0xa5
-			c.Set(ctx, k, &Verdict{Decision: benchDecision(b, v, i, now)}, time.Hour)
+			ds[i] = benchDecision(b, v, i, now)
+			c.Set(ctx, k, &Verdict{Decision: ds[i]}, time.Hour)
 		}
 		held = c.Len()
 		if held < n*9/10 || held > n {
 			b.Fatalf("%d entries held in a cache of %d", held, n)
 		}
-		perEntry = float64(heap()-base) / float64(held)
+		full := heap()
+		perEntry = float64(full-base) / float64(held)
 		perCache = perEntry - perDecision
+
+		// Every decision used once by the Caddy glue.
+		for _, d := range ds {
+			d.Memo(benchPlaceholders)
+		}
+		perMemo = float64(heap()-full) / n
+		runtime.KeepAlive(ds)
 		runtime.KeepAlive(c)
 		_ = c.Close()
 	}
 	b.ReportMetric(perEntry, "bytes/entry")
 	b.ReportMetric(perDecision, "decision-bytes/entry")
 	b.ReportMetric(perCache, "cache-bytes/entry")
+	b.ReportMetric(perMemo, "memo-bytes/entry")
 	b.ReportMetric(float64(held), "entries")
+}
+
+// BenchmarkJWXVerifyES256Only is bare jws.Verify of an ES256 token, the
+// floor of the cold path with the demo key (compare BenchmarkVerifyES256
+// here and BenchmarkHandlerColdJWT in caddymodule).
+func BenchmarkJWXVerifyES256Only(b *testing.B) {
+	k := jwtKeys(b)
+	key := jwtPublicJWK(b, k.ec1, "ec-1", jwa.ES256)
+	token := []byte(jwtSign(b, "ES256", k.ec1, jwtHeader("ES256", "ec-1"), jwtClaims()))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := jws.Verify(token, jws.WithKey(jwa.ES256, key)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// benchPlaceholders has the shape of caddymodule's placeholder memo: three
+// boxed strings and a closure over the decision.
+func benchPlaceholders(d *Decision) any {
+	return &struct {
+		userID, clientID, scope any
+		claims                  func(string) (any, bool)
+	}{d.UserID(), d.ClientID, d.ScopeString(), func(k string) (any, bool) { return d.Claim(k) }}
+}
+
+func TestDecisionMemoBuildsOncePerDecision(t *testing.T) {
+	d := benchDecision(t, benchVerifier(t), 7, time.Now())
+	var builds atomic.Int32
+	build := func(d *Decision) any { builds.Add(1); return d.UserID() + "!" }
+	var wg sync.WaitGroup
+	got := make([]any, 8)
+	for i := range got {
+		wg.Add(1)
+		go func() { defer wg.Done(); got[i] = d.Memo(build) }()
+	}
+	wg.Wait()
+	for range 3 {
+		got = append(got, d.Memo(build))
+	}
+	for _, g := range got {
+		if g != got[0] || g != d.Subject+"!" {
+			t.Fatalf("Memo returned %v and %v", got[0], g)
+		}
+	}
+	if n := builds.Load(); n < 1 || n > 8 {
+		t.Fatalf("build ran %d times for 8 concurrent first callers", n)
+	}
+	before := builds.Load()
+	d.Memo(build)
+	if builds.Load() != before {
+		t.Fatal("build ran again after the memo was set")
+	}
+	// The memo is not part of what is cached in Redis.
+	b, err := json.Marshal(&Verdict{Decision: d})
+	if err != nil || strings.Contains(string(b), "memo") {
+		t.Fatalf("JSON %s, %v", b, err)
+	}
 }

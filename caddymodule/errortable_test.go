@@ -203,3 +203,24 @@ func TestUnreachableJWKSFailsTheConfigLoadByDefault(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// publicJWKS returns a JWKS holding the public half of a private JWK file.
+func publicJWKS(t *testing.T, privateFile string) string {
+	t.Helper()
+	b, err := os.ReadFile(privateFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := jwk.ParseKey(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := k.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := jwk.NewSet()
+	_ = set.AddKey(pub)
+	out, _ := json.Marshal(set)
+	return string(out)
+}

@@ -277,6 +277,38 @@ func (h *Handler) validationKey() (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
+// redisNamespace scopes the shared Redis tier to the settings that decide a
+// token's validity. Without it, a gateway trusting issuer A would accept a
+// decision that a gateway trusting issuer B wrote to the same Redis. Settings
+// that do not change validity (timeouts, ttl, sizes) are left out, so that a
+// fleet whose members differ only in those still shares one namespace.
+func (h *Handler) redisNamespace() string {
+	type introspectID struct {
+		Endpoint, ClientID string
+		IntrospectJWT      bool
+	}
+	type jwtID struct {
+		JWKSURL, JWKSFile string
+		Algorithms, Types []string
+		Leeway            caddy.Duration
+	}
+	id := struct {
+		Issuer     string
+		Audience   []string
+		Introspect *introspectID
+		JWT        *jwtID
+	}{Issuer: h.Issuer, Audience: h.Audience}
+	if i := h.Introspect; i != nil {
+		id.Introspect = &introspectID{i.Endpoint, i.ClientID, i.IntrospectJWT}
+	}
+	if j := h.JWT; j != nil {
+		id.JWT = &jwtID{j.JWKSURL, j.JWKSFile, j.Algorithms, j.Types, j.Leeway}
+	}
+	b, _ := json.Marshal(id)
+	sum := sha256.Sum256(b)
+	return cache.DefaultNamespace + ":" + hex.EncodeToString(sum[:8])
+}
+
 // newPoolEntry builds the validator: discovery, keys, introspection client,
 // cache. Its background work lives as long as the pool entry, not the config,
 // so a reload keeps warm keys and cached decisions.
@@ -318,7 +350,7 @@ func (h *Handler) newPoolEntry() (*poolEntry, error) {
 	e.keyer = cache.NewKeyer(secret)
 	cfg := cache.Config{MaxEntries: h.Cache.MaxEntries, Observer: h.metrics, Logger: logger.Named("cache")}
 	if h.Cache.Redis != "" {
-		cfg.Redis = &cache.RedisConfig{URL: h.Cache.Redis, Timeout: time.Duration(h.Cache.RedisTimeout)}
+		cfg.Redis = &cache.RedisConfig{URL: h.Cache.Redis, Namespace: h.redisNamespace(), Timeout: time.Duration(h.Cache.RedisTimeout)}
 	}
 	c, err := cache.New[*introspect.Verdict](cfg, cache.JSONCodec[*introspect.Verdict]{})
 	if err != nil {

@@ -41,7 +41,9 @@ type Error struct {
 	// Hint tells the operator what to check when the fault is on the
 	// gateway's side (credentials, clock, audience, ...).
 	Hint string
-	Err  error
+	// Err is the cause, for logs. It is not serialised: a rejection cached
+	// in the shared Redis tier keeps its code and description only.
+	Err error `json:"-"`
 }
 
 func (e *Error) Error() string {

@@ -224,3 +224,11 @@ func publicJWKS(t *testing.T, privateFile string) string {
 	out, _ := json.Marshal(set)
 	return string(out)
 }
+
+func TestTypOptionAddsToTheStandardAccessTokenType(t *testing.T) {
+	tc := startCaddy(t, strings.Replace(demoSite(""), "jwks_file ../demo/demo-jwks.json", "jwks_file ../demo/demo-jwks.json\n\t\t\ttyp JWT", 1))
+	tok := mint(t, demoKey, demoIssuer, demoAudience, "read", "demo-client", time.Hour, time.Now())
+	if r := tc.get("/", "Bearer "+tok); r.status != 200 {
+		t.Fatalf("at+jwt token with typ JWT also accepted: %d %s", r.status, r.header.Get("WWW-Authenticate"))
+	}
+}

@@ -242,13 +242,14 @@ func TestForwardClaimReplacesClientSuppliedHeaderAndStripAuthorization(t *testin
 		forward_claim no_such_claim X-Missing
 		strip_authorization
 	}
-	respond "client={header.X-Client} missing={header.X-Missing} auth={header.Authorization} iss={http.auth.bearer.claims.iss}"`, as.Issuer()))
+	respond "client={header.X-Client} missing={header.X-Missing} underscore={header.X_Client} auth={header.Authorization} iss={http.auth.bearer.claims.iss}"`, as.Issuer()))
 	r := tc.do("GET", "/", map[string]string{
 		"Authorization": "Bearer " + as.Token(t, "svc-a"),
 		"X-Client":      "forged",
+		"X_Client":      "forged", // CGI upstreams read it as HTTP_X_CLIENT too
 		"X-Missing":     "forged",
 	}, nil)
-	want := "client=svc-a missing= auth= iss=" + as.Issuer()
+	want := "client=svc-a missing= underscore= auth= iss=" + as.Issuer()
 	if r.status != 200 || r.body != want {
 		t.Fatalf("got %d %q, want %q", r.status, r.body, want)
 	}

@@ -73,7 +73,7 @@ func (h *Handler) newJWTVerifier(pctx, bg context.Context, md *introspect.Metada
 		Issuer:        h.Issuer,
 		Audience:      h.Audience,
 		Algorithms:    algs,
-		Types:         j.Types,
+		Types:         acceptedTypes(j.Types),
 		Leeway:        time.Duration(j.Leeway),
 		MaxTokenBytes: h.MaxTokenLength,
 	})
@@ -81,4 +81,14 @@ func (h *Handler) newJWTVerifier(pctx, bg context.Context, md *introspect.Metada
 		return nil, fmt.Errorf("bearer_auth: jwt: %w", err)
 	}
 	return v, nil
+}
+
+// acceptedTypes is the RFC 9068 default (at+jwt) plus what the operator names:
+// typ lists additional values to accept, for servers that do not type their
+// access tokens, and never turns the standard type off.
+func acceptedTypes(extra []string) []string {
+	if len(extra) == 0 {
+		return nil // the verifier's default: at+jwt, application/at+jwt
+	}
+	return append([]string{"at+jwt", "application/at+jwt"}, extra...)
 }

@@ -134,3 +134,20 @@ func TestIntrospectJWTCatchesRevokedJWTs(t *testing.T) {
 		t.Fatalf("revoked JWT: %d, introspection calls %d", r.status, as.IntrospectionCalls())
 	}
 }
+
+func TestTokenOfANewKeyIsAcceptedOnceTheRefreshGateOpens(t *testing.T) {
+	as := testas.Start(t)
+	tc := startCaddy(t, jwtSite(as, ""))
+	if r := tc.get("/", "Bearer "+as.Token(t, "svc-jwt", "read")); r.status != 200 {
+		t.Fatal(r.status)
+	}
+	as.RotateKey(true)
+	tok := as.Token(t, "svc-jwt", "read")
+	// Within refresh_interval (200ms) of the load-time fetch the new kid
+	// may be refused; it must not stay refused once a refresh is allowed.
+	tc.get("/", "Bearer "+tok)
+	time.Sleep(300 * time.Millisecond)
+	if r := tc.get("/", "Bearer "+tok); r.status != 200 {
+		t.Fatalf("token of the new key after the refresh gate opened: %d %s", r.status, r.header.Get("WWW-Authenticate"))
+	}
+}

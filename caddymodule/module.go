@@ -6,6 +6,7 @@ package caddymodule
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 
 	"go.uber.org/zap"
@@ -202,6 +203,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	d, key, err := h.entry.validator.Validate(r.Context(), token)
 	if err != nil {
+		if r.Context().Err() != nil {
+			// The client gave up while its token was being checked: not
+			// the authorization server's fault, and nobody to answer.
+			if c := h.logger.Check(zapcore.DebugLevel, "client went away during token validation"); c != nil {
+				c.Write(zap.String("token_fingerprint", key.Fingerprint()))
+			}
+			return nil
+		}
 		h.reject(w, r, introspect.AsError(err), key.Fingerprint())
 		return nil
 	}
@@ -232,10 +241,29 @@ func (h *Handler) admit(r *http.Request, d *introspect.Decision) {
 		repl.Set("http.auth.bearer.scope", p.scope)
 		repl.Map(p.claims)
 	}
+	underscores := false
+	if len(h.ForwardClaims) > 0 {
+		for name := range r.Header {
+			if strings.IndexByte(name, '_') >= 0 {
+				underscores = true
+				break
+			}
+		}
+	}
 	for _, fc := range h.ForwardClaims {
 		// Always delete first: otherwise a client could pre-supply the
 		// header and have it reach the upstream as if it came from us.
 		r.Header.Del(fc.Header)
+		if underscores {
+			// CGI-style upstreams (php_fastcgi, WSGI) map X_User and
+			// X-User to the same HTTP_X_USER variable: drop the
+			// underscore spelling too, or a client could still forge it.
+			for name := range r.Header {
+				if strings.EqualFold(strings.ReplaceAll(name, "_", "-"), fc.Header) {
+					delete(r.Header, name)
+				}
+			}
+		}
 		if v, ok := d.Claim(fc.Claim); ok {
 			if s := headerSafe(claimString(v)); s != "" {
 				r.Header.Set(fc.Header, s)
@@ -244,6 +272,12 @@ func (h *Handler) admit(r *http.Request, d *introspect.Decision) {
 	}
 	if h.StripAuthorization {
 		r.Header.Del("Authorization")
+		if h.AllowQueryToken && r.URL.RawQuery != "" {
+			if q, err := url.ParseQuery(r.URL.RawQuery); err == nil && q.Has("access_token") {
+				q.Del("access_token")
+				r.URL.RawQuery = q.Encode()
+			}
+		}
 	}
 }
 

@@ -216,6 +216,15 @@ func ParseIntrospectionResponse(body []byte, now time.Time, leeway time.Duration
 	if err != nil {
 		return nil, Unavailable("bad_response", "the introspection response has a claim of the wrong type", err)
 	}
+	// A server that introspects refresh tokens too says so (RFC 7662
+	// token_type; token_use in ORY Hydra and others): only access tokens
+	// may open the API.
+	if tt, _ := claims["token_type"].(string); strings.EqualFold(tt, "refresh_token") {
+		return nil, InvalidToken("not_access_token", "the token is not an access token", nil)
+	}
+	if tu, ok := claims["token_use"].(string); ok && !strings.EqualFold(tu, "access_token") && !strings.EqualFold(tu, "access") {
+		return nil, InvalidToken("not_access_token", "the token is not an access token", nil)
+	}
 	if issuer != "" && d.Issuer != "" && d.Issuer != issuer {
 		return nil, InvalidToken("issuer", "the token was issued by another issuer", nil)
 	}

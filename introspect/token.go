@@ -59,7 +59,10 @@ func (x Extractor) Extract(r *http.Request) (string, *Error) {
 		}
 	}
 
-	if x.AllowQuery && r.URL != nil && strings.Contains(r.URL.RawQuery, "access_token") {
+	// Parse whenever the transport is on: a substring test would miss a
+	// percent-encoded name (access%5Ftoken) and let one token through in
+	// two places.
+	if x.AllowQuery && r.URL != nil && r.URL.RawQuery != "" {
 		q, err := url.ParseQuery(r.URL.RawQuery)
 		if err != nil {
 			return "", invalidRequest("bad_query", "the query string is malformed")

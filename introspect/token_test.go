@@ -79,6 +79,11 @@ func TestExtractorRejectsTokensSentTwoWaysAndHonoursDisabledTransports(t *testin
 	if tok, err := (Extractor{AllowQuery: true}).Extract(r); tok != "abc" || err != nil {
 		t.Errorf("query on: %q %v", tok, err)
 	}
+	r = httptest.NewRequest("GET", "/?access%5Ftoken=abc", nil)
+	r.Header.Set("Authorization", "Bearer abc")
+	if _, err := (Extractor{AllowQuery: true}).Extract(r); err == nil || err.Reason != "multiple_tokens" {
+		t.Errorf("percent-encoded query name with a header token: %v", err)
+	}
 	r = httptest.NewRequest("GET", "/?access_token=abc&access_token=def", nil)
 	if _, err := (Extractor{AllowQuery: true}).Extract(r); err == nil {
 		t.Error("two query tokens accepted")
@@ -112,6 +117,9 @@ func TestParseIntrospectionResponseFailsClosed(t *testing.T) {
 		{`{"active":true,"iss":"https://as"}`, ""},
 		{`{"active":true,"client_id":["a"]}`, CodeUnavailable},
 		{`{"active":true,"aud":["x","y"]}`, ""},
+		{`{"active":true,"token_type":"refresh_token"}`, CodeInvalidToken},
+		{`{"active":true,"token_use":"refresh_token"}`, CodeInvalidToken},
+		{`{"active":true,"token_type":"Bearer","token_use":"access_token"}`, ""},
 	}
 	for _, tt := range tests {
 		d, err := ParseIntrospectionResponse([]byte(tt.body), now, 0, "https://as")

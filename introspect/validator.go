@@ -151,6 +151,13 @@ func (v *Validator) decide(ctx context.Context, token string) (*Verdict, time.Du
 	if err != nil {
 		e := AsError(err)
 		if e.Code == CodeInvalidToken {
+			if e.Reason == "unknown_key" || e.Reason == "ambiguous_key" {
+				// The key may be a new one the JWKS refresh gate has not
+				// let us fetch yet: caching this would keep a good token
+				// out for negative_ttl after its key arrives. Re-checking
+				// costs no I/O (the gate bounds fetches).
+				return &Verdict{Rejection: e}, 0, nil
+			}
 			return &Verdict{Rejection: e}, v.NegativeTTL, nil
 		}
 		// The gateway's own trouble is never cached: the next request

@@ -15,7 +15,7 @@ import (
 // verifier. Remote keys are fetched once now so a wrong URL fails the config
 // load, unless allow_start_without_keys says the operator prefers to start
 // and answer 503 until the keys arrive.
-func (h *Handler) newJWTVerifier(pctx, bg context.Context, md *introspect.Metadata, e *poolEntry) (*introspect.JWTVerifier, error) {
+func (h *Handler) newJWTVerifier(pctx, bg context.Context, md *introspect.Metadata, e *poolEntry, logger *zap.Logger) (*introspect.JWTVerifier, error) {
 	j := h.JWT
 	var keys introspect.KeySet
 	switch {
@@ -37,7 +37,7 @@ func (h *Handler) newJWTVerifier(pctx, bg context.Context, md *introspect.Metada
 			URL:                u,
 			HTTPClient:         introspect.NewHTTPClient(introspect.DefaultHTTPTimeout),
 			MinRefreshInterval: time.Duration(j.RefreshInterval),
-			Logger:             h.logger.Named("jwks"),
+			Logger:             logger.Named("jwks"),
 			Observer:           h.metrics,
 			// A key removed at the AS is retired or compromised: drop
 			// every cached decision (here, in Redis and across the
@@ -47,7 +47,7 @@ func (h *Handler) newJWTVerifier(pctx, bg context.Context, md *introspect.Metada
 					ctx, cancel := context.WithTimeout(bg, 5*time.Second)
 					defer cancel()
 					if err := c.Flush(ctx); err != nil {
-						h.logger.Warn("flushing cached decisions after a key removal", zap.Error(err))
+						logger.Warn("flushing cached decisions after a key removal", zap.Error(err))
 					}
 				}
 			},
@@ -60,7 +60,7 @@ func (h *Handler) newJWTVerifier(pctx, bg context.Context, md *introspect.Metada
 			if !j.AllowStartWithoutKeys {
 				return nil, fmt.Errorf("bearer_auth: jwt: fetching the JWKS from %s: %w (set allow_start_without_keys to start anyway and answer 503 until it is reachable)", u, err)
 			}
-			h.logger.Error("JWKS not reachable at startup; requests with JWTs get 503 until it is",
+			logger.Error("JWKS not reachable at startup; requests with JWTs get 503 until it is",
 				zap.String("jwks_url", u), zap.Error(err))
 		}
 		keys = rks

@@ -43,6 +43,7 @@ var validators = caddy.NewUsagePool()
 var live sync.Map // *poolEntry -> struct{}
 
 type poolEntry struct {
+	log       *reloadableCore
 	validator *introspect.Validator
 	cache     *cache.Cache[*introspect.Verdict]
 	keyer     cache.Keyer
@@ -85,6 +86,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.poolKey = key
 	h.entry = val.(*poolEntry)
+	// The newest config's logging is where the operator looks.
+	h.entry.log.set(h.logger.Core())
 	return nil
 }
 
@@ -314,7 +317,7 @@ func (h *Handler) redisNamespace() string {
 // so a reload keeps warm keys and cached decisions.
 func (h *Handler) newPoolEntry() (*poolEntry, error) {
 	bg, cancel := context.WithCancel(context.Background())
-	e := &poolEntry{cancel: cancel}
+	e := &poolEntry{cancel: cancel, log: newReloadableCore(h.logger.Core())}
 	ok := false
 	defer func() {
 		if !ok {
@@ -327,7 +330,7 @@ func (h *Handler) newPoolEntry() (*poolEntry, error) {
 	pctx, pcancel := context.WithTimeout(bg, provisionTimeout)
 	defer pcancel()
 
-	logger := h.logger
+	logger := zap.New(e.log).Named(h.logger.Name())
 	var md *introspect.Metadata
 	needDiscovery := h.Introspect != nil && (h.Introspect.Endpoint == "" ||
 		h.Introspect.AuthMethod == "bearer" && h.Introspect.TokenEndpoint == "") ||
@@ -396,7 +399,7 @@ func (h *Handler) newPoolEntry() (*poolEntry, error) {
 		v.IntrospectJWTs = i.IntrospectJWT
 	}
 	if j := h.JWT; j != nil {
-		verifier, err := h.newJWTVerifier(pctx, bg, md, e)
+		verifier, err := h.newJWTVerifier(pctx, bg, md, e, logger)
 		if err != nil {
 			return nil, err
 		}

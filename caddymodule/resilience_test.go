@@ -233,3 +233,18 @@ func TestTokenSprayIsCappedByMaxConcurrentAndAnswersQuickly(t *testing.T) {
 		t.Errorf("503s = %d, 401s = %d: want both (capped calls answered, excess shed)", unavailable, rejected)
 	}
 }
+
+func TestSharedValidatorLogsToTheCurrentConfigAfterReload(t *testing.T) {
+	as := newHostileAS(t)
+	as.set(func(w http.ResponseWriter) { w.WriteHeader(502) })
+	tc := startCaddy(t, hostileSite(as.URL, ""))
+	// Same token settings (the validator is kept), new log file.
+	tc.logFile = tc.logFile + ".reloaded"
+	tc.load(hostileSite(as.URL, ""))
+	for i := 0; i < 8; i++ {
+		tc.get("/", fmt.Sprintf("Bearer t%d", i))
+	}
+	if !strings.Contains(tc.logs(), "introspection calls now fail fast") {
+		t.Fatalf("the circuit-breaker line did not reach the current config's log:\n%s", tc.logs())
+	}
+}

@@ -19,7 +19,7 @@
 // flushes its memory tier whenever its subscription is re-established.
 // Messages are "k:<64 hex>", "f:<16 hex>" or "flush", followed by a space and
 // the sender's instance id; a message with no id (for example
-// `redis-cli PUBLISH tokengate:evict flush`) is applied by every instance.
+// `redis-cli PUBLISH <namespace>:evict flush`) is applied by every instance.
 package cache
 
 import (

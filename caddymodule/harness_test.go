@@ -49,14 +49,26 @@ func freePort(t testing.TB) int {
 func startCaddy(t *testing.T, site string) *testCaddy {
 	t.Helper()
 	caddyMu.Lock()
-	tc := &testCaddy{t: t, port: freePort(t), logFile: filepath.Join(t.TempDir(), "caddy.log")}
-	tc.base = fmt.Sprintf("http://127.0.0.1:%d", tc.port)
-	tc.admin = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	tc := &testCaddy{t: t, logFile: filepath.Join(t.TempDir(), "caddy.log")}
 	t.Cleanup(func() {
 		_ = caddy.Stop()
 		caddyMu.Unlock()
 	})
-	tc.load(site)
+	// A port found free can be taken by a parallel test process before
+	// Caddy binds it; Caddy binds 127.0.0.1 exactly (default_bind), so that
+	// shows as an error here rather than as another server answering.
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		tc.port = freePort(t)
+		tc.base = fmt.Sprintf("http://127.0.0.1:%d", tc.port)
+		tc.admin = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		if err = tc.tryLoad(site); err == nil || !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("loading config: %v", err)
+	}
 	return tc
 }
 
@@ -64,6 +76,7 @@ func (tc *testCaddy) caddyfile(site string) string {
 	return fmt.Sprintf(`{
 	admin %s
 	http_port %d
+	default_bind 127.0.0.1
 	auto_https off
 	persist_config off
 	log {
@@ -195,6 +208,7 @@ func startCaddyProcess(t *testing.T, site string) *caddyProcess {
 	cf := fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 	http_port %d
+	default_bind 127.0.0.1
 	auto_https off
 	persist_config off
 	metrics

@@ -196,13 +196,40 @@ type caddyProcess struct {
 	cmd   *exec.Cmd
 	Base  string // http://127.0.0.1:PORT
 	Admin string // http://127.0.0.1:PORT of the admin API
-	out   *bytes.Buffer
+	out   *lockedBuffer
+	done  chan struct{} // closed when the process has exited
+}
+
+// stop interrupts the process (a graceful Caddy shutdown) and waits for it.
+func (p *caddyProcess) stop() {
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
 }
 
 // startCaddyProcess runs Caddy in a child process with the given Caddyfile
 // body for one site, and waits until it serves. Use it where one process is
 // not enough (several instances sharing Redis).
 func startCaddyProcess(t *testing.T, site string) *caddyProcess {
+	t.Helper()
+	// A port found free can be taken by a parallel test process before the
+	// child binds it: the child then exits at once, and we try new ports.
+	for attempt := 0; ; attempt++ {
+		p, exited := tryStartCaddyProcess(t, site)
+		if p != nil {
+			return p
+		}
+		if !exited || attempt == 4 {
+			t.Fatalf("caddy process did not start")
+		}
+	}
+}
+
+func tryStartCaddyProcess(t *testing.T, site string) (p *caddyProcess, exited bool) {
 	t.Helper()
 	port, admin := freePort(t), freePort(t)
 	cf := fmt.Sprintf(`{
@@ -221,35 +248,63 @@ http://127.0.0.1:%d {
 	if err := os.WriteFile(path, []byte(cf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := &caddyProcess{Base: fmt.Sprintf("http://127.0.0.1:%d", port), Admin: fmt.Sprintf("http://127.0.0.1:%d", admin), out: new(bytes.Buffer)}
+	p = &caddyProcess{Base: fmt.Sprintf("http://127.0.0.1:%d", port), Admin: fmt.Sprintf("http://127.0.0.1:%d", admin), out: &lockedBuffer{b: new(bytes.Buffer)}}
 	p.cmd = exec.Command(os.Args[0], "-test.run=^$")
 	p.cmd.Env = append(os.Environ(), runAsCaddyEnv+"=1", runAsCaddyArgsEnv+"=run --config "+path+" --adapter caddyfile")
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	out := p.out
+	p.cmd.Stdout, p.cmd.Stderr = out, out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	done := make(chan struct{})
+	p.done = done
+	go func() { _ = p.cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
 		_ = p.cmd.Process.Kill()
-		_ = p.cmd.Wait()
+		<-done
 		if t.Failed() {
-			t.Logf("caddy process output:\n%s", p.out.String())
+			t.Logf("caddy process output:\n%s", out.String())
 		}
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
+		select {
+		case <-done:
+			t.Logf("caddy process exited at start (retrying on other ports):\n%s", out.String())
+			return nil, true
+		default:
+		}
 		// The admin API starts before the HTTP server is provisioned:
 		// wait for the site's port as well.
 		if resp, err := testClient.Get(p.Admin + "/config/"); err == nil {
 			resp.Body.Close()
 			if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second); err == nil {
 				c.Close()
-				return p
+				return p, false
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("caddy process did not start:\n%s", p.out.String())
-	return nil
+	t.Logf("caddy process did not start:\n%s", out.String())
+	return nil, false
+}
+
+// lockedBuffer lets the child's output be read while it is being written.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // doMulti sends one header with several values (as separate header lines).

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 
@@ -303,14 +302,11 @@ func LoadKeySetFile(path string) (*StaticKeySet, error) {
 		return nil, fmt.Errorf("introspect: reading key file: %w", err)
 	}
 	defer f.Close()
-	var buf bytes.Buffer
-	if _, err := buf.ReadFrom(io.LimitReader(f, jwtMaxKeyFileBytes+1)); err != nil {
-		return nil, fmt.Errorf("introspect: reading key file %s: %w", path, err)
+	raw, err := readBounded(f, jwtMaxKeyFileBytes)
+	if err != nil {
+		return nil, fmt.Errorf("introspect: reading key file %s (limit %d bytes): %w", path, jwtMaxKeyFileBytes, err)
 	}
-	if buf.Len() > jwtMaxKeyFileBytes {
-		return nil, fmt.Errorf("introspect: key file %s is larger than %d bytes", path, jwtMaxKeyFileBytes)
-	}
-	data := bytes.TrimSpace(buf.Bytes())
+	data := bytes.TrimSpace(raw)
 	var set jwk.Set
 	if bytes.HasPrefix(data, []byte("-----BEGIN")) {
 		set, err = jwk.Parse(data, jwk.WithPEM(true))

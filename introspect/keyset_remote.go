@@ -344,12 +344,12 @@ func (s *RemoteKeySet) fetch() (*jwksSnapshot, []jwksSkipped, time.Duration, err
 	if ct := resp.Header.Get("Content-Type"); !jwksIsJSONMediaType(ct) {
 		return nil, nil, 0, fmt.Errorf("unexpected Content-Type %q (want application/json or application/jwk-set+json)", ct)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, s.maxBytes+1))
+	body, err := readBounded(resp.Body, s.maxBytes)
+	if errors.Is(err, errTooLarge) {
+		return nil, nil, 0, fmt.Errorf("body larger than %d bytes", s.maxBytes)
+	}
 	if err != nil {
 		return nil, nil, 0, fmt.Errorf("reading body: %w", err)
-	}
-	if int64(len(body)) > s.maxBytes {
-		return nil, nil, 0, fmt.Errorf("body larger than %d bytes", s.maxBytes)
 	}
 	snap, skipped, err := parseJWKSDocument(body)
 	if err != nil {

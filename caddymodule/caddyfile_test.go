@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -209,7 +210,7 @@ func TestJSONConfigIsEqualInPower(t *testing.T) {
 	if err := caddy.Load([]byte(cfg), true); err != nil {
 		t.Fatal(err)
 	}
-	tok, _ := mintToken(demoKey, demoIssuer, []string{demoAudience}, "read", "u1", "c1", 3600e9, timeNowForTest())
+	tok, _ := mintToken(demoKey, demoIssuer, []string{demoAudience}, "read", "u1", "c1", time.Hour, time.Now())
 	if r := tc.get("/", "Bearer "+tok); r.status != 200 || r.body != "json u1 c1" {
 		t.Fatalf("got %d %q", r.status, r.body)
 	}

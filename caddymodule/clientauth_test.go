@@ -31,18 +31,24 @@ func keyClient(t *testing.T) (testas.Option, string) {
 	return testas.WithClients(testas.Client{ID: "gw-key", PublicKey: &pk.PublicKey, KeyID: "gw-1", CanIntrospect: true}), path
 }
 
-func TestPrivateKeyJWTAuthenticatesTheGateway(t *testing.T) {
-	opt, keyFile := keyClient(t)
-	as := testas.Start(t, opt)
-	tc := startCaddy(t, fmt.Sprintf(`	bearer_auth {
+// keySite is a route whose gateway authenticates with private_key_jwt.
+func keySite(as *testas.Server, keyFile, extra string) string {
+	return fmt.Sprintf(`	bearer_auth {
 		issuer %s
 		introspect {
 			client_id gw-key
 			auth_method private_key_jwt
 			private_key %s gw-1
+%s
 		}
 	}
-	respond "ok {http.auth.user.id}"`, as.Issuer(), keyFile))
+	respond "ok {http.auth.user.id}"`, as.Issuer(), keyFile, extra)
+}
+
+func TestPrivateKeyJWTAuthenticatesTheGateway(t *testing.T) {
+	opt, keyFile := keyClient(t)
+	as := testas.Start(t, opt)
+	tc := startCaddy(t, keySite(as, keyFile, ""))
 	if r := tc.get("/", "Bearer "+as.Token(t, "svc-a", "read")); r.status != 200 || r.body != "ok svc-a" {
 		t.Fatalf("got %d %q\n%s", r.status, r.body, tc.logs())
 	}
@@ -51,16 +57,7 @@ func TestPrivateKeyJWTAuthenticatesTheGateway(t *testing.T) {
 func TestRejectedAssertionAudienceIs503WithAnAudienceHint(t *testing.T) {
 	opt, keyFile := keyClient(t)
 	as := testas.Start(t, opt)
-	tc := startCaddy(t, fmt.Sprintf(`	bearer_auth {
-		issuer %s
-		introspect {
-			client_id gw-key
-			auth_method private_key_jwt
-			private_key %s gw-1
-			assertion_audience %s
-		}
-	}
-	respond "ok"`, as.Issuer(), keyFile, as.IntrospectionURL()))
+	tc := startCaddy(t, keySite(as, keyFile, "\t\t\tassertion_audience "+as.IntrospectionURL()))
 	r := tc.get("/", "Bearer "+as.Token(t, "svc-a", "read"))
 	if r.status != 503 || r.header.Get("WWW-Authenticate") != "" {
 		t.Fatalf("got %d %q", r.status, r.header.Get("WWW-Authenticate"))

@@ -327,5 +327,3 @@ func (tc *testCaddy) doMulti(path, name string, values []string) result {
 }
 
 func b64url(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
-
-func timeNowForTest() time.Time { return time.Now() }

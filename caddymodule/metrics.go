@@ -23,6 +23,8 @@ type metrics struct {
 	// Pre-resolved children: With/WithLabelValues costs a map lookup and a
 	// hash per request, which the warm path should not pay.
 	byOutcome map[string]prometheus.Counter
+	// allowed is byOutcome["allowed"], the one counted on every good request.
+	allowed prometheus.Counter
 	// The cache hit/miss counters of the two known tiers.
 	memHit, memMiss, redisHit, redisMiss prometheus.Counter
 }
@@ -61,6 +63,7 @@ func getMetrics() *metrics {
 		for _, o := range outcomes {
 			m.byOutcome[o] = m.decisions.WithLabelValues(o)
 		}
+		m.allowed = m.byOutcome["allowed"]
 		m.memHit = m.cacheRequests.WithLabelValues("memory", "hit")
 		m.memMiss = m.cacheRequests.WithLabelValues("memory", "miss")
 		m.redisHit = m.cacheRequests.WithLabelValues("redis", "hit")

@@ -218,7 +218,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.reject(w, r, perr, key.Fingerprint())
 		return nil
 	}
-	h.metrics.decision("allowed")
+	h.metrics.allowed.Inc()
 	h.admit(r, d)
 	if c := h.logger.Check(zapcore.DebugLevel, "token accepted"); c != nil {
 		c.Write(zap.String("outcome", "allowed"), zap.String("client_id", d.ClientID),

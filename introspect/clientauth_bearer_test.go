@@ -242,25 +242,11 @@ func TestBearerAuthRefreshesOnceNearExpiry(t *testing.T) {
 	}
 	clock.Advance(15 * time.Second) // 275 s: inside the margin
 
-	run50 := func() {
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := 0; i < 50; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				caMustIntrospect(t, in, tok, "svc-a")
-			}()
-		}
-		close(start)
-		wg.Wait()
-	}
-	run50()
+	caConcurrently(50, func() { caMustIntrospect(t, in, tok, "svc-a") })
 	if n := s.TokenCalls(); n != 2 {
 		t.Errorf("50 concurrent introspections near expiry made %d token calls, want 1", n-1)
 	}
-	run50()
+	caConcurrently(50, func() { caMustIntrospect(t, in, tok, "svc-a") })
 	if n := s.TokenCalls(); n != 2 {
 		t.Errorf("the refreshed token was not reused: %d token calls", n)
 	}
@@ -302,18 +288,7 @@ func TestBearerAuthRenewsOnceWhenTokenRejected(t *testing.T) {
 	// 50 requests in flight with a token that dies: still one renewal.
 	clock.Advance(5 * time.Second) // past RenewInterval since the last renewal
 	s.Revoke(t, caBearerClient, second)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := 0; i < 50; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			caMustIntrospect(t, in, tok, "svc-a")
-		}()
-	}
-	close(start)
-	wg.Wait()
+	caConcurrently(50, func() { caMustIntrospect(t, in, tok, "svc-a") })
 	if n := s.TokenCalls(); n != 3 {
 		t.Errorf("token calls = %d after 50 concurrent rejections, want 3 (one more renewal)", n)
 	}
@@ -761,4 +736,20 @@ func TestBearerAuthValidate(t *testing.T) {
 	}
 	var _ Renewable = ok
 	var _ ClientAuthenticator = ok
+}
+
+// caConcurrently runs f n times at once (released together) and waits.
+func caConcurrently(n int, f func()) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			f()
+		}()
+	}
+	close(start)
+	wg.Wait()
 }

@@ -69,6 +69,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    allow_query_token
 //	    max_token_length <bytes>
 //	    retry_after <duration>
+//	    leeway <duration>
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
@@ -125,6 +126,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = positiveInt(d, &h.MaxTokenLength)
 		case "retry_after":
 			err = duration(d, &h.RetryAfter)
+		case "leeway":
+			err = duration(d, &h.Leeway)
 		default:
 			return d.Errf("unrecognized bearer_auth subdirective '%s'", sub)
 		}

@@ -77,6 +77,10 @@ type Handler struct {
 	MaxTokenLength int `json:"max_token_length,omitempty"`
 	// The Retry-After sent with 503. Default: 5s.
 	RetryAfter caddy.Duration `json:"retry_after,omitempty"`
+	// Clock skew allowed on exp, nbf and iat, for JWTs and introspection
+	// responses alike, and in how long a cached decision is kept. Default:
+	// 30s. jwt.leeway is the same setting (an error if both differ).
+	Leeway caddy.Duration `json:"leeway,omitempty"`
 
 	extractor introspect.Extractor
 	policy    introspect.Policy
@@ -148,7 +152,9 @@ type JWTConfig struct {
 	// Accepted typ header values. Default: at+jwt and application/at+jwt
 	// (RFC 9068 §4).
 	Types []string `json:"typ,omitempty"`
-	// Clock skew allowed on exp, nbf and iat. Default: 30s.
+	// Clock skew allowed on exp, nbf and iat. The same setting as the
+	// handler's leeway, which also applies to introspection; give one.
+	// Default: 30s.
 	Leeway caddy.Duration `json:"leeway,omitempty"`
 	// An unknown kid refreshes the JWKS at most once per this interval.
 	// Default: 10s.

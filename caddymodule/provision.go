@@ -31,6 +31,7 @@ const (
 	defaultRetryAfter      = 5 * time.Second
 	defaultMaxConcurrent   = 64
 	defaultJWKSRefreshGate = 10 * time.Second
+	defaultLeeway          = 30 * time.Second
 	provisionTimeout       = 15 * time.Second
 )
 
@@ -140,6 +141,17 @@ func (h *Handler) applyDefaults() {
 	if h.MaxTokenLength <= 0 {
 		h.MaxTokenLength = introspect.DefaultMaxTokenLength
 	}
+	// One leeway for every time check (see Handler.Leeway); jwt.leeway is
+	// its older spelling. Validate has refused two different values.
+	if h.Leeway <= 0 && h.JWT != nil {
+		h.Leeway = h.JWT.Leeway
+	}
+	if h.Leeway <= 0 {
+		h.Leeway = caddy.Duration(defaultLeeway)
+	}
+	if h.JWT != nil && h.JWT.Leeway <= 0 {
+		h.JWT.Leeway = h.Leeway
+	}
 	c := h.Cache
 	if c.TTL <= 0 {
 		c.TTL = caddy.Duration(defaultTTL)
@@ -171,6 +183,12 @@ func (h *Handler) applyDefaults() {
 func (h *Handler) Validate() error {
 	if h.Introspect == nil && h.JWT == nil {
 		return errors.New("bearer_auth: configure introspect or jwt (or both): nothing can validate tokens")
+	}
+	if h.Leeway < 0 || h.JWT != nil && h.JWT.Leeway < 0 {
+		return errors.New("bearer_auth: leeway must not be negative")
+	}
+	if h.JWT != nil && h.JWT.Leeway > 0 && h.Leeway > 0 && h.JWT.Leeway != h.Leeway {
+		return fmt.Errorf("bearer_auth: leeway %s and jwt.leeway %s differ: they are one setting (for JWTs and introspection alike); give it once", time.Duration(h.Leeway), time.Duration(h.JWT.Leeway))
 	}
 	if strings.ContainsAny(h.Realm, "\"\\\r\n") {
 		return fmt.Errorf("bearer_auth: realm %q must not contain quotes, backslashes or line breaks", h.Realm)
@@ -272,7 +290,8 @@ func (h *Handler) validationKey() (string, error) {
 		Introspect *IntrospectConfig
 		JWT        *JWTConfig
 		Cache      *CacheConfig
-	}{h.Issuer, h.Audience, h.Introspect, h.JWT, h.Cache})
+		Leeway     caddy.Duration
+	}{h.Issuer, h.Audience, h.Introspect, h.JWT, h.Cache, h.Leeway})
 	if err != nil {
 		return "", err
 	}
@@ -293,19 +312,19 @@ func (h *Handler) redisNamespace() string {
 	type jwtID struct {
 		JWKSURL, JWKSFile string
 		Algorithms, Types []string
-		Leeway            caddy.Duration
 	}
 	id := struct {
 		Issuer     string
 		Audience   []string
 		Introspect *introspectID
 		JWT        *jwtID
-	}{Issuer: h.Issuer, Audience: h.Audience}
+		Leeway     caddy.Duration
+	}{Issuer: h.Issuer, Audience: h.Audience, Leeway: h.Leeway}
 	if i := h.Introspect; i != nil {
 		id.Introspect = &introspectID{i.Endpoint, i.ClientID, i.IntrospectJWT}
 	}
 	if j := h.JWT; j != nil {
-		id.JWT = &jwtID{j.JWKSURL, j.JWKSFile, j.Algorithms, j.Types, j.Leeway}
+		id.JWT = &jwtID{j.JWKSURL, j.JWKSFile, j.Algorithms, j.Types}
 	}
 	b, _ := json.Marshal(id)
 	sum := sha256.Sum256(b)
@@ -366,6 +385,7 @@ func (h *Handler) newPoolEntry() (*poolEntry, error) {
 		TTL:         time.Duration(h.Cache.TTL),
 		NegativeTTL: time.Duration(h.Cache.NegativeTTL),
 		StaleGrace:  time.Duration(h.Cache.StaleGrace),
+		Leeway:      time.Duration(h.Leeway),
 		OnBreakerChange: func(from, to string) {
 			if to == "open" {
 				logger.Error("authorization server failing: introspection calls now fail fast with 503; one probe per second until it answers",
@@ -393,6 +413,7 @@ func (h *Handler) newPoolEntry() (*poolEntry, error) {
 			HTTPClient: introspect.NewHTTPClient(time.Duration(i.Timeout)),
 			Timeout:    time.Duration(i.Timeout),
 			Issuer:     h.Issuer,
+			Leeway:     time.Duration(h.Leeway),
 			Observer:   h.metrics,
 		}
 		v.MaxConcurrent = i.MaxConcurrent

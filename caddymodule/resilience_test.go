@@ -68,6 +68,22 @@ func TestHostileAuthorizationServerAnswersFailClosed(t *testing.T) {
 			w.Header().Set("Content-Type", "application/json")
 			fmt.Fprint(w, `{"active":tru`)
 		}, "bad_response"},
+		{"duplicate active members", func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"active":false,"active":true,"client_id":"c"}`)
+		}, "bad_response"},
+		{"duplicate nested members", func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"active":true,"client_id":"c","ext":{"role":"user","role":"admin"}}`)
+		}, "bad_response"},
+		{"trailing data", func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"active":true,"client_id":"c"} {"active":false}`)
+		}, "bad_response"},
+		{"trailing garbage", func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"active":true,"client_id":"c"}garbage`)
+		}, "bad_response"},
 		{"huge body", func(w http.ResponseWriter) {
 			w.Header().Set("Content-Type", "application/json")
 			fmt.Fprint(w, `{"active":true,"pad":"`+strings.Repeat("x", 1<<20)+`"}`)
@@ -79,7 +95,7 @@ func TestHostileAuthorizationServerAnswersFailClosed(t *testing.T) {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(500)
 			fmt.Fprint(w, `{"error":"server_error"}`)
-		}, "as_rejected_gateway"},
+		}, "as_server_error"},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

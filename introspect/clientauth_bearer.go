@@ -337,7 +337,7 @@ func (b *BearerAuth) fetch(ctx context.Context) (string, time.Duration, error) {
 }
 
 func (b *BearerAuth) parseTokenResponse(body []byte) (string, time.Duration, error) {
-	m, err := decodeJSONObject(body)
+	m, err := parseStrictObject(body)
 	if err != nil {
 		return "", 0, err
 	}

@@ -2,6 +2,7 @@ package introspect
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 )
 
@@ -16,7 +17,7 @@ type ASError struct {
 }
 
 func (e *ASError) Error() string {
-	s := "authorization server rejected the gateway's request to " + e.Endpoint + ": "
+	s := "authorization server at " + e.Endpoint + " answered HTTP " + strconv.Itoa(e.Status) + ": "
 	if e.Code != "" {
 		s += e.Code
 	} else {
@@ -26,6 +27,30 @@ func (e *ASError) Error() string {
 		s += " (" + e.Description + ")"
 	}
 	return s
+}
+
+// tokenCodes are the OAuth error codes with which servers refuse to
+// introspect one particular token: oidc-provider answers
+// unsupported_token_type for every JWT-shaped token, others invalid_request
+// or invalid_token for a token they cannot parse.
+var tokenCodes = map[string]bool{"invalid_request": true, "unsupported_token_type": true, "invalid_token": true}
+
+// AboutToken reports whether the server's error is about the token it was
+// asked about rather than about the gateway or the server itself: HTTP 400
+// with one of tokenCodes, and a description that does not match any of the
+// known gateway-side mistakes (descriptionHints). A 401 or 403 refuses the
+// gateway's credentials; a 404 or 5xx would hit any token.
+func (e *ASError) AboutToken() bool {
+	if e.Status != 400 || !tokenCodes[e.Code] {
+		return false
+	}
+	d := strings.ToLower(e.Description)
+	for _, h := range descriptionHints {
+		if d != "" && strings.Contains(d, h.contains) {
+			return false
+		}
+	}
+	return true
 }
 
 // parseASError reads an RFC 6749 §5.2 error body; ok=false if the body is not

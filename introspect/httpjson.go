@@ -1,8 +1,6 @@
 package introspect
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -37,24 +35,6 @@ func readBounded(r io.Reader, limit int64) ([]byte, error) {
 		return nil, errTooLarge
 	}
 	return b, nil
-}
-
-// decodeJSONObject decodes a JSON object with numbers kept as json.Number, so
-// that integer claims (exp, iat) survive exactly and types stay checkable.
-func decodeJSONObject(body []byte) (map[string]any, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var m map[string]any
-	if err := dec.Decode(&m); err != nil {
-		return nil, fmt.Errorf("not a JSON object: %w", err)
-	}
-	if m == nil {
-		return nil, errors.New("not a JSON object: null")
-	}
-	if dec.More() {
-		return nil, errors.New("trailing data after the JSON object")
-	}
-	return m, nil
 }
 
 // isJSON reports whether a Content-Type is JSON (application/json or a +json

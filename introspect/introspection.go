@@ -2,12 +2,17 @@ package introspect
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // Introspector is an RFC 7662 client: it asks the authorization server
@@ -30,6 +35,10 @@ type Introspector struct {
 	Now    func() time.Time
 	// Observer, if set, receives each call's outcome and latency.
 	Observer IntrospectionObserver
+
+	lastGood  atomic.Int64 // unix nanos of the last proper RFC 7662 answer
+	lastProbe atomic.Int64 // unix nanos of the last canary probe
+	probes    singleflight.Group
 }
 
 // IntrospectionObserver receives metrics about calls to the server.
@@ -65,10 +74,13 @@ func NewHTTPClient(timeout time.Duration) *http.Client {
 func (c *Introspector) Introspect(ctx context.Context, token string) (*Decision, error) {
 	d, err := c.introspectOnce(ctx, token)
 	var ase *ASError
-	if r, ok := c.Auth.(Renewable); ok && errors.As(err, &ase) && ase.Endpoint == c.Endpoint &&
-		(ase.Status == http.StatusUnauthorized || ase.Code == "invalid_token") {
+	if r, ok := c.Auth.(Renewable); ok && err != nil && AsError(err).Code == CodeUnavailable && errors.As(err, &ase) &&
+		ase.Endpoint == c.Endpoint && ase.Status == http.StatusUnauthorized {
 		// Our own (bearer) credential may have been revoked or expired
-		// early at the server: renew it once and try again.
+		// early at the server: renew it once and try again. Only a 401
+		// (RFC 6750 §3.1: the gateway's token) triggers this; an answer
+		// about the caller's token must never make the gateway call its
+		// token endpoint, or junk tokens would drive those calls.
 		r.Renew()
 		d, err = c.introspectOnce(ctx, token)
 	}
@@ -76,6 +88,61 @@ func (c *Introspector) Introspect(ctx context.Context, token string) (*Decision,
 }
 
 func (c *Introspector) introspectOnce(ctx context.Context, token string) (*Decision, error) {
+	d, err := c.exchange(ctx, token)
+	if e, ok := err.(*Error); ok && e.Reason == reasonRefusedRequest && c.requestProven(ctx) {
+		// The same request shape got a proper RFC 7662 answer recently, so
+		// the 400 is the server's verdict on this token (it would not parse
+		// it): the caller's 401, cached like active:false, and a healthy
+		// answer as far as the circuit breaker is concerned. Anyone can
+		// send junk; it must not look like the gateway's trouble.
+		ase := e.Err.(*ASError)
+		return nil, &Error{Code: CodeInvalidToken, Reason: "as_rejected_token",
+			Description: "the token is not active (expired, revoked, or unknown to the authorization server)",
+			Hint: fmt.Sprintf("the authorization server would not introspect this token (HTTP %d %s) although it answers the gateway's requests for other tokens: its answer about this token",
+				ase.Status, ase.Code),
+			Err: ase}
+	}
+	return d, err
+}
+
+// reasonRefusedRequest marks a 400 that may be about the token or about the
+// gateway's request: servers use invalid_request for both ("unable to
+// process request" when the gateway's credentials are missing, or a token
+// they cannot parse).
+const reasonRefusedRequest = "as_rejected_request"
+
+// Proof that the gateway's requests are well-formed: a 200 RFC 7662 answer
+// (active or not) within proofTTL. Without one, a 400 is first checked
+// against a canary: a random opaque token, which a server that accepts the
+// gateway's requests answers with active:false.
+const (
+	proofTTL      = 5 * time.Minute
+	probeInterval = time.Second
+)
+
+// requestProven reports whether the endpoint has recently answered a
+// request of the gateway's with a proper RFC 7662 response, probing with a
+// canary token (at most once per probeInterval) when it has not. The canary
+// is the gateway's own, so no caller can make this check fail.
+func (c *Introspector) requestProven(ctx context.Context) bool {
+	if t := c.lastGood.Load(); t != 0 && time.Since(time.Unix(0, t)) < proofTTL {
+		return true
+	}
+	v, _, _ := c.probes.Do("canary", func() (any, error) {
+		if t := c.lastProbe.Load(); t != 0 && time.Since(time.Unix(0, t)) < probeInterval {
+			return c.lastGood.Load() > t, nil
+		}
+		c.lastProbe.Store(time.Now().UnixNano())
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		_, err := c.exchange(context.WithoutCancel(ctx), "tokengate-canary-"+hex.EncodeToString(b[:]))
+		return err == nil || AsError(err).Code == CodeInvalidToken, nil
+	})
+	return v.(bool)
+}
+
+// exchange makes one introspection call and reads the answer.
+func (c *Introspector) exchange(ctx context.Context, token string) (*Decision, error) {
 	timeout := c.Timeout
 	if timeout <= 0 {
 		timeout = DefaultHTTPTimeout
@@ -133,7 +200,17 @@ func (c *Introspector) introspectOnce(ctx context.Context, token string) (*Decis
 		if !ok && resp.StatusCode < 500 {
 			ase.Description = describeBody(resp, len(body))
 		}
-		return nil, &Error{Code: CodeUnavailable, Reason: "as_rejected_gateway",
+		if ok && ase.AboutToken() {
+			return nil, &Error{Code: CodeUnavailable, Reason: reasonRefusedRequest,
+				Description: "the authorization server could not be reached; try again later",
+				Hint:        "the authorization server refused the gateway's request even for its own canary token, so the request itself is at fault: " + ase.Hint(),
+				Err:         ase}
+		}
+		reason := "as_rejected_gateway"
+		if resp.StatusCode >= 500 {
+			reason = "as_server_error"
+		}
+		return nil, &Error{Code: CodeUnavailable, Reason: reason,
 			Description: "the authorization server could not be reached; try again later",
 			Hint:        ase.Hint(), Err: ase}
 	}
@@ -147,6 +224,9 @@ func (c *Introspector) introspectOnce(ctx context.Context, token string) (*Decis
 		now = c.Now
 	}
 	d, perr := ParseIntrospectionResponse(body, now(), c.Leeway, c.Issuer)
+	if perr == nil || perr.Code != CodeUnavailable {
+		c.lastGood.Store(time.Now().UnixNano())
+	}
 	if perr != nil {
 		if perr.Code == CodeUnavailable {
 			perr.Err = fmt.Errorf("%s: %w", c.Endpoint, perr.Err)
@@ -198,7 +278,7 @@ func hintFor(reason, endpoint string) string {
 // Anything that is not a well-formed answer fails closed as the server's
 // fault (temporarily_unavailable), never as the caller's.
 func ParseIntrospectionResponse(body []byte, now time.Time, leeway time.Duration, issuer string) (*Decision, *Error) {
-	claims, err := decodeJSONObject(body)
+	claims, err := parseStrictObject(body)
 	if err != nil {
 		return nil, Unavailable("bad_response", "the introspection response is not a JSON object", err)
 	}

@@ -24,12 +24,16 @@ func jwtDecodeSegment(seg string) ([]byte, error) {
 	return jwtB64.DecodeString(seg)
 }
 
-// jwtParseObject parses a JOSE header or a JWT claims set: valid UTF-8
-// (RFC 8725 §3.7), exactly one JSON object, no duplicate member names at
-// the top level (RFC 7515 §4, RFC 7519 §4: a parser MUST reject them or
-// keep the last; rejecting means no parser differential with whatever the
-// upstream uses), nothing after it. Numbers come back as json.Number.
-func jwtParseObject(b []byte) (map[string]any, error) {
+// parseStrictObject is the one JSON reader for everything that decides a
+// token: JOSE headers, JWT claims sets, introspection and token-endpoint
+// responses. It requires valid UTF-8 (RFC 8725 §3.7), exactly one JSON
+// object, no duplicate member names in any object at any depth (RFC 7515
+// §4, RFC 7519 §4: a parser MUST reject them or keep the last; rejecting
+// means no parser differential with whatever the upstream or the
+// authorization server's own library reads — {"active":false,"active":true}
+// must not be true here and false there), and nothing after it. Numbers
+// come back as json.Number.
+func parseStrictObject(b []byte) (map[string]any, error) {
 	if !utf8.Valid(b) {
 		return nil, errors.New("not valid UTF-8")
 	}
@@ -42,20 +46,20 @@ func jwtParseObject(b []byte) (map[string]any, error) {
 	if len(bytes.TrimLeft(b[dec.InputOffset():], " \t\r\n")) != 0 {
 		return nil, errors.New("data after the JSON object")
 	}
-	// encoding/json keeps the last of duplicate names silently; a map with
-	// fewer entries than the object has members means there was one.
-	if n := jwtCountMembers(b); n != len(obj) {
+	// encoding/json keeps the last of duplicate names silently; maps with
+	// fewer entries in all than the document has members means there was
+	// one somewhere.
+	if n := jwtCountMembers(b); n != countDecodedMembers(obj) {
 		return nil, errors.New("duplicate member names")
 	}
 	return obj, nil
 }
 
-// jwtCountMembers counts the members of the top-level object in b, which
-// must already be known to be valid JSON: the colons at depth 1 outside
-// strings. Cheaper than a json.Decoder token walk, which allocates for
-// every token.
+// jwtCountMembers counts the members of every object in b, which must
+// already be known to be valid JSON: the colons outside strings. Cheaper
+// than a json.Decoder token walk, which allocates for every token.
 func jwtCountMembers(b []byte) int {
-	n, depth := 0, 0
+	n := 0
 	inString, escaped := false, false
 	for _, c := range b {
 		if inString {
@@ -72,17 +76,30 @@ func jwtCountMembers(b []byte) int {
 		switch c {
 		case '"':
 			inString = true
-		case '{', '[':
-			depth++
-		case '}', ']':
-			depth--
 		case ':':
-			if depth == 1 {
-				n++
-			}
+			n++
 		}
 	}
 	return n
+}
+
+// countDecodedMembers counts the entries of every map in v.
+func countDecodedMembers(v any) int {
+	switch v := v.(type) {
+	case map[string]any:
+		n := len(v)
+		for _, e := range v {
+			n += countDecodedMembers(e)
+		}
+		return n
+	case []any:
+		n := 0
+		for _, e := range v {
+			n += countDecodedMembers(e)
+		}
+		return n
+	}
+	return 0
 }
 
 // Bounds of a NumericDate we accept: the epoch to the end of year 9999.

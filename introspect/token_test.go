@@ -120,6 +120,21 @@ func TestParseIntrospectionResponseFailsClosed(t *testing.T) {
 		{`{"active":true,"token_type":"refresh_token"}`, CodeInvalidToken},
 		{`{"active":true,"token_use":"refresh_token"}`, CodeInvalidToken},
 		{`{"active":true,"token_type":"Bearer","token_use":"access_token"}`, ""},
+		// One strict reader for both token paths: duplicates at any depth
+		// and anything after the object fail closed.
+		{`{"active":false,"active":true}`, CodeUnavailable},
+		{`{"active":true,"client_id":"a","client_id":"b"}`, CodeUnavailable},
+		{`{"active":true,"ext":{"role":"user","role":"admin"}}`, CodeUnavailable},
+		{`{"active":true,"ext":[{"a":1,"a":2}]}`, CodeUnavailable},
+		{`{"active":true}garbage`, CodeUnavailable},
+		{`{"active":true} x`, CodeUnavailable},
+		{`{"active":true}}`, CodeUnavailable},
+		{`{"active":true}]`, CodeUnavailable},
+		{"{\"active\":true,\"sub\":\"\xff\"}", CodeUnavailable},
+		{`{"active":true,"ext":{"a":1,"b":{"a":1}}}`, ""},
+		{`{"active":true,"s":"a:b","t":"{\"x\":1,\"x\":2}"}`, ""},
+		// iat in the future beyond leeway: the same rule as for JWTs.
+		{`{"active":true,"iat":1700000100}`, CodeInvalidToken},
 	}
 	for _, tt := range tests {
 		d, err := ParseIntrospectionResponse([]byte(tt.body), now, 0, "https://as")

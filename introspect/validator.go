@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -40,6 +41,12 @@ type Validator struct {
 	TTL time.Duration
 	// NegativeTTL is how long an invalid_token verdict is reused.
 	NegativeTTL time.Duration
+	// Leeway is the clock skew allowed on exp, nbf and iat. The token
+	// paths apply it through checkTimes; the Validator applies the same
+	// value when it bounds a cached decision's life by exp, so that a
+	// token accepted on the way in is not then refused from the cache.
+	// It must equal the JWT verifier's and the Introspector's leeway.
+	Leeway time.Duration
 	// MaxConcurrent caps upstream calls in flight (0: unlimited). Excess
 	// callers wait at most QueueWait, then get 503: a spray of random
 	// tokens must not turn into an unbounded queue at the server.
@@ -65,6 +72,13 @@ type Validator struct {
 	sem     chan struct{}
 	breaker *gobreaker.CircuitBreaker[*Decision]
 	stale   singleflight.Group
+	// serverDown records whether the last introspection call that failed
+	// or succeeded found the server unreachable (no connection, timeout,
+	// 5xx). An open circuit serves stale decisions only when it is true:
+	// a circuit opened because the server refused the gateway's own
+	// credentials is not an outage — the server is up and may know the
+	// token is revoked.
+	serverDown atomic.Bool
 }
 
 // Init prepares internal state; call it once before Validate.
@@ -126,6 +140,9 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Decision, cach
 			return nil, key, err
 		}
 	}
+	// An entry due for re-checking may come from the shared tier, written
+	// by a gateway with stale_grace: every gateway re-checks it, and only
+	// one with stale_grace of its own may fall back to it.
 	if !vd.FreshUntil.IsZero() && vd.Decision != nil && !v.Now().Before(vd.FreshUntil) {
 		return v.revalidate(ctx, key, token, vd)
 	}
@@ -139,8 +156,8 @@ func (v *Validator) fromVerdict(vd *Verdict) (*Decision, error) {
 	}
 	// The cache TTL is bounded by exp, but a shared tier's clock or a
 	// slow path could still hand us a stale entry: check again, cheaply.
-	if d := vd.Decision; !d.ExpiresAt.IsZero() && !v.Now().Before(d.ExpiresAt) {
-		return nil, InvalidToken("expired", "token expired", nil)
+	if d := vd.Decision; !d.ExpiresAt.IsZero() && usableFor(d, v.Now(), v.Leeway) <= 0 {
+		return nil, checkTimes(d, v.Now(), v.Leeway)
 	}
 	return vd.Decision, nil
 }
@@ -165,14 +182,10 @@ func (v *Validator) decide(ctx context.Context, token string) (*Verdict, time.Du
 		return nil, 0, e
 	}
 	now := v.Now()
-	ttl := v.TTL
-	var left time.Duration = 1<<63 - 1
-	if !d.ExpiresAt.IsZero() {
-		left = d.ExpiresAt.Sub(now)
-	}
-	ttl = min(ttl, left)
+	left := usableFor(d, now, v.Leeway)
+	ttl := min(v.TTL, left)
 	if ttl <= 0 {
-		return &Verdict{Rejection: InvalidToken("expired", "token expired", nil)}, v.NegativeTTL, nil
+		return &Verdict{Rejection: checkTimes(d, now, v.Leeway)}, v.NegativeTTL, nil
 	}
 	if v.StaleGrace > 0 {
 		// Keep the entry past its TTL for the grace period (still never
@@ -183,9 +196,10 @@ func (v *Validator) decide(ctx context.Context, token string) (*Verdict, time.Du
 	return &Verdict{Decision: d}, ttl, nil
 }
 
-// revalidate re-checks a good decision whose TTL has passed while a stale
-// grace period keeps it cached. If the server cannot be reached, the stale
-// decision is served (the operator chose this trade-off with stale_grace).
+// revalidate re-checks a good decision whose TTL has passed. A gateway
+// configured with stale_grace serves the stale decision only while the
+// authorization server is unreachable, and only within its own grace
+// period (the entry may have been written by a gateway with a longer one).
 func (v *Validator) revalidate(ctx context.Context, key cache.Key, token string, stale *Verdict) (*Decision, cache.Key, error) {
 	res, err, _ := v.stale.Do(string(key[:]), func() (any, error) {
 		vd, ttl, err := v.decide(context.WithoutCancel(ctx), token)
@@ -196,7 +210,7 @@ func (v *Validator) revalidate(ctx context.Context, key cache.Key, token string,
 		return vd, nil
 	})
 	if err != nil {
-		if AsError(err).Code == CodeUnavailable {
+		if v.StaleGrace > 0 && v.Now().Before(stale.FreshUntil.Add(v.StaleGrace)) && v.unreachable(err) {
 			d, ferr := v.fromVerdict(&Verdict{Decision: stale.Decision})
 			return d, key, ferr
 		}
@@ -204,6 +218,21 @@ func (v *Validator) revalidate(ctx context.Context, key cache.Key, token string,
 	}
 	d, err := v.fromVerdict(res.(*Verdict))
 	return d, key, err
+}
+
+// unreachable reports whether err means the authorization server could not
+// be reached at all — the one situation stale_grace is for. Refused gateway
+// credentials, unusable answers and the gateway's own back-pressure are not:
+// an attacker can cause the last one, and the server may well know that the
+// token was revoked in the other two.
+func (v *Validator) unreachable(err error) bool {
+	switch AsError(err).Reason {
+	case "timeout", "unreachable", "as_server_error":
+		return true
+	case "circuit_open":
+		return v.serverDown.Load()
+	}
+	return false
 }
 
 func (v *Validator) check(ctx context.Context, token string) (*Decision, error) {
@@ -233,7 +262,13 @@ func (v *Validator) check(ctx context.Context, token string) (*Decision, error) 
 }
 
 func (v *Validator) introspect(ctx context.Context, token string) (*Decision, error) {
-	d, err := v.breaker.Execute(func() (*Decision, error) { return v.introspectNow(ctx, token) })
+	d, err := v.breaker.Execute(func() (*Decision, error) {
+		d, err := v.introspectNow(ctx, token)
+		if e := AsError(err); e == nil || e.Reason != "overloaded" && !errors.Is(err, context.Canceled) {
+			v.serverDown.Store(e != nil && v.unreachable(e))
+		}
+		return d, err
+	})
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 		return nil, &Error{Code: CodeUnavailable, Reason: "circuit_open",
 			Description: "the authorization server could not be reached; try again later",

@@ -57,7 +57,7 @@ func benchClaimsJSON(i int, now time.Time) []byte {
 
 // benchDecision builds decision i the way Verify does (minus the signature).
 func benchDecision(tb testing.TB, v *JWTVerifier, i int, now time.Time) *Decision {
-	claims, err := jwtParseObject(benchClaimsJSON(i, now))
+	claims, err := parseStrictObject(benchClaimsJSON(i, now))
 	if err != nil {
 		tb.Fatal(err)
 	}

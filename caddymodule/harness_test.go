@@ -27,7 +27,11 @@ import (
 var caddyMu sync.Mutex
 
 type testCaddy struct {
-	t       *testing.T
+	t *testing.T
+	// client is this Caddy's own: a reload closes the old server's
+	// keep-alive connections, so load drops the idle ones before the next
+	// request rather than letting it race the old server's shutdown.
+	client  *http.Client
 	base    string // http://127.0.0.1:PORT
 	admin   string
 	logFile string
@@ -49,8 +53,10 @@ func freePort(t testing.TB) int {
 func startCaddy(t *testing.T, site string) *testCaddy {
 	t.Helper()
 	caddyMu.Lock()
-	tc := &testCaddy{t: t, logFile: filepath.Join(t.TempDir(), "caddy.log")}
+	tc := &testCaddy{t: t, logFile: filepath.Join(t.TempDir(), "caddy.log"),
+		client: &http.Client{Timeout: testClient.Timeout, Transport: http.DefaultTransport.(*http.Transport).Clone()}}
 	t.Cleanup(func() {
+		tc.client.CloseIdleConnections()
 		_ = caddy.Stop()
 		caddyMu.Unlock()
 	})
@@ -96,6 +102,7 @@ func (tc *testCaddy) load(site string) {
 	if err := tc.tryLoad(site); err != nil {
 		tc.t.Fatalf("loading config: %v", err)
 	}
+	tc.client.CloseIdleConnections()
 }
 
 func (tc *testCaddy) tryLoad(site string) error {
@@ -143,7 +150,7 @@ func (tc *testCaddy) do(method, path string, headers map[string]string, body []b
 			req.Header.Add(k, v)
 		}
 	}
-	resp, err := testClient.Do(req)
+	resp, err := tc.client.Do(req)
 	if err != nil {
 		tc.t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -317,7 +324,7 @@ func (tc *testCaddy) doMulti(path, name string, values []string) result {
 	for _, v := range values {
 		req.Header.Add(name, v)
 	}
-	resp, err := testClient.Do(req)
+	resp, err := tc.client.Do(req)
 	if err != nil {
 		tc.t.Fatal(err)
 	}

@@ -122,41 +122,68 @@ func TestHostileAuthorizationServerAnswersFailClosed(t *testing.T) {
 }
 
 func TestCircuitBreakerStopsPilingOntoADeadServerAndRecovers(t *testing.T) {
-	as := newHostileAS(t)
-	var healthy atomic.Bool
-	as.set(func(w http.ResponseWriter) {
-		if !healthy.Load() {
-			w.WriteHeader(502)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprint(w, `{"active":true,"client_id":"c"}`)
-	})
-	tc := startCaddy(t, hostileSite(as.URL, ""))
-	for i := 0; i < 50; i++ {
-		if r := tc.get("/", fmt.Sprintf("Bearer t%d", i)); r.status != 503 {
-			t.Fatalf("request %d: %d", i, r.status)
-		}
+	// Each failure would hit any token, so each counts toward the breaker.
+	failures := []struct {
+		name   string
+		answer func(http.ResponseWriter)
+	}{
+		{"dead (connection dropped)", func(w http.ResponseWriter) {
+			c, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				c.Close()
+			}
+		}},
+		{"5xx", func(w http.ResponseWriter) { w.WriteHeader(502) }},
+		{"HTML", func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "text/html")
+			fmt.Fprint(w, "<html>maintenance</html>")
+		}},
+		{"gateway credentials refused", func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(401)
+			fmt.Fprint(w, `{"error":"invalid_client"}`)
+		}},
 	}
-	if n := as.calls.Load(); n > 6 {
-		t.Errorf("AS calls while failing = %d; the breaker should stop them after 5", n)
-	}
-	if !strings.Contains(tc.logs(), "introspection calls now fail fast") {
-		t.Error("no log line for the open circuit")
-	}
-	healthy.Store(true)
-	start := time.Now()
-	for {
-		if r := tc.get("/", "Bearer recovered"); r.status == 200 {
-			break
-		}
-		if time.Since(start) > 3*time.Second {
-			t.Fatal("no recovery within 3s of the AS coming back")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if el := time.Since(start); el > 1200*time.Millisecond {
-		t.Errorf("recovery took %v, want within ~1s", el)
+	for _, f := range failures {
+		t.Run(f.name, func(t *testing.T) {
+			as := newHostileAS(t)
+			var healthy atomic.Bool
+			as.set(func(w http.ResponseWriter) {
+				if !healthy.Load() {
+					f.answer(w)
+					return
+				}
+				w.Header().Set("Content-Type", "application/json")
+				fmt.Fprint(w, `{"active":true,"client_id":"c"}`)
+			})
+			tc := startCaddy(t, hostileSite(as.URL, ""))
+			for i := 0; i < 50; i++ {
+				if r := tc.get("/", fmt.Sprintf("Bearer t%d", i)); r.status != 503 {
+					t.Fatalf("request %d: %d", i, r.status)
+				}
+			}
+			if n := as.calls.Load(); n > 6 {
+				t.Errorf("AS calls while failing = %d; the breaker should stop them after 5", n)
+			}
+			if !strings.Contains(tc.logs(), "introspection calls now fail fast") {
+				t.Error("no log line for the open circuit")
+			}
+			healthy.Store(true)
+			start := time.Now()
+			for {
+				if r := tc.get("/", "Bearer recovered"); r.status == 200 {
+					break
+				}
+				if time.Since(start) > 3*time.Second {
+					t.Fatal("no recovery within 3s of the AS coming back")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			// The breaker lets one probe through per open interval (1s).
+			if el := time.Since(start); el > 1200*time.Millisecond {
+				t.Errorf("recovery took %v, want within ~1s", el)
+			}
+		})
 	}
 }
 

@@ -115,7 +115,7 @@ func TestSoakMixedTrafficWithOutageAndRotation(t *testing.T) {
 		t.Fatalf("only %d requests: the soak proves nothing", requests.Load())
 	}
 	// Let idle connections and timers settle, then compare.
-	testClient.CloseIdleConnections()
+	tc.client.CloseIdleConnections()
 	time.Sleep(500 * time.Millisecond)
 	g, heap := runtimeStats()
 	if g > baseG+20 {

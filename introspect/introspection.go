@@ -87,7 +87,7 @@ func (c *Introspector) introspectOnce(ctx context.Context, token string) (*Decis
 	form := url.Values{"token": {token}, "token_type_hint": {"access_token"}}
 	header := http.Header{}
 	if c.Auth != nil {
-		if err := c.Auth.Authenticate(ctx, form, header); err != nil {
+		if err := c.Auth.Authenticate(ctx, c.Endpoint, form, header); err != nil {
 			var e *Error
 			if errors.As(err, &e) {
 				// Already explained (e.g. the token endpoint refused the

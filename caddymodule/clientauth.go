@@ -17,10 +17,11 @@ func (h *Handler) validateClientAuth(i *IntrospectConfig) error {
 		}
 		return nil
 	}
-	needAudience := func() error {
-		if i.AssertionAudience == "" && h.Issuer == "" {
-			return fmt.Errorf("bearer_auth: introspect: auth_method %s needs assertion_audience (or issuer, its default): the aud the server expects in client assertions", i.AuthMethod)
-		}
+	// No audience is required: without assertion_audience and issuer, an
+	// assertion's aud is the URL of the endpoint it is sent to
+	// (introspect.AssertionAudience), and without an issuer that endpoint
+	// is configured, so there always is one.
+	checkAssertion := func() error {
 		if i.AssertionLifetime != 0 && (time.Duration(i.AssertionLifetime) > introspect.MaxAssertionLifetime) {
 			return fmt.Errorf("bearer_auth: introspect: assertion_lifetime %s is longer than %s: servers refuse long-lived assertions (keep it to minutes)", time.Duration(i.AssertionLifetime), introspect.MaxAssertionLifetime)
 		}
@@ -33,12 +34,12 @@ func (h *Handler) validateClientAuth(i *IntrospectConfig) error {
 		if err := needSecret(); err != nil {
 			return err
 		}
-		return needAudience()
+		return checkAssertion()
 	case "private_key_jwt":
 		if i.PrivateKey == "" {
 			return errors.New("bearer_auth: introspect: auth_method private_key_jwt needs private_key <file> [<kid>]")
 		}
-		return needAudience()
+		return checkAssertion()
 	case "bearer":
 		if i.TokenEndpoint == "" && h.Issuer == "" {
 			return errors.New("bearer_auth: introspect: auth_method bearer needs token_endpoint (or issuer, to discover it)")
@@ -47,7 +48,7 @@ func (h *Handler) validateClientAuth(i *IntrospectConfig) error {
 			return errors.New("bearer_auth: introspect: auth_method bearer needs client_secret or private_key, to get the gateway's own token")
 		}
 		if i.PrivateKey != "" {
-			return needAudience()
+			return checkAssertion()
 		}
 		return nil
 	}
@@ -58,17 +59,17 @@ func (h *Handler) validateClientAuth(i *IntrospectConfig) error {
 // server. For bearer, the gateway's own token is fetched with private_key_jwt
 // when a key is configured, else with client_secret_basic.
 func (h *Handler) newClientAuth(i *IntrospectConfig, md *introspect.Metadata) (introspect.ClientAuthenticator, error) {
-	aud := i.AssertionAudience
-	if aud == "" {
-		aud = h.Issuer
-	}
+	// The aud of each assertion is decided per call by the authenticator
+	// (introspect.AssertionAudience): assertion_audience, else the issuer,
+	// else the URL of the endpoint it is sent to.
+	aud, issuer := i.AssertionAudience, h.Issuer
 	lifetime := time.Duration(i.AssertionLifetime)
 	keyAuth := func() (introspect.ClientAuthenticator, error) {
 		key, err := introspect.LoadPrivateKey(i.PrivateKey, i.PrivateKeyID)
 		if err != nil {
 			return nil, fmt.Errorf("bearer_auth: introspect: private_key: %w", err)
 		}
-		a := introspect.PrivateKeyJWT{ClientID: i.ClientID, Key: key, Audience: aud, Lifetime: lifetime}
+		a := introspect.PrivateKeyJWT{ClientID: i.ClientID, Key: key, Audience: aud, Issuer: issuer, Lifetime: lifetime}
 		if err := a.Validate(); err != nil {
 			return nil, fmt.Errorf("bearer_auth: introspect: %w", err)
 		}
@@ -78,7 +79,7 @@ func (h *Handler) newClientAuth(i *IntrospectConfig, md *introspect.Metadata) (i
 	case "client_secret_post":
 		return introspect.SecretPost{ClientID: i.ClientID, ClientSecret: i.ClientSecret}, nil
 	case "client_secret_jwt":
-		a := introspect.ClientSecretJWT{ClientID: i.ClientID, Secret: i.ClientSecret, Audience: aud, Lifetime: lifetime}
+		a := introspect.ClientSecretJWT{ClientID: i.ClientID, Secret: i.ClientSecret, Audience: aud, Issuer: issuer, Lifetime: lifetime}
 		if err := a.Validate(); err != nil {
 			return nil, fmt.Errorf("bearer_auth: introspect: %w", err)
 		}

@@ -674,8 +674,21 @@ func (d *blockDoctor) checkCredentials() {
 	defer cancel()
 	_, err = intro.Introspect(ctx, randomDummyToken())
 	who := fmt.Sprintf("%s as %s", hc.Introspect.AuthMethod, hc.Introspect.ClientID)
+	// A wrong aud is the most common reason a server refuses an assertion,
+	// and its default depends on whether an issuer is set: say which aud
+	// was signed (asked of the authenticator that signed it) and why.
+	audNote := ""
+	if at, ok := introspect.AssertionTargetOf(intro.Auth, intro.Endpoint); ok {
+		what := "assertion"
+		if at.Endpoint != intro.Endpoint {
+			what = "token request's assertion" // auth_method bearer
+		}
+		audNote = fmt.Sprintf("; %s aud %s (%s)", what, at.Audience, at.Source)
+		data["assertion_audience"], data["assertion_audience_source"] = at.Audience, at.Source
+		data["assertion_endpoint"] = at.Endpoint
+	}
 	if err == nil {
-		d.add(checkCredentials, statusFail, endpoint+" said a random token is active",
+		d.add(checkCredentials, statusFail, endpoint+" said a random token is active"+audNote,
 			"the endpoint does not check tokens: is it really the authorization server's introspection endpoint?", data)
 		return
 	}
@@ -683,7 +696,7 @@ func (d *blockDoctor) checkCredentials() {
 	if e2.Code == introspect.CodeInvalidToken {
 		data["answer"] = "active:false"
 		d.add(checkCredentials, statusPass,
-			fmt.Sprintf("%s accepted by %s (a random token came back active:false)", who, endpoint), "", data)
+			fmt.Sprintf("%s accepted by %s (a random token came back active:false)%s", who, endpoint, audNote), "", data)
 		return
 	}
 	var ase *introspect.ASError
@@ -700,7 +713,7 @@ func (d *blockDoctor) checkCredentials() {
 		if at == "" {
 			at = endpoint
 		}
-		detail += fmt.Sprintf(" from %s for %s", at, who)
+		detail += fmt.Sprintf(" from %s for %s%s", at, who, audNote)
 		hint := ase.Hint()
 		// (bearer is not a client authentication method the metadata
 		// would list: the gateway's own token is the credential.)
@@ -714,6 +727,7 @@ func (d *blockDoctor) checkCredentials() {
 	if e2.Err != nil {
 		detail = e2.Err.Error()
 	}
+	detail += audNote
 	data["reason"] = e2.Reason
 	hint := e2.Hint
 	if hint == "" {

@@ -440,3 +440,76 @@ func TestDoctorClockSamplePreference(t *testing.T) {
 		t.Errorf("best = %s, want the quick 404 over the slow 200", s.url)
 	}
 }
+
+// The credentials check names the aud of the gateway's client assertions
+// and why it is that value: the endpoint URL without an issuer (issue 10
+// item 10), else the issuer, unless assertion_audience is configured — in
+// the text and in --json, on success and on failure.
+func TestDoctorShowsTheAssertionAudience(t *testing.T) {
+	pk, keyFile := gatewayKey(t)
+	as := testas.Start(t, testas.WithClients(testas.Client{ID: "gw-key", PublicKey: &pk.PublicKey, KeyID: "gw-1", CanIntrospect: true}))
+	front := newEndpointAudienceFront(t, as, "gw-key", "gw-1", &pk.PublicKey)
+	block := func(issuerLine, introspectLine string) string {
+		return fmt.Sprintf(`	bearer_auth {
+		%s
+		introspect {
+			%s
+			client_id gw-key
+			auth_method private_key_jwt
+			private_key %s gw-1
+		}
+	}
+	respond "ok"
+`, issuerLine, introspectLine, keyFile)
+	}
+	for _, tc := range []struct {
+		name, issuerLine, introspectLine string
+		code                             int
+		aud, source                      string
+		golden                           string
+	}{
+		{name: "endpoint only", introspectLine: "endpoint " + front.url, code: 0,
+			aud: front.url, source: "endpoint URL", golden: "assertion_audience_endpoint.txt"},
+		{name: "issuer", issuerLine: "issuer " + as.Issuer(), code: 0,
+			aud: as.Issuer(), source: "issuer"},
+		{name: "configured, refused", issuerLine: "issuer " + as.Issuer(), introspectLine: "assertion_audience " + as.IntrospectionURL(), code: 1,
+			aud: as.IntrospectionURL(), source: "configured"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := writeDoctorCaddyfile(t, block(tc.issuerLine, tc.introspectLine))
+			r := runDoctorCLI(t, nil, "", "--config", cfg)
+			expectExit(t, r, tc.code)
+			want := fmt.Sprintf("assertion aud %s (%s)", tc.aud, tc.source)
+			var line string
+			for _, l := range strings.Split(r.stdout, "\n") {
+				if strings.Contains(l, " credentials ") {
+					line = l
+				}
+			}
+			if !strings.Contains(line, want) {
+				t.Errorf("credentials line %q does not say %q\n%s", line, want, r.stdout)
+			}
+			if tc.golden != "" {
+				n := newDoctorNormalizer(t, as, cfg)
+				n.add(front.url, "http://FRONT/oauth2/v1/introspect")
+				golden(t, tc.golden, n.apply(r.stdout))
+			}
+
+			r = runDoctorCLI(t, nil, "", "--config", cfg, "--json")
+			expectExit(t, r, tc.code)
+			var doc doctorReport
+			if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+				t.Fatalf("--json: %v\n%s", err, r.stdout)
+			}
+			var cred *doctorCheck
+			for _, c := range doc.Blocks[0].Checks {
+				if c.Name == checkCredentials {
+					cred = c
+				}
+			}
+			if cred == nil || cred.Data["assertion_audience"] != tc.aud || cred.Data["assertion_audience_source"] != tc.source {
+				t.Errorf("credentials check data: %+v", cred)
+			}
+		})
+	}
+}

@@ -125,8 +125,10 @@ type IntrospectConfig struct {
 	// as introspect.
 	TokenScope []string `json:"token_scope,omitempty"`
 	// The aud of client assertions (client_secret_jwt, private_key_jwt).
-	// Default: the issuer identifier. Some servers want the endpoint URL or
-	// a realm-specific audience instead.
+	// Default: the issuer identifier when issuer is set, else the URL of the
+	// endpoint each assertion is sent to (the introspection endpoint, or
+	// token_endpoint for the gateway's own token with auth_method bearer).
+	// Some servers want a realm-specific audience instead.
 	AssertionAudience string `json:"assertion_audience,omitempty"`
 	// Lifetime of a client assertion (exp − iat). Default: 2m; at most 1h.
 	AssertionLifetime caddy.Duration `json:"assertion_lifetime,omitempty"`

@@ -150,7 +150,7 @@ func isScopeToken(s string) bool {
 
 // Authenticate implements ClientAuthenticator: it sets the gateway's own
 // access token as "Authorization: Bearer" (RFC 6750 §2.1), never in the body.
-func (b *BearerAuth) Authenticate(ctx context.Context, _ url.Values, h http.Header) error {
+func (b *BearerAuth) Authenticate(ctx context.Context, _ string, _ url.Values, h http.Header) error {
 	tok, err := b.Token(ctx)
 	if err != nil {
 		return err
@@ -284,7 +284,9 @@ func (b *BearerAuth) fetch(ctx context.Context) (string, time.Duration, error) {
 		form.Set("scope", strings.Join(b.Scopes, " "))
 	}
 	header := http.Header{}
-	if err := b.ClientAuth.Authenticate(ctx, form, header); err != nil {
+	// An assertion in this request is meant for the token endpoint, not for
+	// the introspection endpoint the gateway's token is then used at.
+	if err := b.ClientAuth.Authenticate(ctx, b.TokenEndpoint, form, header); err != nil {
 		return "", 0, Unavailable("client_auth", "the gateway could not build its client credentials for the token request: check client_secret / private_key", err)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.TokenEndpoint, strings.NewReader(form.Encode()))

@@ -524,7 +524,7 @@ func TestBearerAuthTokenRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := http.Header{}
-	if err := b.Authenticate(context.Background(), url.Values{}, h); err != nil {
+	if err := b.Authenticate(context.Background(), "https://as.example.com/introspect", url.Values{}, h); err != nil {
 		t.Fatal(err)
 	}
 	if got := h.Get("Authorization"); got != "Bearer tok-1" {

@@ -57,12 +57,11 @@ type ClientSecretJWT struct {
 	Secret   string
 	// Alg is HS256 (the default), HS384 or HS512.
 	Alg jwa.SignatureAlgorithm
-	// Audience is the assertion's aud. The caller defaults it to the AS's
-	// issuer identifier (what current guidance on RFC 7523 recommends);
-	// some servers want the token/introspection endpoint URL or a
-	// realm-specific audience instead (the Oath seed's "Audience validation
-	// failed").
+	// Audience (assertion_audience), if set, is every assertion's aud;
+	// else Issuer, the AS's issuer identifier; else the URL of the endpoint
+	// each assertion is sent to (AssertionAudience).
 	Audience string
+	Issuer   string
 	// Lifetime is exp − iat. Default DefaultAssertionLifetime, at most
 	// MaxAssertionLifetime.
 	Lifetime time.Duration
@@ -95,18 +94,28 @@ func (a ClientSecretJWT) Validate() error {
 		// ...JwsAlgorithm.none" is what a server says to an alg-less JWT.
 		return fmt.Errorf("client_secret_jwt: algorithm %q is not HS256, HS384 or HS512", a.Alg)
 	}
-	return validateAssertionCommon(a.Audience, a.Lifetime)
+	return validateAssertionLifetime(a.Lifetime)
 }
 
-// Authenticate adds a new HMAC-signed client assertion to the form.
-func (a ClientSecretJWT) Authenticate(_ context.Context, form url.Values, _ http.Header) error {
+// AudienceFor is the aud of an assertion sent to endpoint, and its source.
+func (a ClientSecretJWT) AudienceFor(endpoint string) (aud, source string) {
+	return AssertionAudience(a.Audience, a.Issuer, endpoint)
+}
+
+// Authenticate adds a new HMAC-signed client assertion, meant for endpoint,
+// to the form.
+func (a ClientSecretJWT) Authenticate(_ context.Context, endpoint string, form url.Values, _ http.Header) error {
 	if err := a.Validate(); err != nil {
 		return err
+	}
+	aud, _ := a.AudienceFor(endpoint)
+	if aud == "" {
+		return fmt.Errorf("client_secret_jwt: %w", errNoAudience)
 	}
 	// No kid: a client secret has no key id, and its RFC 7638 thumbprint
 	// would be a SHA-256 of the secret, which an eavesdropper could attack
 	// offline. Servers find the secret by iss/sub (= client_id).
-	jwt, err := signAssertion(a.ClientID, a.Audience, a.Lifetime, a.Now, a.alg(), []byte(a.Secret), "")
+	jwt, err := signAssertion(a.ClientID, aud, a.Lifetime, a.Now, a.alg(), []byte(a.Secret), "")
 	if err != nil {
 		return fmt.Errorf("client_secret_jwt: %w", err)
 	}
@@ -123,8 +132,10 @@ type PrivateKeyJWT struct {
 	// usually from LoadPrivateKey. Its alg, if set, is used; otherwise RSA
 	// signs RS256, EC the curve's ES*, Ed25519 EdDSA. Its kid, if set, is
 	// sent; otherwise its RFC 7638 thumbprint.
-	Key      jwk.Key
+	Key jwk.Key
+	// Audience and Issuer as for ClientSecretJWT.
 	Audience string
+	Issuer   string
 	Lifetime time.Duration
 	Now      func() time.Time
 }
@@ -153,19 +164,29 @@ func (a PrivateKeyJWT) resolve() (jwa.SignatureAlgorithm, string, error) {
 	if err != nil {
 		return "", "", fmt.Errorf("private_key_jwt: %w", err)
 	}
-	if err := validateAssertionCommon(a.Audience, a.Lifetime); err != nil {
+	if err := validateAssertionLifetime(a.Lifetime); err != nil {
 		return "", "", err
 	}
 	return alg, kid, nil
 }
 
-// Authenticate adds a new signed client assertion to the form.
-func (a PrivateKeyJWT) Authenticate(_ context.Context, form url.Values, _ http.Header) error {
+// AudienceFor is the aud of an assertion sent to endpoint, and its source.
+func (a PrivateKeyJWT) AudienceFor(endpoint string) (aud, source string) {
+	return AssertionAudience(a.Audience, a.Issuer, endpoint)
+}
+
+// Authenticate adds a new signed client assertion, meant for endpoint, to
+// the form.
+func (a PrivateKeyJWT) Authenticate(_ context.Context, endpoint string, form url.Values, _ http.Header) error {
 	alg, kid, err := a.resolve()
 	if err != nil {
 		return err
 	}
-	jwt, err := signAssertion(a.ClientID, a.Audience, a.Lifetime, a.Now, alg, a.Key, kid)
+	aud, _ := a.AudienceFor(endpoint)
+	if aud == "" {
+		return fmt.Errorf("private_key_jwt: %w", errNoAudience)
+	}
+	jwt, err := signAssertion(a.ClientID, aud, a.Lifetime, a.Now, alg, a.Key, kid)
 	if err != nil {
 		return fmt.Errorf("private_key_jwt: %w", err)
 	}
@@ -173,10 +194,66 @@ func (a PrivateKeyJWT) Authenticate(_ context.Context, form url.Values, _ http.H
 	return nil
 }
 
-func validateAssertionCommon(aud string, lifetime time.Duration) error {
-	if aud == "" {
-		return errors.New("client assertion: the audience is empty (set assertion_audience, or an issuer to default it to)")
+// Where a client assertion's aud comes from (AssertionAudience). The doctor
+// shows these words next to the aud.
+const (
+	AssertionAudConfigured = "configured"
+	AssertionAudIssuer     = "issuer"
+	AssertionAudEndpoint   = "endpoint URL"
+)
+
+// AssertionAudience decides the aud of a client assertion sent to endpoint,
+// and says why: configured (assertion_audience) wins; else the issuer
+// identifier, which current guidance on RFC 7523 recommends and some servers
+// (zitadel) require; else the URL of the endpoint the assertion is sent to.
+// RFC 7523 §3 and OIDC Core §9 name the token endpoint URL, oidc-provider
+// accepts "endpoint url, issuer identifier or token endpoint url", and Okta
+// wants exactly the URL called, so without an issuer the endpoint is the
+// value servers accept, and it differs per call (introspection endpoint,
+// token endpoint). The aud is "" only when all three are.
+func AssertionAudience(configured, issuer, endpoint string) (aud, source string) {
+	switch {
+	case configured != "":
+		return configured, AssertionAudConfigured
+	case issuer != "":
+		return issuer, AssertionAudIssuer
 	}
+	return endpoint, AssertionAudEndpoint
+}
+
+// errNoAudience: only a caller that sends the request nowhere gets it.
+var errNoAudience = errors.New("client assertion: no audience (no assertion_audience, no issuer, and no endpoint URL to default it to)")
+
+// AssertionTarget says which aud the client assertions of an authenticator
+// carry, and why.
+type AssertionTarget struct {
+	// Endpoint is where the assertion is sent: the endpoint asked about, or
+	// for auth_method bearer the token endpoint.
+	Endpoint string
+	Audience string
+	// Source is AssertionAudConfigured, AssertionAudIssuer or AssertionAudEndpoint.
+	Source string
+}
+
+// AssertionTargetOf reports the aud of the assertions auth sends on a call
+// to endpoint (for auth_method bearer, those of its token requests). ok is
+// false when auth sends no assertion. It asks the authenticators themselves,
+// so what the doctor shows is what they sign.
+func AssertionTargetOf(auth ClientAuthenticator, endpoint string) (t AssertionTarget, ok bool) {
+	if b, isBearer := auth.(*BearerAuth); isBearer {
+		auth, endpoint = b.ClientAuth, b.TokenEndpoint
+	}
+	a, ok := auth.(interface {
+		AudienceFor(endpoint string) (aud, source string)
+	})
+	if !ok {
+		return AssertionTarget{}, false
+	}
+	aud, source := a.AudienceFor(endpoint)
+	return AssertionTarget{Endpoint: endpoint, Audience: aud, Source: source}, true
+}
+
+func validateAssertionLifetime(lifetime time.Duration) error {
 	if lifetime < 0 {
 		return fmt.Errorf("client assertion: lifetime %v is negative", lifetime)
 	}

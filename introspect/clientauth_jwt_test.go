@@ -252,7 +252,7 @@ func TestLoadPrivateKeyFormats(t *testing.T) {
 			// The loaded key signs what its public half verifies.
 			a := PrivateKeyJWT{ClientID: "gw", Key: key, Audience: "https://as"}
 			form := url.Values{}
-			if err := a.Authenticate(context.Background(), form, http.Header{}); err != nil {
+			if err := a.Authenticate(context.Background(), "https://as/introspect", form, http.Header{}); err != nil {
 				t.Fatal(err)
 			}
 			pub, err := key.PublicKey()
@@ -639,7 +639,6 @@ func TestClientAssertionValidation(t *testing.T) {
 		{"lifetime 24h (the Oath seed's limit)", PrivateKeyJWT{ClientID: "gw", Key: key, Audience: "a", Lifetime: 24 * time.Hour}, "longer than"},
 		{"negative lifetime", PrivateKeyJWT{ClientID: "gw", Key: key, Audience: "a", Lifetime: -time.Minute}, "negative"},
 		{"sub-second lifetime", PrivateKeyJWT{ClientID: "gw", Key: key, Audience: "a", Lifetime: time.Millisecond}, "shorter than a second"},
-		{"no audience", ClientSecretJWT{ClientID: "gw", Secret: "s"}, "audience"},
 		{"no client id", ClientSecretJWT{Secret: "s", Audience: "a"}, "client_id"},
 		{"no secret", ClientSecretJWT{ClientID: "gw", Audience: "a"}, "client_secret"},
 		{"alg none", ClientSecretJWT{ClientID: "gw", Secret: "s", Audience: "a", Alg: jwa.NoSignature}, "not HS256"},
@@ -654,7 +653,7 @@ func TestClientAssertionValidation(t *testing.T) {
 				t.Fatalf("Validate = %v, want an error mentioning %q", err, tc.want)
 			}
 			form := url.Values{}
-			if err := tc.auth.Authenticate(context.Background(), form, http.Header{}); err == nil {
+			if err := tc.auth.Authenticate(context.Background(), "https://as/introspect", form, http.Header{}); err == nil {
 				t.Fatal("Authenticate signed an assertion for an invalid configuration")
 			}
 			if len(form) != 0 {
@@ -665,11 +664,131 @@ func TestClientAssertionValidation(t *testing.T) {
 	ok := []interface{ Validate() error }{
 		ClientSecretJWT{ClientID: "gw", Secret: "s", Audience: "a", Lifetime: time.Hour},
 		PrivateKeyJWT{ClientID: "gw", Key: key, Audience: "a"},
+		// No audience and no issuer is valid: the aud is then the URL of
+		// the endpoint each assertion is sent to.
+		ClientSecretJWT{ClientID: "gw", Secret: "s"},
+		PrivateKeyJWT{ClientID: "gw", Key: key},
 	}
 	for _, a := range ok {
 		if err := a.Validate(); err != nil {
 			t.Errorf("%T: %v", a, err)
 		}
+	}
+	// Only a call to no endpoint at all leaves nothing to name.
+	for _, a := range []ClientAuthenticator{ClientSecretJWT{ClientID: "gw", Secret: "s"}, PrivateKeyJWT{ClientID: "gw", Key: key}} {
+		form := url.Values{}
+		if err := a.Authenticate(context.Background(), "", form, http.Header{}); err == nil || !strings.Contains(err.Error(), "no audience") {
+			t.Errorf("%s to no endpoint: %v, want a no-audience error", a.Method(), err)
+		}
+		if len(form) != 0 {
+			t.Errorf("form modified: %v", form)
+		}
+	}
+}
+
+// caAssertionAud is the aud claim of the client assertion in form.
+func caAssertionAud(t testing.TB, form url.Values) any {
+	t.Helper()
+	parts := strings.Split(form.Get("client_assertion"), ".")
+	if len(parts) != 3 {
+		t.Fatalf("no client assertion in %v", form)
+	}
+	return caDecodeSegment(t, parts[1])["aud"]
+}
+
+// Issue 10 item 10: the aud of a client assertion is assertion_audience if
+// set, else the issuer, else the URL of the endpoint the assertion is sent
+// to (what oidc-provider, Okta and RFC 7523 §3 accept), so that a config
+// with only an endpoint works.
+func TestAssertionAudienceDefaultsToIssuerElseEndpoint(t *testing.T) {
+	key, err := ParsePrivateKey(caPKCS8(t, caKeys(t).ec), "gw-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cap := newCACapture(t)
+	endpoint := cap.srv.URL + "/oauth2/v1/introspect"
+	const issuer, configured = "https://as.example.com", "https://as.example.com/realms/api"
+	const secret = "client-secret-of-at-least-32-bytes!"
+	for _, tc := range []struct {
+		name         string
+		auth         ClientAuthenticator
+		want, source string
+	}{
+		{"private_key_jwt, endpoint only", PrivateKeyJWT{ClientID: "gw", Key: key}, endpoint, AssertionAudEndpoint},
+		{"private_key_jwt, issuer", PrivateKeyJWT{ClientID: "gw", Key: key, Issuer: issuer}, issuer, AssertionAudIssuer},
+		{"private_key_jwt, assertion_audience", PrivateKeyJWT{ClientID: "gw", Key: key, Issuer: issuer, Audience: configured}, configured, AssertionAudConfigured},
+		{"client_secret_jwt, endpoint only", ClientSecretJWT{ClientID: "gw", Secret: secret}, endpoint, AssertionAudEndpoint},
+		{"client_secret_jwt, issuer", ClientSecretJWT{ClientID: "gw", Secret: secret, Issuer: issuer}, issuer, AssertionAudIssuer},
+		{"client_secret_jwt, assertion_audience", ClientSecretJWT{ClientID: "gw", Secret: secret, Audience: configured}, configured, AssertionAudConfigured},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := &Introspector{Endpoint: endpoint, Auth: tc.auth}
+			if _, err := in.Introspect(context.Background(), "opaque-token"); !errors.Is(err, ErrInvalidToken) {
+				t.Fatalf("want the server's active:false, got %v", err)
+			}
+			form, _ := cap.last()
+			if aud := caAssertionAud(t, form); aud != tc.want {
+				t.Errorf("aud = %#v, want the string %q", aud, tc.want)
+			}
+			// What the doctor shows is what was signed.
+			at, ok := AssertionTargetOf(tc.auth, endpoint)
+			if want := (AssertionTarget{Endpoint: endpoint, Audience: tc.want, Source: tc.source}); !ok || at != want {
+				t.Errorf("AssertionTargetOf = %+v, %v; want %+v", at, ok, want)
+			}
+		})
+	}
+	if _, ok := AssertionTargetOf(SecretBasic{ClientID: "gw", ClientSecret: "s"}, endpoint); ok {
+		t.Error("client_secret_basic reported an assertion audience")
+	}
+}
+
+// One authenticator, two endpoints: with no issuer, the assertion of the
+// gateway's own token request (auth_method bearer) names the token endpoint,
+// and one sent to the introspection endpoint names that.
+func TestAssertionAudienceFollowsTheEndpointOfEachCall(t *testing.T) {
+	key, err := ParsePrivateKey(caPKCS8(t, caKeys(t).ec), "gw-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := PrivateKeyJWT{ClientID: "gw", Key: key}
+	ts := newCATokenServer(t)
+	tokenURL := ts.srv.URL + "/oauth2/v1/token"
+	cap := newCACapture(t)
+	introspectURL := cap.srv.URL + "/oauth2/v1/introspect"
+
+	direct := &Introspector{Endpoint: introspectURL, Auth: auth}
+	if _, err := direct.Introspect(context.Background(), "opaque-token"); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("want active:false, got %v", err)
+	}
+	form, _ := cap.last()
+	if aud := caAssertionAud(t, form); aud != introspectURL {
+		t.Errorf("introspection call: aud = %#v, want %q", aud, introspectURL)
+	}
+
+	bearer := &BearerAuth{TokenEndpoint: tokenURL, ClientAuth: auth, Scopes: []string{"introspect"}}
+	if err := bearer.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	viaToken := &Introspector{Endpoint: introspectURL, Auth: bearer}
+	if _, err := viaToken.Introspect(context.Background(), "opaque-token"); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("want active:false, got %v", err)
+	}
+	ts.mu.Lock()
+	tokenForms := slices.Clone(ts.forms)
+	ts.mu.Unlock()
+	if len(tokenForms) != 1 {
+		t.Fatalf("%d token requests, want 1", len(tokenForms))
+	}
+	if aud := caAssertionAud(t, tokenForms[0]); aud != tokenURL {
+		t.Errorf("token request: aud = %#v, want the token endpoint %q", aud, tokenURL)
+	}
+	form, header := cap.last()
+	if form.Has("client_assertion") || header.Get("Authorization") != "Bearer tok-1" {
+		t.Errorf("introspection with the gateway's token sent %v, Authorization %q", form, header.Get("Authorization"))
+	}
+	at, ok := AssertionTargetOf(bearer, introspectURL)
+	if want := (AssertionTarget{Endpoint: tokenURL, Audience: tokenURL, Source: AssertionAudEndpoint}); !ok || at != want {
+		t.Errorf("AssertionTargetOf(bearer) = %+v, %v; want %+v", at, ok, want)
 	}
 }
 
@@ -982,7 +1101,7 @@ func FuzzParsePrivateKey(f *testing.F) {
 			return
 		}
 		form := url.Values{}
-		if err := (PrivateKeyJWT{ClientID: "c", Key: key, Audience: "a"}).Authenticate(context.Background(), form, http.Header{}); err != nil {
+		if err := (PrivateKeyJWT{ClientID: "c", Key: key, Audience: "a"}).Authenticate(context.Background(), "https://as/introspect", form, http.Header{}); err != nil {
 			t.Fatalf("accepted key cannot sign: %v", err)
 		}
 		pub, err := key.PublicKey()

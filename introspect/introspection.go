@@ -154,7 +154,7 @@ func (c *Introspector) exchange(ctx context.Context, token string) (*Decision, e
 	form := url.Values{"token": {token}, "token_type_hint": {"access_token"}}
 	header := http.Header{}
 	if c.Auth != nil {
-		if err := c.Auth.Authenticate(ctx, form, header); err != nil {
+		if err := c.Auth.Authenticate(ctx, c.Endpoint, form, header); err != nil {
 			var e *Error
 			if errors.As(err, &e) {
 				// Already explained (e.g. the token endpoint refused the

@@ -10,6 +10,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/tokengate/tokengate/internal/nodeas"
 	"github.com/tokengate/tokengate/internal/redistest"
 	"github.com/tokengate/tokengate/internal/testas"
 )
@@ -42,41 +43,93 @@ func sendJunk(t *testing.T, tc *testCaddy, n int) {
 	}
 }
 
+// nodeSite guards a route with introspection at oidc-provider (a second,
+// independent AS implementation). It refuses to introspect any JWT-shaped
+// token with HTTP 400 unsupported_token_type.
+func nodeSite(as *nodeas.Server, extra string) string {
+	return fmt.Sprintf(`	bearer_auth {
+		issuer %s
+		introspect {
+			client_id %s
+			client_secret %s
+		}
+%s
+	}
+	respond "ok {http.auth.user.id}"`, as.Issuer(), nodeas.GatewayID, nodeas.GatewaySecret, extra)
+}
+
+// hostileRoutes are the modes junk can reach the authorization server in,
+// for both test AS implementations: introspection of everything, and hybrid
+// (JWTs of our issuer verified locally, everything else introspected).
+func hostileRoutes(t *testing.T) []struct {
+	name  string
+	site  string
+	token func() string
+	as    interface{ IntrospectionCalls() int }
+} {
+	zit := testas.Start(t)
+	// Tokens for jwtResource are JWTs (verified locally in hybrid mode);
+	// tokens for opaqueResource are opaque, introspected, with aud set.
+	const jwtResource, opaqueResource = "https://api.tokengate.test", "https://opaque.tokengate.test"
+	node := nodeas.Start(t, nodeas.WithResourceServer(opaqueResource, map[string]any{"accessTokenFormat": "opaque"}))
+	return []struct {
+		name  string
+		site  string
+		token func() string
+		as    interface{ IntrospectionCalls() int }
+	}{
+		{"zitadel introspection", introspectSite(zit, ""), func() string { return zit.Token(t, "svc-a", "read") }, zit},
+		{"zitadel hybrid", introspectSite(zit, "\t\taudience svc-a\n\t\tjwt {\n\t\t\ttyp JWT\n\t\t}"), func() string { return zit.Token(t, "svc-a", "read") }, zit},
+		{"oidc-provider introspection", nodeSite(node, ""), func() string { return node.Token(t, "svc-a", "read") }, node},
+		{"oidc-provider hybrid", nodeSite(node, "\t\taudience "+jwtResource+" "+opaqueResource+"\n\t\tjwt"), func() string { return node.TokenWithResource(t, "svc-a", opaqueResource, "read") }, node},
+	}
+}
+
 func TestJunkTokensDoNotTripTheBreakerForValidTokens(t *testing.T) {
-	for _, mode := range []string{"introspection", "hybrid"} {
-		t.Run(mode, func(t *testing.T) {
-			as := testas.Start(t)
-			site := introspectSite(as, "")
-			if mode == "hybrid" {
-				site = introspectSite(as, "\t\taudience svc-a\n\t\tjwt {\n\t\t\ttyp JWT\n\t\t}")
-			}
-			tc := startCaddy(t, site)
+	for _, route := range hostileRoutes(t) {
+		t.Run(route.name, func(t *testing.T) {
+			tc := startCaddy(t, route.site)
 			sendJunk(t, tc, 12)
 			// A fresh valid token right after the burst must be checked,
 			// not refused with 503 by a breaker the junk opened.
 			for i := 0; i < 3; i++ {
-				tok := as.Token(t, "svc-a", "read")
-				if r := tc.get("/", "Bearer "+tok); r.status != http.StatusOK {
+				if r := tc.get("/", "Bearer "+route.token()); r.status != http.StatusOK {
 					t.Fatalf("valid token %d after junk: status %d (body %q), want 200", i, r.status, r.body)
 				}
 			}
 			logs := tc.logs()
-			if strings.Contains(logs, "as_rejected_gateway") || strings.Contains(logs, "fail fast") {
-				t.Errorf("junk tokens were blamed on the gateway or opened the breaker:\n%s", grepLines(logs, "rejected_gateway", "fail fast"))
+			if strings.Contains(logs, "as_rejected_gateway") || strings.Contains(logs, "fail fast") || strings.Contains(logs, `"level":"error"`) {
+				t.Errorf("junk tokens were blamed on the gateway or opened the breaker:\n%s", grepLines(logs, "rejected_gateway", "fail fast", `"level":"error"`))
+			}
+			if strings.HasPrefix(route.name, "oidc-provider") && !strings.Contains(logs, `"reason":"as_rejected_token"`) {
+				t.Errorf("no info line explaining that the AS refused the junk token")
 			}
 			// A repeat of the same junk is answered from the negative cache.
-			calls := as.IntrospectionCalls()
+			calls := route.as.IntrospectionCalls()
 			tc.get("/", "Bearer "+junkTokens[0])
-			if n := as.IntrospectionCalls(); n != calls {
+			if n := route.as.IntrospectionCalls(); n != calls {
 				t.Errorf("repeat junk token: %d more introspection calls, want 0 (negatively cached)", n-calls)
 			}
 		})
 	}
 }
 
+// A server that refuses the gateway's request itself (here: credentials
+// sent in a way it does not accept) answers the canary with the same 400:
+// the gateway's trouble (503 and an error line), not the caller's token.
+func TestA400ForEveryRequestIsTheGatewaysFaultNotTheTokens(t *testing.T) {
+	node := nodeas.Start(t)
+	tc := startCaddy(t, nodeSite(node, ""))
+	tc.load(strings.Replace(nodeSite(node, ""), "client_secret "+nodeas.GatewaySecret, "client_secret "+nodeas.GatewaySecret+"\n\t\t\tauth_method bearer\n\t\t\ttoken_endpoint "+node.Issuer()+"/nope", 1))
+	r := tc.get("/", "Bearer "+node.Token(t, "svc-a", "read"))
+	if r.status != http.StatusServiceUnavailable {
+		t.Fatalf("status %d, want 503", r.status)
+	}
+}
+
 func TestRevokedTokenIsNotServedStaleWhileTheServerIsHealthy(t *testing.T) {
-	as := testas.Start(t)
-	tc := startCaddy(t, introspectSite(as, `		cache {
+	as := nodeas.Start(t)
+	tc := startCaddy(t, nodeSite(as, `		cache {
 			ttl 200ms
 			stale_grace 2m
 		}`))
@@ -86,7 +139,9 @@ func TestRevokedTokenIsNotServedStaleWhileTheServerIsHealthy(t *testing.T) {
 	}
 	as.Revoke(t, "svc-a", tok)
 	time.Sleep(300 * time.Millisecond) // past ttl: the entry is now stale
-	sendJunk(t, tc, 8)
+	for i := 0; i < 8; i++ { // judged elsewhere; here only their side effects matter
+		tc.get("/", "Bearer "+junkTokens[i%len(junkTokens)])
+	}
 	for i := 0; i < 3; i++ {
 		if r := tc.get("/", "Bearer "+tok); r.status != http.StatusUnauthorized {
 			t.Fatalf("revoked token with the AS up (try %d): status %d, want 401", i, r.status)

@@ -139,7 +139,7 @@ func TestRevokedTokenIsNotServedStaleWhileTheServerIsHealthy(t *testing.T) {
 	}
 	as.Revoke(t, "svc-a", tok)
 	time.Sleep(300 * time.Millisecond) // past ttl: the entry is now stale
-	for i := 0; i < 8; i++ { // judged elsewhere; here only their side effects matter
+	for i := 0; i < 8; i++ {           // judged elsewhere; here only their side effects matter
 		tc.get("/", "Bearer "+junkTokens[i%len(junkTokens)])
 	}
 	for i := 0; i < 3; i++ {

@@ -79,7 +79,8 @@ type Handler struct {
 	AllowFormToken bool `json:"allow_form_token,omitempty"`
 	// Also accept the token as an access_token query parameter (RFC 6750
 	// §2.3), with the same name rules as the form. Tokens in URLs end up in
-	// logs. Default: false.
+	// logs; responses to such requests are made Cache-Control: private.
+	// Default: false.
 	AllowQueryToken bool `json:"allow_query_token,omitempty"`
 	// The longest token accepted, in bytes. Default: 8192.
 	MaxTokenLength int `json:"max_token_length,omitempty"`
@@ -235,6 +236,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		c.Write(zap.String("outcome", "allowed"), zap.String("client_id", d.ClientID),
 			zap.String("sub", d.Subject), zap.String("token_fingerprint", key.Fingerprint()),
 			zap.String("source", d.Source), zap.String("transport", from.String()))
+	}
+	if from == introspect.TransportQuery {
+		// RFC 6750 §2.3: a response to a request with the token in its URI
+		// must not be stored by shared caches, whatever the upstream says.
+		w = newPrivateResponse(w)
 	}
 	return next.ServeHTTP(w, r)
 }

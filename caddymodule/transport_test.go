@@ -245,3 +245,45 @@ func TestStripAuthorizationRemovesOnlyTheQueryTokenPair(t *testing.T) {
 	r := tc.do("GET", "/p?access.token=FORGED", map[string]string{"Authorization": "Bearer " + as.Token(t, "svc-a", "read")}, nil)
 	expectInvalidRequest(t, r, 400)
 }
+
+// TestQueryTokenResponsesAreCacheControlPrivate: RFC 6750 §2.3 — a
+// response to a request whose token was in the URI must not be stored by a
+// shared cache, whatever the upstream said.
+func TestQueryTokenResponsesAreCacheControlPrivate(t *testing.T) {
+	as := testas.Start(t)
+	up := newRecordingUpstream(t)
+	tc := startCaddy(t, proxySite(as, up.URL, "\t\tallow_query_token"))
+	tok := as.Token(t, "svc-a", "read")
+	cases := []struct {
+		name, upstream, status, want string
+	}{
+		{"absent", "", "", "private"},
+		{"public is replaced", "public, max-age=60", "", "private, max-age=60"},
+		{"other directives are kept", "max-age=60, must-revalidate", "", "private, max-age=60, must-revalidate"},
+		{"no-store is left alone", "no-store", "", "no-store"},
+		{"private is left alone", "private, max-age=5", "", "private, max-age=5"},
+		{"qualified private only hides fields", `private="Set-Cookie", max-age=60`, "", "private, max-age=60"},
+		{"error responses too", "public, max-age=60", "404", "private, max-age=60"},
+		{"redirects too", "", "302", "private"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := tc.do("GET", "/p?access_token="+url.QueryEscape(tok), map[string]string{
+				"X-Test-Cache-Control": c.upstream, "X-Test-Status": c.status}, nil)
+			up.take()
+			if want := map[string]int{"": 200, "404": 404, "302": 302}[c.status]; r.status != want {
+				t.Fatalf("status %d, want %d (body %q)", r.status, want, r.body)
+			}
+			if got := r.header.Values("Cache-Control"); len(got) != 1 || got[0] != c.want {
+				t.Errorf("Cache-Control = %q, want %q", got, c.want)
+			}
+		})
+	}
+	t.Run("a header token leaves the upstream's caching alone", func(t *testing.T) {
+		r := tc.do("GET", "/p", map[string]string{"Authorization": "Bearer " + tok, "X-Test-Cache-Control": "public, max-age=60"}, nil)
+		up.take()
+		if r.status != 200 || r.header.Get("Cache-Control") != "public, max-age=60" {
+			t.Errorf("got %d Cache-Control %q", r.status, r.header.Get("Cache-Control"))
+		}
+	})
+}

@@ -144,7 +144,7 @@ func TestFormBodyIsReadAsTheUpstreamReadsItOrRefused(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			r := tc.do(c.method, "/", map[string]string{"Authorization": c.auth, "Content-Type": formType}, []byte(c.body))
 			if seen := up.take(); len(seen) != 0 {
-				t.Errorf("the upstream received %d request(s), body %.80q", len(seen), seen[0].body)
+				t.Errorf("the upstream received %d request(s), body %.80q", len(seen), strings.ReplaceAll(seen[0].body, url.QueryEscape(tok), "<token>"))
 			}
 			expectInvalidRequest(t, r, c.status)
 		})
@@ -194,18 +194,20 @@ func TestStripAuthorizationRemovesOnlyTheFormTokenPair(t *testing.T) {
 		{"x=1&access_token=" + tok, "x=1"},
 		{"access_token=" + tok, ""},
 	}
+	// Failure messages show <token>, not the token.
+	redact := func(s string) string { return strings.ReplaceAll(s, tok, "<token>") }
 	for _, c := range cases {
 		r := tc.do("POST", "/", map[string]string{"Content-Type": formType}, []byte(c.body))
 		seen := up.take()
 		if r.status != 200 {
-			t.Errorf("%.40q: got %d %q", c.body, r.status, r.body)
+			t.Errorf("%q: got %d %q", redact(c.body), r.status, r.body)
 			continue
 		}
 		if len(seen) != 1 {
 			t.Fatalf("the upstream received %d requests", len(seen))
 		}
 		if seen[0].body != c.want {
-			t.Errorf("upstream body = %q, want %q", seen[0].body, c.want)
+			t.Errorf("upstream body = %q, want %q", redact(seen[0].body), c.want)
 		}
 		if seen[0].contentLength != int64(len(c.want)) {
 			t.Errorf("upstream Content-Length = %d, want %d", seen[0].contentLength, len(c.want))
@@ -227,18 +229,19 @@ func TestStripAuthorizationRemovesOnlyTheQueryTokenPair(t *testing.T) {
 		{"access_token=" + tok, "", ""},
 		{"b=2&a=1&%7E&c=d+e", "Bearer " + as.Token(t, "svc-a", "read"), "b=2&a=1&%7E&c=d+e"},
 	}
+	redact := func(s string) string { return strings.ReplaceAll(s, tok, "<token>") }
 	for _, c := range cases {
 		r := tc.do("GET", "/p?"+c.query, map[string]string{"Authorization": c.auth}, nil)
 		seen := up.take()
 		if r.status != 200 {
-			t.Errorf("?%.40s: got %d %q", c.query, r.status, r.body)
+			t.Errorf("?%s: got %d %q", redact(c.query), r.status, r.body)
 			continue
 		}
 		if len(seen) != 1 {
 			t.Fatalf("the upstream received %d requests", len(seen))
 		}
 		if seen[0].rawQuery != c.want {
-			t.Errorf("upstream query = %q, want %q", seen[0].rawQuery, c.want)
+			t.Errorf("upstream query = %q, want %q", redact(seen[0].rawQuery), c.want)
 		}
 	}
 	// A name a framework folds into access_token is a second token.

@@ -832,7 +832,7 @@ func (d *blockDoctor) explainToken() {
 	}
 	req := httptest.NewRequest(http.MethodGet, "/", nil)
 	req.Header.Set("Authorization", header)
-	tok, xerr := d.h.extractor.Extract(req)
+	tok, _, xerr := d.h.extractor.Extract(req)
 	if xerr != nil || tok == "" {
 		d.block.TokenFingerprint = keyer.Key(d.opts.token).Fingerprint()
 	} else {

@@ -6,7 +6,6 @@ package caddymodule
 
 import (
 	"net/http"
-	"net/url"
 	"strings"
 
 	"go.uber.org/zap"
@@ -27,10 +26,10 @@ func init() {
 // access tokens (RFC 9068), cached by a hash of the token, and checked against
 // the route's scopes, audience and clients.
 //
-// Rejections are written by the handler itself: 400 invalid_request, 401
-// (with or without invalid_token), 403 insufficient_scope or
-// unauthorized_client, and 503 with Retry-After when the authorization server
-// cannot be asked. Each carries a WWW-Authenticate challenge, a JSON body and
+// Rejections are written by the handler itself: 400 invalid_request (413 for
+// a form body over the bound), 401 (with or without invalid_token), 403
+// insufficient_scope or unauthorized_client, and 503 with Retry-After when
+// the authorization server cannot be asked. Each carries a WWW-Authenticate challenge, a JSON body and
 // Cache-Control: no-store, and sets {http.auth.bearer.error} and
 // {http.auth.bearer.error_description}.
 //
@@ -64,14 +63,24 @@ type Handler struct {
 	// Claims copied into upstream request headers. A client-supplied header
 	// of the same name is always removed first.
 	ForwardClaims []ForwardClaim `json:"forward_claims,omitempty"`
-	// Remove the Authorization header before the request goes upstream.
-	// Default: false (the upstream sees the token).
+	// Remove the caller's token before the request goes upstream: the
+	// Authorization header, or the access_token pair of the query or form
+	// body it came in (every other byte stays as sent; a shorter body gets
+	// its Content-Length). Default: false (the upstream sees the token).
 	StripAuthorization bool `json:"strip_authorization,omitempty"`
 	// Also accept the token as an access_token form-body parameter (RFC 6750
-	// §2.2). Default: false.
+	// §2.2). Every application/x-www-form-urlencoded body (any method) is
+	// then read whole and parsed as upstreams parse it, so that no second
+	// token reaches the upstream unchecked: over 64 KiB is 413;
+	// a repeated access_token, a name frameworks read as access_token
+	// (access.token, access_token[], ACCESS_TOKEN, ...), a form token on
+	// GET, a token also in the header, or malformed encoding is 400
+	// invalid_request. Default: false.
 	AllowFormToken bool `json:"allow_form_token,omitempty"`
 	// Also accept the token as an access_token query parameter (RFC 6750
-	// §2.3). Tokens in URLs end up in logs. Default: false.
+	// §2.3), with the same name rules as the form. Tokens in URLs end up in
+	// logs; responses to such requests are made Cache-Control: private.
+	// Default: false.
 	AllowQueryToken bool `json:"allow_query_token,omitempty"`
 	// The longest token accepted, in bytes. Default: 8192.
 	MaxTokenLength int `json:"max_token_length,omitempty"`
@@ -200,7 +209,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	token, xerr := h.extractor.Extract(r)
+	token, from, xerr := h.extractor.Extract(r)
 	if xerr != nil {
 		h.reject(w, r, xerr, "")
 		return nil
@@ -226,18 +235,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.reject(w, r, perr, key.Fingerprint())
 		return nil
 	}
+	if err := h.admit(r, d, from); err != nil {
+		h.reject(w, r, introspect.AsError(err), key.Fingerprint())
+		return nil
+	}
 	h.metrics.allowed.Inc()
-	h.admit(r, d)
 	if c := h.logger.Check(zapcore.DebugLevel, "token accepted"); c != nil {
 		c.Write(zap.String("outcome", "allowed"), zap.String("client_id", d.ClientID),
 			zap.String("sub", d.Subject), zap.String("token_fingerprint", key.Fingerprint()),
-			zap.String("source", d.Source))
+			zap.String("source", d.Source), zap.String("transport", from.String()))
+	}
+	if from == introspect.TransportQuery {
+		// RFC 6750 §2.3: a response to a request with the token in its URI
+		// must not be stored by shared caches, whatever the upstream says.
+		w = newPrivateResponse(w)
 	}
 	return next.ServeHTTP(w, r)
 }
 
-// admit sets the placeholders and upstream headers for an accepted token.
-func (h *Handler) admit(r *http.Request, d *introspect.Decision) {
+// admit sets the placeholders and upstream headers for an accepted token,
+// and with strip_authorization takes the caller's token off the request.
+func (h *Handler) admit(r *http.Request, d *introspect.Decision, from introspect.Transport) error {
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if repl != nil {
 		p, ok := d.Memo(newPlaceholders).(*placeholders)
@@ -280,13 +298,9 @@ func (h *Handler) admit(r *http.Request, d *introspect.Decision) {
 	}
 	if h.StripAuthorization {
 		r.Header.Del("Authorization")
-		if h.AllowQueryToken && r.URL.RawQuery != "" {
-			if q, err := url.ParseQuery(r.URL.RawQuery); err == nil && q.Has("access_token") {
-				q.Del("access_token")
-				r.URL.RawQuery = q.Encode()
-			}
-		}
+		return introspect.RemoveToken(r, from)
 	}
+	return nil
 }
 
 // placeholders are a decision's placeholder values, ready for the

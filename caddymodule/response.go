@@ -13,11 +13,14 @@ import (
 	"github.com/tokengate/tokengate/introspect"
 )
 
-// statusFor is the one place where an error code becomes an HTTP status
+// statusFor is the one place where an error becomes an HTTP status
 // (DESIGN.md's error table).
-func statusFor(code introspect.Code) int {
-	switch code {
+func statusFor(e *introspect.Error) int {
+	switch e.Code {
 	case introspect.CodeInvalidRequest:
+		if e.TooLarge {
+			return http.StatusRequestEntityTooLarge
+		}
 		return http.StatusBadRequest
 	case introspect.CodeInvalidToken:
 		return http.StatusUnauthorized
@@ -48,7 +51,7 @@ func (h *Handler) challenge(w http.ResponseWriter, r *http.Request) {
 
 // reject writes the RFC 6750 response for e and logs one line.
 func (h *Handler) reject(w http.ResponseWriter, r *http.Request, e *introspect.Error, fingerprint string) {
-	status := statusFor(e.Code)
+	status := statusFor(e)
 	code := string(e.Code)
 	if status == http.StatusServiceUnavailable {
 		code = string(introspect.CodeUnavailable)

@@ -41,6 +41,10 @@ type Error struct {
 	// Hint tells the operator what to check when the fault is on the
 	// gateway's side (credentials, clock, audience, ...).
 	Hint string
+	// TooLarge marks an invalid_request refused because the request body is
+	// over the bound the gateway reads it within (MaxFormBody): HTTP 413
+	// (RFC 9110 §15.5.14) rather than 400.
+	TooLarge bool `json:",omitempty"`
 	// Err is the cause, for logs. It is not serialised: a rejection cached
 	// in the shared Redis tier keeps its code and description only.
 	Err error `json:"-"`

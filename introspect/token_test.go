@@ -55,11 +55,11 @@ func TestExtractorRejectsTokensSentTwoWaysAndHonoursDisabledTransports(t *testin
 		return r
 	}
 	r := form("access_token=abc&x=1")
-	if tok, err := (Extractor{}).Extract(r); tok != "" || err != nil {
+	if tok, _, err := (Extractor{}).Extract(r); tok != "" || err != nil {
 		t.Errorf("form transport off: got %q %v", tok, err)
 	}
 	r = form("access_token=abc&x=1")
-	if tok, err := (Extractor{AllowForm: true}).Extract(r); tok != "abc" || err != nil {
+	if tok, from, err := (Extractor{AllowForm: true}).Extract(r); tok != "abc" || from != TransportForm || err != nil {
 		t.Errorf("form transport on: got %q %v", tok, err)
 	}
 	b := make([]byte, 64)
@@ -69,28 +69,28 @@ func TestExtractorRejectsTokensSentTwoWaysAndHonoursDisabledTransports(t *testin
 	}
 	r = form("access_token=abc")
 	r.Header.Set("Authorization", "Bearer abc")
-	if _, err := (Extractor{AllowForm: true}).Extract(r); err == nil || err.Reason != "multiple_tokens" {
+	if _, _, err := (Extractor{AllowForm: true}).Extract(r); err == nil || err.Reason != "multiple_tokens" {
 		t.Errorf("header+form: %v", err)
 	}
 	r = httptest.NewRequest("GET", "/?access_token=abc", nil)
-	if tok, err := (Extractor{}).Extract(r); tok != "" || err != nil {
+	if tok, _, err := (Extractor{}).Extract(r); tok != "" || err != nil {
 		t.Errorf("query off: %q %v", tok, err)
 	}
-	if tok, err := (Extractor{AllowQuery: true}).Extract(r); tok != "abc" || err != nil {
+	if tok, from, err := (Extractor{AllowQuery: true}).Extract(r); tok != "abc" || from != TransportQuery || err != nil {
 		t.Errorf("query on: %q %v", tok, err)
 	}
 	r = httptest.NewRequest("GET", "/?access%5Ftoken=abc", nil)
 	r.Header.Set("Authorization", "Bearer abc")
-	if _, err := (Extractor{AllowQuery: true}).Extract(r); err == nil || err.Reason != "multiple_tokens" {
+	if _, _, err := (Extractor{AllowQuery: true}).Extract(r); err == nil || err.Reason != "multiple_tokens" {
 		t.Errorf("percent-encoded query name with a header token: %v", err)
 	}
 	r = httptest.NewRequest("GET", "/?access_token=abc&access_token=def", nil)
-	if _, err := (Extractor{AllowQuery: true}).Extract(r); err == nil {
+	if _, _, err := (Extractor{AllowQuery: true}).Extract(r); err == nil {
 		t.Error("two query tokens accepted")
 	}
 	r = httptest.NewRequest("GET", "/", nil)
 	r.Header.Set("Authorization", "Bearer "+strings.Repeat("a", 100))
-	if _, err := (Extractor{MaxLength: 50}).Extract(r); err == nil || err.Reason != "header_too_long" {
+	if _, _, err := (Extractor{MaxLength: 50}).Extract(r); err == nil || err.Reason != "header_too_long" {
 		t.Errorf("over-long: %v", err)
 	}
 }

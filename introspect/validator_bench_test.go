@@ -140,7 +140,7 @@ func BenchmarkExtract(b *testing.B) {
 	b.SetBytes(int64(len(tok)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if t, err := x.Extract(r); err != nil || t != tok {
+		if t, from, err := x.Extract(r); err != nil || t != tok || from != TransportHeader {
 			b.Fatal(err)
 		}
 	}

@@ -349,19 +349,26 @@ func (c *Cache[V]) lead(ctx context.Context, k Key, load func(context.Context) (
 }
 
 // Delete evicts k from memory, Redis and, via Pub/Sub, every other
-// instance's memory. The local eviction always happens; an error means the
-// shared tier or the fleet may still hold the key.
-func (c *Cache[V]) Delete(ctx context.Context, k Key) error {
-	c.evictLocal(k)
+// instance's memory. It reports whether this call removed an entry from
+// this instance's memory or from Redis: an operator evicting a token must be
+// able to tell a revoked decision from a token the fleet never cached. Other
+// instances' memory copies are evicted too, but not counted (Pub/Sub does
+// not answer). The local eviction always happens; an error means the shared
+// tier or the fleet may still hold the key.
+func (c *Cache[V]) Delete(ctx context.Context, k Key) (removed bool, err error) {
+	removed = c.evictLocal(k)
 	if c.rt == nil {
-		return nil
+		return removed, nil
 	}
-	return errors.Join(c.rt.del(ctx, k), c.rt.publish(ctx, "k:"+k.String()))
+	inRedis, err := c.rt.del(ctx, k)
+	return removed || inRedis, errors.Join(err, c.rt.publish(ctx, "k:"+k.String()))
 }
 
-func (c *Cache[V]) evictLocal(k Key) {
+// evictLocal reports whether memory held a live entry for k.
+func (c *Cache[V]) evictLocal(k Key) bool {
 	c.epoch.Add(1)
-	c.mem.Invalidate(k)
+	_, ok := c.mem.Invalidate(k)
+	return ok
 }
 
 // DeleteFingerprint evicts every key whose Fingerprint() is fp (16 hex
@@ -403,14 +410,26 @@ func (c *Cache[V]) evictFingerprintLocal(fp [fingerprintLen / 2]byte) map[Key]st
 	return found
 }
 
-// Flush evicts everything: memory, the Redis namespace, and the fleet.
-func (c *Cache[V]) Flush(ctx context.Context) error {
+// Flush evicts everything: memory, the Redis namespace, and the fleet. It
+// returns how many distinct keys this call found in memory or Redis, as
+// DeleteFingerprint does.
+func (c *Cache[V]) Flush(ctx context.Context) (int, error) {
+	// Counted before the flush: InvalidateAll does not say what it dropped.
+	// Collecting the keys costs a linear scan, fine for a rare admin call.
+	found := make(map[Key]struct{}, c.mem.EstimatedSize())
+	for k := range c.mem.Keys() {
+		found[k] = struct{}{}
+	}
 	c.flushLocal()
 	if c.rt == nil {
-		return nil
+		return len(found), nil
 	}
-	err := c.rt.scanDelete(ctx, c.rt.matchAll, func(string) {})
-	return errors.Join(err, c.rt.publish(ctx, "flush"))
+	err := c.rt.scanDelete(ctx, c.rt.matchAll, func(key string) {
+		if k, err := ParseKey(key[len(c.rt.keyPrefix):]); err == nil {
+			found[k] = struct{}{}
+		}
+	})
+	return len(found), errors.Join(err, c.rt.publish(ctx, "flush"))
 }
 
 func (c *Cache[V]) flushLocal() {

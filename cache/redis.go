@@ -427,11 +427,16 @@ func (r *redisTier) publish(ctx context.Context, payload string) error {
 	})
 }
 
-func (r *redisTier) del(ctx context.Context, k Key) error {
+// del reports whether Redis held the key.
+func (r *redisTier) del(ctx context.Context, k Key) (bool, error) {
 	key := r.key(k)
-	return r.adminCall(ctx, "del", func(ctx context.Context) error {
-		return r.client.Unlink(ctx, key).Err()
+	var n int64
+	err := r.adminCall(ctx, "del", func(ctx context.Context) error {
+		var err error
+		n, err = r.client.Unlink(ctx, key).Result()
+		return err
 	})
+	return n > 0, err
 }
 
 // scanDelete unlinks every key matching pattern on every primary and calls

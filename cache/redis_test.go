@@ -120,7 +120,7 @@ func TestNamespacesAreSeparate(t *testing.T) {
 	if _, ok := b.Get(ctx, k); ok {
 		t.Fatal("namespace ns-b sees ns-a's entry")
 	}
-	if err := b.Flush(ctx); err != nil {
+	if _, err := b.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	a.mem.Invalidate(k)
@@ -160,7 +160,7 @@ func TestFleetEviction(t *testing.T) {
 	t.Run("Delete", func(t *testing.T) {
 		k, keep := plain.Key("d1"), plain.Key("d2")
 		prime(t, k, keep)
-		if err := a.Delete(ctx, k); err != nil {
+		if _, err := a.Delete(ctx, k); err != nil {
 			t.Fatal(err)
 		}
 		if inMemory(a, k) {
@@ -201,7 +201,7 @@ func TestFleetEviction(t *testing.T) {
 	t.Run("Flush", func(t *testing.T) {
 		k1, k2 := plain.Key("x1"), plain.Key("x2")
 		prime(t, k1, k2)
-		if err := a.Flush(ctx); err != nil {
+		if _, err := a.Flush(ctx); err != nil {
 			t.Fatal(err)
 		}
 		if inMemory(a, k1) || inMemory(a, k2) {
@@ -288,7 +288,7 @@ func TestRedisOutage(t *testing.T) {
 		t.Fatal("RedisHealthy true while Redis is down and failing")
 	}
 	// Delete reports that the fleet may not have heard, but evicts locally.
-	if err := a.Delete(ctx, k); err == nil {
+	if _, err := a.Delete(ctx, k); err == nil {
 		t.Fatal("Delete with Redis down reported success")
 	}
 	if inMemory(a, k) {
@@ -321,7 +321,7 @@ func TestRedisOutage(t *testing.T) {
 		if _, ok := b.Get(ctx, k2); !ok {
 			return false
 		}
-		_ = a.Delete(ctx, k2)
+		_, _ = a.Delete(ctx, k2)
 		deadline := time.Now().Add(time.Second)
 		for time.Now().Before(deadline) {
 			if !inMemory(b, k2) {
@@ -467,7 +467,7 @@ func TestRedisCluster(t *testing.T) {
 		t.Fatalf("DeleteFingerprint on cluster = %d, %v", n, err)
 	}
 	waitFor(t, time.Second, "cluster eviction to reach B", func() bool { return !inMemory(b, keys[0]) })
-	if err := b.Flush(ctx); err != nil {
+	if _, err := b.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, time.Second, "cluster flush to reach A", func() bool { return !inMemory(a, keys[1]) })
@@ -521,4 +521,64 @@ func TestPeekThenLoadCountsEachLookupOnce(t *testing.T) {
 	if got := [2]int{ob.req("memory/miss"), ob.req("redis/miss")}; got != [2]int{2, 1} {
 		t.Errorf("after a fresh key: memory misses, redis misses = %v, want [2 1]", got)
 	}
+}
+
+// An operator evicting a token must learn whether anything was cached for
+// it: Delete and Flush report what this call removed from memory or Redis,
+// not that they ran.
+func TestEvictionsReportWhatTheyRemoved(t *testing.T) {
+	ctx := context.Background()
+	srv := startRedis(t)
+	a, b, _, _ := fleet(t, srv, "count")
+	mem := newMem(t, Config{})
+
+	del := func(t *testing.T, c *Cache[*verdict], k Key, want bool, what string) {
+		t.Helper()
+		removed, err := c.Delete(ctx, k)
+		if err != nil || removed != want {
+			t.Errorf("%s: Delete = %v, %v; want %v, nil", what, removed, err, want)
+		}
+	}
+	t.Run("Delete", func(t *testing.T) {
+		del(t, mem, plain.Key("never-seen"), false, "memory only, never seen")
+		del(t, a, plain.Key("never-seen"), false, "with Redis, never seen")
+
+		k := plain.Key("in-memory")
+		mem.Set(ctx, k, &verdict{}, time.Minute)
+		del(t, mem, k, true, "memory only, cached")
+		del(t, mem, k, false, "memory only, already evicted")
+
+		k = plain.Key("in-both")
+		a.Set(ctx, k, &verdict{}, time.Minute)
+		del(t, a, k, true, "in A's memory and Redis")
+		del(t, a, k, false, "already evicted")
+
+		// B never saw it: only Redis holds it, and that counts.
+		k = plain.Key("redis-only")
+		a.Set(ctx, k, &verdict{}, time.Minute)
+		a.mem.Invalidate(k)
+		del(t, b, k, true, "only in Redis")
+		del(t, b, k, false, "already evicted from Redis")
+	})
+	t.Run("Flush", func(t *testing.T) {
+		inBoth, redisOnly := plain.Key("flush-both"), plain.Key("flush-redis")
+		a.Set(ctx, inBoth, &verdict{}, time.Minute)
+		a.Set(ctx, redisOnly, &verdict{}, time.Minute)
+		a.mem.Invalidate(redisOnly)
+		if n, err := a.Flush(ctx); err != nil || n != 2 {
+			t.Errorf("Flush = %d, %v; want 2 (a key in both tiers counts once)", n, err)
+		}
+		if n, err := a.Flush(ctx); err != nil || n != 0 {
+			t.Errorf("second Flush = %d, %v; want 0", n, err)
+		}
+		mem.Set(ctx, inBoth, &verdict{}, time.Minute)
+		if n, err := mem.Flush(ctx); err != nil || n != 1 {
+			t.Errorf("memory-only Flush = %d, %v; want 1", n, err)
+		}
+	})
+	t.Run("DeleteFingerprint", func(t *testing.T) {
+		if n, err := a.DeleteFingerprint(ctx, plain.Key("never-seen").Fingerprint()); err != nil || n != 0 {
+			t.Errorf("DeleteFingerprint of an unknown token = %d, %v; want 0", n, err)
+		}
+	})
 }

@@ -103,9 +103,13 @@ type RedisConfig struct {
 	// different namespaces.
 	Namespace string
 	// Timeout bounds each Redis call on the request path (default
-	// DefaultRedisTimeout): Redis must never make a request slow. Calls made
-	// by the admin operations (Delete, DeleteFingerprint, Flush) are bounded
-	// by max(Timeout, 1s) each, since they are not on the request path.
+	// DefaultRedisTimeout): Redis must never make a request slow. It also
+	// bounds a whole Delete (one round trip) and the PUBLISH of
+	// DeleteFingerprint and Flush; their SCAN and batch UNLINK calls are
+	// bounded by max(Timeout, 1s) each. An admin operation fails at once
+	// while the breaker is open, and stops at the first call that finds
+	// Redis unreachable, so that an eviction during an outage answers in
+	// about Timeout rather than in one deadline per command.
 	Timeout time.Duration
 }
 
@@ -360,8 +364,8 @@ func (c *Cache[V]) Delete(ctx context.Context, k Key) (removed bool, err error) 
 	if c.rt == nil {
 		return removed, nil
 	}
-	inRedis, err := c.rt.del(ctx, k)
-	return removed || inRedis, errors.Join(err, c.rt.publish(ctx, "k:"+k.String()))
+	inRedis, err := c.rt.evictKey(ctx, k)
+	return removed || inRedis, err
 }
 
 // evictLocal reports whether memory held a live entry for k.
@@ -386,12 +390,12 @@ func (c *Cache[V]) DeleteFingerprint(ctx context.Context, fp string) (int, error
 	}
 	fpHex := hex.EncodeToString(b[:])
 	pattern := escapeGlob(c.rt.keyPrefix) + fpHex + "*"
-	err = c.rt.scanDelete(ctx, pattern, func(key string) {
+	err = c.rt.evictMatching(ctx, pattern, "f:"+fpHex, func(key string) {
 		if k, err := ParseKey(key[len(c.rt.keyPrefix):]); err == nil {
 			found[k] = struct{}{}
 		}
 	})
-	return len(found), errors.Join(err, c.rt.publish(ctx, "f:"+fpHex))
+	return len(found), err
 }
 
 func (c *Cache[V]) evictFingerprintLocal(fp [fingerprintLen / 2]byte) map[Key]struct{} {
@@ -424,12 +428,12 @@ func (c *Cache[V]) Flush(ctx context.Context) (int, error) {
 	if c.rt == nil {
 		return len(found), nil
 	}
-	err := c.rt.scanDelete(ctx, c.rt.matchAll, func(key string) {
+	err := c.rt.evictMatching(ctx, c.rt.matchAll, "flush", func(key string) {
 		if k, err := ParseKey(key[len(c.rt.keyPrefix):]); err == nil {
 			found[k] = struct{}{}
 		}
 	})
-	return len(found), errors.Join(err, c.rt.publish(ctx, "flush"))
+	return len(found), err
 }
 
 func (c *Cache[V]) flushLocal() {

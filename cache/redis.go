@@ -32,9 +32,10 @@ var (
 	// startupWait bounds how long New waits for Redis to answer and for the
 	// eviction subscription to be confirmed. Only startup pays it.
 	startupWait = time.Second
-	// minAdminTimeout is the per-call bound of admin operations (Delete,
-	// DeleteFingerprint, Flush). They are not on the request path, and an
-	// operator wants a truthful answer more than a fast one.
+	// minAdminTimeout is the lower bound of the per-call deadline of the
+	// SCAN and batch UNLINK calls of DeleteFingerprint and Flush. A SCAN of
+	// a large keyspace may legitimately take longer than a hot-path call,
+	// and those operations are not on the request path.
 	minAdminTimeout = time.Second
 	// scanBatch is the SCAN COUNT hint for fingerprint eviction and flush.
 	scanBatch int64 = 500
@@ -404,39 +405,91 @@ func (r *redisTier) adminTimeout() time.Duration {
 	return max(r.timeout, minAdminTimeout)
 }
 
-// adminCall bounds one admin call; admin calls bypass the breaker because
-// they are rare and must report the truth, and report their errors.
-func (r *redisTier) adminCall(ctx context.Context, op string, fn func(context.Context) error) error {
+// adminCall makes one call of an admin operation, bounded by d. Unlike
+// hot-path calls, admin calls report their errors: an operator must know
+// when the fleet may not have heard. They go through the breaker all the
+// same: while it is open Redis is known to be down, and failing at once
+// beats making the operator wait for a timeout to learn the same thing.
+func (r *redisTier) adminCall(ctx context.Context, op string, d time.Duration, fn func(context.Context) error) error {
 	if r.closed.Load() {
 		return errors.New("cache: closed")
 	}
-	cctx, cancel := context.WithTimeout(ctx, r.adminTimeout())
-	err := fn(cctx)
-	cancel()
+	done, err := r.breaker.Allow()
 	if err != nil {
-		r.fail(op, err)
-		return fmt.Errorf("cache: redis %s: %w", op, err)
+		return fmt.Errorf("cache: redis %s not attempted: the tier is failing and is re-checked every %v: %w", op, breakerCooldown, err)
 	}
-	return nil
+	cctx, cancel := context.WithTimeout(ctx, d)
+	err = fn(cctx)
+	cancel()
+	switch {
+	case err == nil:
+		done(nil)
+		return nil
+	case ctx.Err() != nil:
+		done(errCallerGone)
+	default:
+		done(err)
+	}
+	r.fail(op, err)
+	return fmt.Errorf("cache: redis %s: %w", op, err)
 }
 
+// unreachable reports whether err means that Redis did not answer at all
+// (refused, timed out, connection lost, breaker open) rather than answered
+// with an error. An admin operation stops at such a failure: its remaining
+// calls would only wait out their own deadlines to fail the same way.
+func unreachable(err error) bool {
+	var reply redis.Error
+	return err != nil && !errors.As(err, &reply)
+}
+
+func (r *redisTier) message(payload string) string { return payload + " " + r.id }
+
 func (r *redisTier) publish(ctx context.Context, payload string) error {
-	msg := payload + " " + r.id
-	return r.adminCall(ctx, "publish", func(ctx context.Context) error {
+	msg := r.message(payload)
+	return r.adminCall(ctx, "publish", r.timeout, func(ctx context.Context) error {
 		return r.client.Publish(ctx, r.channel, msg).Err()
 	})
 }
 
-// del reports whether Redis held the key.
-func (r *redisTier) del(ctx context.Context, k Key) (bool, error) {
-	key := r.key(k)
+// evictScript removes one decision and tells the fleet in one round trip,
+// so that one deadline bounds the whole eviction, and atomically, so that
+// the message cannot overtake the UNLINK: an instance that hears it and
+// reloads from Redis must find the key gone. (PUBLISH from a script reaches
+// every node of a Cluster like any other PUBLISH.)
+//
+// KEYS[1] the decision; ARGV[1] the channel, ARGV[2] the message.
+var evictScript = redis.NewScript(`
+local n = redis.call('UNLINK', KEYS[1])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return n`)
+
+// evictKey unlinks k and publishes its eviction, reporting whether Redis
+// held it. The whole eviction is bounded by the tier's Timeout.
+func (r *redisTier) evictKey(ctx context.Context, k Key) (bool, error) {
+	key, msg := r.key(k), r.message("k:"+k.String())
 	var n int64
-	err := r.adminCall(ctx, "del", func(ctx context.Context) error {
+	err := r.adminCall(ctx, "del", r.timeout, func(ctx context.Context) error {
 		var err error
-		n, err = r.client.Unlink(ctx, key).Result()
+		// Eval, not Run: Run's EVALSHA costs a second round trip whenever
+		// the server has not cached the script yet (after every restart).
+		n, err = evictScript.Eval(ctx, r.client, []string{key}, r.channel, msg).Int64()
 		return err
 	})
 	return n > 0, err
+}
+
+// evictMatching unlinks every key matching pattern, calling deleted for each
+// key that existed, then publishes payload. It stops at the first call that
+// finds Redis unreachable instead of making each later call time out too.
+func (r *redisTier) evictMatching(ctx context.Context, pattern, payload string, deleted func(key string)) error {
+	err := r.scanDelete(ctx, pattern, deleted)
+	if unreachable(err) {
+		return err
+	}
+	// After an error reply (a refused UNLINK, say), the fleet's memory
+	// tiers can still be told.
+	return errors.Join(err, r.publish(ctx, payload))
 }
 
 // scanDelete unlinks every key matching pattern on every primary and calls
@@ -447,7 +500,7 @@ func (r *redisTier) scanDelete(ctx context.Context, pattern string, deleted func
 		var cursor uint64
 		for {
 			var keys []string
-			err := r.adminCall(ctx, "scan", func(ctx context.Context) error {
+			err := r.adminCall(ctx, "scan", r.adminTimeout(), func(ctx context.Context) error {
 				var err error
 				keys, cursor, err = c.Scan(ctx, cursor, pattern, scanBatch).Result()
 				return err
@@ -459,7 +512,7 @@ func (r *redisTier) scanDelete(ctx context.Context, pattern string, deleted func
 				var cmds []redis.Cmder
 				// One UNLINK per key: a multi-key UNLINK fails with CROSSSLOT
 				// on a cluster node even when all slots live on that node.
-				err = r.adminCall(ctx, "del", func(ctx context.Context) error {
+				err = r.adminCall(ctx, "del", r.adminTimeout(), func(ctx context.Context) error {
 					var err error
 					cmds, err = c.Pipelined(ctx, func(p redis.Pipeliner) error {
 						for _, k := range keys {

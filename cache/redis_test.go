@@ -467,6 +467,12 @@ func TestRedisCluster(t *testing.T) {
 		t.Fatalf("DeleteFingerprint on cluster = %d, %v", n, err)
 	}
 	waitFor(t, time.Second, "cluster eviction to reach B", func() bool { return !inMemory(b, keys[0]) })
+	// Delete is one script that also publishes; on a Cluster its keys must
+	// share a slot and its PUBLISH must still reach the other instance.
+	if removed, err := a.Delete(ctx, keys[2]); err != nil || !removed {
+		t.Fatalf("Delete on cluster = %v, %v", removed, err)
+	}
+	waitFor(t, time.Second, "cluster Delete to reach B", func() bool { return !inMemory(b, keys[2]) })
 	if _, err := b.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -580,5 +586,78 @@ func TestEvictionsReportWhatTheyRemoved(t *testing.T) {
 		if n, err := a.DeleteFingerprint(ctx, plain.Key("never-seen").Fingerprint()); err != nil || n != 0 {
 			t.Errorf("DeleteFingerprint of an unknown token = %d, %v; want 0", n, err)
 		}
+	})
+}
+
+// An eviction while Redis is down is bounded by the tier's Timeout, not by
+// one admin deadline per command, and still reports that the fleet may not
+// have heard. This holds both before the breaker has noticed the outage
+// (the call runs into the dead server) and after (it is not attempted).
+func TestEvictionWithRedisDownIsBoundedByTimeout(t *testing.T) {
+	ctx := context.Background()
+	srv := startRedis(t)
+	const timeout = 50 * time.Millisecond
+	a, err := New(Config{
+		Logger: zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)),
+		Redis:  &RedisConfig{URL: srv.URL(), Namespace: "down", Timeout: timeout},
+	}, JSONCodec[*verdict]{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	keys := []Key{plain.Key("down-1"), plain.Key("down-2"), plain.Key("down-3")}
+	for _, k := range keys {
+		a.Set(ctx, k, &verdict{}, time.Minute)
+	}
+	srv.Kill()
+
+	timed := func(t *testing.T, what string, bound time.Duration, evict func() error) {
+		t.Helper()
+		start := time.Now()
+		err := evict()
+		el := time.Since(start)
+		t.Logf("%s with Redis down: %v (%v)", what, el, err)
+		if err == nil {
+			t.Errorf("%s with Redis down reported success", what)
+		}
+		if el > bound {
+			t.Errorf("%s with Redis down took %v, want < %v (redis timeout %v)", what, el, bound, timeout)
+		}
+	}
+	deleteBound := 10 * timeout
+	// A SCAN batch may keep its own per-call bound; what must not happen is
+	// one such bound per command, one after the other.
+	scanBound := minAdminTimeout + 10*timeout
+	t.Run("breaker closed", func(t *testing.T) {
+		timed(t, "Delete", deleteBound, func() error {
+			removed, err := a.Delete(ctx, keys[0])
+			if !removed || inMemory(a, keys[0]) {
+				t.Error("Delete with Redis down did not evict locally")
+			}
+			return err
+		})
+		timed(t, "DeleteFingerprint", scanBound, func() error {
+			n, err := a.DeleteFingerprint(ctx, keys[1].Fingerprint())
+			if n != 1 || inMemory(a, keys[1]) {
+				t.Errorf("DeleteFingerprint with Redis down evicted %d locally, want 1", n)
+			}
+			return err
+		})
+		timed(t, "Flush", scanBound, func() error {
+			n, err := a.Flush(ctx)
+			if n != 1 || inMemory(a, keys[2]) {
+				t.Errorf("Flush with Redis down evicted %d locally, want 1", n)
+			}
+			return err
+		})
+	})
+	t.Run("breaker open", func(t *testing.T) {
+		waitFor(t, 10*time.Second, "the breaker to open", func() bool {
+			a.Get(ctx, plain.Key("probe"))
+			return !a.RedisHealthy()
+		})
+		timed(t, "Delete", deleteBound, func() error { _, err := a.Delete(ctx, keys[0]); return err })
+		timed(t, "DeleteFingerprint", deleteBound, func() error { _, err := a.DeleteFingerprint(ctx, keys[1].Fingerprint()); return err })
+		timed(t, "Flush", deleteBound, func() error { _, err := a.Flush(ctx); return err })
 	})
 }

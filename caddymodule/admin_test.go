@@ -95,3 +95,28 @@ func TestAdminEvictCountsOnlyRemovedEntries(t *testing.T) {
 		t.Errorf("flush of an empty cache: evicted = %d, want 0", n)
 	}
 }
+
+// With Redis down, an eviction is applied locally and answered 503 (the
+// fleet may not have heard) within a small multiple of redis_timeout, not
+// after one admin deadline per Redis command.
+func TestAdminEvictWithRedisDownAnswers503WithinRedisTimeout(t *testing.T) {
+	srv := redistest.Start(t)
+	const redisTimeout = 50 * time.Millisecond
+	tc := startCaddy(t, jwtSiteWithRedis(srv.URL(), fmt.Sprintf("\t\t\tredis_timeout %v\n", redisTimeout)))
+	tok := mint(t, demoKey, demoIssuer, demoAudience, "read", "demo-client", time.Hour, time.Now())
+	if r := tc.get("/", "Bearer "+tok); r.status != http.StatusOK {
+		t.Fatalf("GET with a good token: %d %s", r.status, r.body)
+	}
+	srv.Kill()
+
+	start := time.Now()
+	r := tc.adminPost("/bearer-auth/evict", fmt.Sprintf(`{"token":%q}`, tok))
+	el := time.Since(start)
+	t.Logf("evict with Redis down answered %d in %v", r.status, el)
+	if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, "evicted on this instance") {
+		t.Errorf("evict with Redis down: status %d (body %q), want 503 saying the local eviction is done", r.status, r.body)
+	}
+	if bound := 10 * redisTimeout; el > bound {
+		t.Errorf("evict with Redis down took %v, want < %v (redis_timeout %v)", el, bound, redisTimeout)
+	}
+}

@@ -20,6 +20,29 @@
 // Messages are "k:<64 hex>", "f:<16 hex>" or "flush", followed by a space and
 // the sender's instance id; a message with no id (for example
 // `redis-cli PUBLISH <namespace>:evict flush`) is applied by every instance.
+//
+// Redis keys: a decision is "<ns>:d:{<fp>}<rest>", where <fp> is the key's
+// Fingerprint (16 hex) and <rest> the remaining 48 hex of the key. The braces
+// are a Redis Cluster hash tag, so that a decision and its tombstones share a
+// slot; the namespace therefore must not contain braces.
+//
+// Tombstones: an instance whose load finishes just after an eviction, but
+// before the eviction's message reaches it, would write the evicted decision
+// back to Redis, and from there to the whole fleet. So an eviction first
+// writes a tombstone that lives TombstoneTTL: "<ns>:t:{<fp>}<rest>" for a
+// key (in the same script as the UNLINK and the PUBLISH), "<ns>:tf:{<fp>}"
+// for a fingerprint, and "<ns>:tn" for a flush. Decisions are written by a
+// script that refuses to write while a tombstone for them exists, checked
+// and written atomically in Redis. Guarantee: a load that started before an
+// eviction and ends within TombstoneTTL of it never stores its result in
+// Redis after the eviction; the cost is that, for TombstoneTTL, decisions
+// for the evicted keys (every key, after a flush) are not shared through
+// Redis, so each instance asks the authorization server itself. On a Redis
+// Cluster no key shares a slot with every decision, so there is no flush
+// tombstone: a flush there does not close this race (evictions by key or
+// fingerprint do). A tombstone refused because Redis is out of memory under
+// noeviction does not fail the eviction: such a Redis refuses decision
+// writes too.
 package cache
 
 import (
@@ -42,6 +65,7 @@ const (
 	DefaultMaxEntries   = 10000
 	DefaultNamespace    = "tokengate"
 	DefaultRedisTimeout = 50 * time.Millisecond
+	DefaultTombstoneTTL = 30 * time.Second
 )
 
 // Observer receives metrics events. Methods are called on the request path
@@ -51,8 +75,8 @@ type Observer interface {
 	// lookup that was skipped or failed is not a request (see RedisError).
 	CacheRequest(tier string, hit bool)
 	// RedisError reports a failed Redis call; op is "get", "set", "del",
-	// "scan" or "publish", or "decode"/"encode" when the Codec failed on a
-	// value read from or written to Redis.
+	// "tombstone", "scan" or "publish", or "decode"/"encode" when the Codec
+	// failed on a value read from or written to Redis.
 	RedisError(op string)
 	// Coalesced reports that a Load waited for another caller's load.
 	Coalesced()
@@ -104,13 +128,26 @@ type RedisConfig struct {
 	Namespace string
 	// Timeout bounds each Redis call on the request path (default
 	// DefaultRedisTimeout): Redis must never make a request slow. It also
-	// bounds a whole Delete (one round trip) and the PUBLISH of
-	// DeleteFingerprint and Flush; their SCAN and batch UNLINK calls are
-	// bounded by max(Timeout, 1s) each. An admin operation fails at once
+	// bounds a whole Delete (one round trip) and the first call (the
+	// tombstone) and the last (the PUBLISH) of DeleteFingerprint and Flush;
+	// their SCAN and batch UNLINK calls (where a Flush on a Cluster, which
+	// has no tombstone, starts) are bounded by max(Timeout, 1s) each. An
+	// admin operation fails at once
 	// while the breaker is open, and stops at the first call that finds
 	// Redis unreachable, so that an eviction during an outage answers in
 	// about Timeout rather than in one deadline per command.
 	Timeout time.Duration
+	// TombstoneTTL is how long an eviction forbids writing the evicted
+	// decisions back to Redis (default DefaultTombstoneTTL; see the package
+	// doc). It must exceed the longest load, including its wait for a turn:
+	// a load that started before the eviction and ends after the tombstone
+	// expired can still write the evicted decision back.
+	TombstoneTTL time.Duration
+
+	// noSubscribe makes an instance that never hears the fleet's
+	// evictions, for tests that must order its Redis writes after another
+	// instance's eviction without racing the Pub/Sub message.
+	noSubscribe bool
 }
 
 // entry is what the memory tier stores: the value and the lifetime otter's
@@ -388,13 +425,7 @@ func (c *Cache[V]) DeleteFingerprint(ctx context.Context, fp string) (int, error
 	if c.rt == nil {
 		return len(found), nil
 	}
-	fpHex := hex.EncodeToString(b[:])
-	pattern := escapeGlob(c.rt.keyPrefix) + fpHex + "*"
-	err = c.rt.evictMatching(ctx, pattern, "f:"+fpHex, func(key string) {
-		if k, err := ParseKey(key[len(c.rt.keyPrefix):]); err == nil {
-			found[k] = struct{}{}
-		}
-	})
+	err = c.rt.evictFingerprint(ctx, hex.EncodeToString(b[:]), func(k Key) { found[k] = struct{}{} })
 	return len(found), err
 }
 
@@ -428,11 +459,7 @@ func (c *Cache[V]) Flush(ctx context.Context) (int, error) {
 	if c.rt == nil {
 		return len(found), nil
 	}
-	err := c.rt.evictMatching(ctx, c.rt.matchAll, "flush", func(key string) {
-		if k, err := ParseKey(key[len(c.rt.keyPrefix):]); err == nil {
-			found[k] = struct{}{}
-		}
-	})
+	err := c.rt.flush(ctx, func(k Key) { found[k] = struct{}{} })
 	return len(found), err
 }
 

@@ -47,6 +47,11 @@ func rawClient(t *testing.T, srv *redistest.Server) *redis.Client {
 	return c
 }
 
+// decisionKey spells out the documented Redis key of a decision.
+func decisionKey(ns string, k Key) string {
+	return ns + ":d:{" + k.Fingerprint() + "}" + k.String()[len(k.Fingerprint()):]
+}
+
 func inMemory(c *Cache[*verdict], k Key) bool {
 	_, ok := c.mem.GetIfPresent(k)
 	return ok
@@ -60,9 +65,10 @@ func TestSharedTier(t *testing.T) {
 
 	a.Set(ctx, k, &verdict{Active: true, Sub: "dave"}, 300*time.Millisecond)
 
-	// The value is stored under <ns>:d:<hex> with a PX expiry, not the token.
+	// The value is stored under <ns>:d:{<fingerprint>}<rest of the hex key>
+	// with a PX expiry, not the token.
 	rc := rawClient(t, srv)
-	pttl, err := rc.PTTL(ctx, "t1:d:"+k.String()).Result()
+	pttl, err := rc.PTTL(ctx, decisionKey("t1", k)).Result()
 	if err != nil || pttl <= 0 || pttl > 300*time.Millisecond {
 		t.Fatalf("PTTL = %v, %v", pttl, err)
 	}
@@ -198,6 +204,19 @@ func TestFleetEviction(t *testing.T) {
 			t.Fatal("still in Redis")
 		}
 	})
+	t.Run("ExternalPublish", func(t *testing.T) {
+		// An operator can flush the fleet with redis-cli; messages without a
+		// sender id are applied by everyone.
+		k := plain.Key("ext")
+		prime(t, k)
+		if err := rawClient(t, srv).Publish(ctx, "t2:evict", "k:"+k.String()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		evicted(t, b, k)
+		evicted(t, a, k)
+	})
+	// Last: a flush's namespace tombstone keeps every decision out of Redis
+	// for TombstoneTTL, and the subtests above share decisions through it.
 	t.Run("Flush", func(t *testing.T) {
 		k1, k2 := plain.Key("x1"), plain.Key("x2")
 		prime(t, k1, k2)
@@ -209,17 +228,6 @@ func TestFleetEviction(t *testing.T) {
 		}
 		gone(t, b, k1)
 		gone(t, b, k2)
-	})
-	t.Run("ExternalPublish", func(t *testing.T) {
-		// An operator can flush the fleet with redis-cli; messages without a
-		// sender id are applied by everyone.
-		k := plain.Key("ext")
-		prime(t, k)
-		if err := rawClient(t, srv).Publish(ctx, "t2:evict", "k:"+k.String()).Err(); err != nil {
-			t.Fatal(err)
-		}
-		evicted(t, b, k)
-		evicted(t, a, k)
 	})
 }
 
@@ -357,7 +365,7 @@ func TestRedisDownAtStartup(t *testing.T) {
 	srv.Restart(t)
 	waitFor(t, 8*time.Second, "Redis to be used once it comes up", func() bool {
 		c.Set(ctx, k, &verdict{Sub: "jo"}, time.Minute)
-		n, _ := rawClient(t, srv).Exists(ctx, "tokengate:d:"+k.String()).Result()
+		n, _ := rawClient(t, srv).Exists(ctx, decisionKey("tokengate", k)).Result()
 		if n == 0 {
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -477,8 +485,9 @@ func TestRedisCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, time.Second, "cluster flush to reach A", func() bool { return !inMemory(a, keys[1]) })
-	if n, _ := rc.DBSize(ctx).Result(); n != 0 {
-		t.Fatalf("%d keys left in Redis after Flush", n)
+	// Only the evictions' tombstones remain.
+	if left, _ := rc.Keys(ctx, "cl:d:*").Result(); len(left) != 0 {
+		t.Fatalf("%d decisions left in Redis after Flush", len(left))
 	}
 }
 
@@ -624,26 +633,25 @@ func TestEvictionWithRedisDownIsBoundedByTimeout(t *testing.T) {
 			t.Errorf("%s with Redis down took %v, want < %v (redis timeout %v)", what, el, bound, timeout)
 		}
 	}
-	deleteBound := 10 * timeout
-	// A SCAN batch may keep its own per-call bound; what must not happen is
-	// one such bound per command, one after the other.
-	scanBound := minAdminTimeout + 10*timeout
+	// DeleteFingerprint and Flush start with their tombstone, a call
+	// bounded by the timeout too, and stop when it finds Redis unreachable.
+	const bound = 10 * timeout
 	t.Run("breaker closed", func(t *testing.T) {
-		timed(t, "Delete", deleteBound, func() error {
+		timed(t, "Delete", bound, func() error {
 			removed, err := a.Delete(ctx, keys[0])
 			if !removed || inMemory(a, keys[0]) {
 				t.Error("Delete with Redis down did not evict locally")
 			}
 			return err
 		})
-		timed(t, "DeleteFingerprint", scanBound, func() error {
+		timed(t, "DeleteFingerprint", bound, func() error {
 			n, err := a.DeleteFingerprint(ctx, keys[1].Fingerprint())
 			if n != 1 || inMemory(a, keys[1]) {
 				t.Errorf("DeleteFingerprint with Redis down evicted %d locally, want 1", n)
 			}
 			return err
 		})
-		timed(t, "Flush", scanBound, func() error {
+		timed(t, "Flush", bound, func() error {
 			n, err := a.Flush(ctx)
 			if n != 1 || inMemory(a, keys[2]) {
 				t.Errorf("Flush with Redis down evicted %d locally, want 1", n)
@@ -656,8 +664,88 @@ func TestEvictionWithRedisDownIsBoundedByTimeout(t *testing.T) {
 			a.Get(ctx, plain.Key("probe"))
 			return !a.RedisHealthy()
 		})
-		timed(t, "Delete", deleteBound, func() error { _, err := a.Delete(ctx, keys[0]); return err })
-		timed(t, "DeleteFingerprint", deleteBound, func() error { _, err := a.DeleteFingerprint(ctx, keys[1].Fingerprint()); return err })
-		timed(t, "Flush", deleteBound, func() error { _, err := a.Flush(ctx); return err })
+		timed(t, "Delete", bound, func() error { _, err := a.Delete(ctx, keys[0]); return err })
+		timed(t, "DeleteFingerprint", bound, func() error { _, err := a.DeleteFingerprint(ctx, keys[1].Fingerprint()); return err })
+		timed(t, "Flush", bound, func() error { _, err := a.Flush(ctx); return err })
 	})
+}
+
+// An instance whose load finishes just after an eviction, before the
+// eviction's message reaches it, must not write the evicted decision back
+// to Redis for the whole fleet. C never hears evictions here, and its loader
+// runs A's eviction before returning, so C's write comes strictly after the
+// eviction: the tombstone the eviction left must refuse it, until the
+// tombstone expires.
+func TestTombstoneRefusesWriteBackAfterEviction(t *testing.T) {
+	ctx := context.Background()
+	srv := startRedis(t)
+	rc := rawClient(t, srv)
+	// Longer than the loads below (a few milliseconds), short enough to
+	// wait for its expiry.
+	const tombstoneTTL = 500 * time.Millisecond
+	cfg := RedisConfig{URL: srv.URL(), Namespace: "wb", TombstoneTTL: tombstoneTTL}
+	mk := func(name string, rcfg *RedisConfig) *Cache[*verdict] {
+		c, err := New(Config{
+			Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)).Named(name),
+			Redis:  rcfg,
+		}, JSONCodec[*verdict]{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	a, c := mk("A", &cfg), mk("C", withoutFleetEvictions(cfg))
+
+	for _, tc := range []struct {
+		name  string
+		evict func(k Key) error
+	}{
+		{"Delete", func(k Key) error { _, err := a.Delete(ctx, k); return err }},
+		{"DeleteFingerprint", func(k Key) error { _, err := a.DeleteFingerprint(ctx, k.Fingerprint()); return err }},
+		{"Flush", func(Key) error { _, err := a.Flush(ctx); return err }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := plain.Key("write-back-" + tc.name)
+			inRedis := func() bool {
+				n, err := rc.Exists(ctx, decisionKey("wb", k)).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n == 1
+			}
+			v, cached, err := c.Load(ctx, k, func(context.Context) (*verdict, time.Duration, error) {
+				if err := tc.evict(k); err != nil {
+					t.Errorf("eviction: %v", err)
+				}
+				return &verdict{Active: true, Sub: "revoked"}, time.Minute, nil
+			})
+			if err != nil || cached || v.Sub != "revoked" {
+				t.Fatalf("C.Load = %+v, cached %v, err %v; a refused write must not fail the load", v, cached, err)
+			}
+			if inRedis() {
+				t.Fatal("C wrote the decision back to Redis after it was evicted")
+			}
+			// A direct Set (the stale_grace revalidation path) is refused too.
+			c.Set(ctx, k, &verdict{Active: true, Sub: "revoked"}, time.Minute)
+			if inRedis() {
+				t.Fatal("C's Set wrote the decision back to Redis after it was evicted")
+			}
+
+			// Once the tombstone is gone, the key is an ordinary key again.
+			waitFor(t, 10*tombstoneTTL, "the tombstone to expire", func() bool {
+				n, err := rc.Exists(ctx, c.rt.tombstone(k), c.rt.fpTombstone(k.Fingerprint()), c.rt.flushTomb).Result()
+				return err == nil && n == 0
+			})
+			c.mem.Invalidate(k)
+			if _, _, err := c.Load(ctx, k, func(context.Context) (*verdict, time.Duration, error) {
+				return &verdict{Active: true, Sub: "fresh"}, time.Minute, nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if !inRedis() {
+				t.Fatal("a fresh write after the tombstone expired did not reach Redis")
+			}
+		})
+	}
 }

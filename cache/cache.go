@@ -20,6 +20,29 @@
 // Messages are "k:<64 hex>", "f:<16 hex>" or "flush", followed by a space and
 // the sender's instance id; a message with no id (for example
 // `redis-cli PUBLISH <namespace>:evict flush`) is applied by every instance.
+//
+// Redis keys: a decision is "<ns>:d:{<fp>}<rest>", where <fp> is the key's
+// Fingerprint (16 hex) and <rest> the remaining 48 hex of the key. The braces
+// are a Redis Cluster hash tag, so that a decision and its tombstones share a
+// slot; the namespace therefore must not contain braces.
+//
+// Tombstones: an instance whose load finishes just after an eviction, but
+// before the eviction's message reaches it, would write the evicted decision
+// back to Redis, and from there to the whole fleet. So an eviction first
+// writes a tombstone that lives TombstoneTTL: "<ns>:t:{<fp>}<rest>" for a
+// key (in the same script as the UNLINK and the PUBLISH), "<ns>:tf:{<fp>}"
+// for a fingerprint, and "<ns>:tn" for a flush. Decisions are written by a
+// script that refuses to write while a tombstone for them exists, checked
+// and written atomically in Redis. Guarantee: a load that started before an
+// eviction and ends within TombstoneTTL of it never stores its result in
+// Redis after the eviction; the cost is that, for TombstoneTTL, decisions
+// for the evicted keys (every key, after a flush) are not shared through
+// Redis, so each instance asks the authorization server itself. On a Redis
+// Cluster no key shares a slot with every decision, so there is no flush
+// tombstone: a flush there does not close this race (evictions by key or
+// fingerprint do). A tombstone refused because Redis is out of memory under
+// noeviction does not fail the eviction: such a Redis refuses decision
+// writes too.
 package cache
 
 import (
@@ -42,6 +65,7 @@ const (
 	DefaultMaxEntries   = 10000
 	DefaultNamespace    = "tokengate"
 	DefaultRedisTimeout = 50 * time.Millisecond
+	DefaultTombstoneTTL = 30 * time.Second
 )
 
 // Observer receives metrics events. Methods are called on the request path
@@ -51,8 +75,8 @@ type Observer interface {
 	// lookup that was skipped or failed is not a request (see RedisError).
 	CacheRequest(tier string, hit bool)
 	// RedisError reports a failed Redis call; op is "get", "set", "del",
-	// "scan" or "publish", or "decode"/"encode" when the Codec failed on a
-	// value read from or written to Redis.
+	// "tombstone", "scan" or "publish", or "decode"/"encode" when the Codec
+	// failed on a value read from or written to Redis.
 	RedisError(op string)
 	// Coalesced reports that a Load waited for another caller's load.
 	Coalesced()
@@ -103,10 +127,27 @@ type RedisConfig struct {
 	// different namespaces.
 	Namespace string
 	// Timeout bounds each Redis call on the request path (default
-	// DefaultRedisTimeout): Redis must never make a request slow. Calls made
-	// by the admin operations (Delete, DeleteFingerprint, Flush) are bounded
-	// by max(Timeout, 1s) each, since they are not on the request path.
+	// DefaultRedisTimeout): Redis must never make a request slow. It also
+	// bounds a whole Delete (one round trip) and the first call (the
+	// tombstone) and the last (the PUBLISH) of DeleteFingerprint and Flush;
+	// their SCAN and batch UNLINK calls (where a Flush on a Cluster, which
+	// has no tombstone, starts) are bounded by max(Timeout, 1s) each. An
+	// admin operation fails at once
+	// while the breaker is open, and stops at the first call that finds
+	// Redis unreachable, so that an eviction during an outage answers in
+	// about Timeout rather than in one deadline per command.
 	Timeout time.Duration
+	// TombstoneTTL is how long an eviction forbids writing the evicted
+	// decisions back to Redis (default DefaultTombstoneTTL; see the package
+	// doc). It must exceed the longest load, including its wait for a turn:
+	// a load that started before the eviction and ends after the tombstone
+	// expired can still write the evicted decision back.
+	TombstoneTTL time.Duration
+
+	// noSubscribe makes an instance that never hears the fleet's
+	// evictions, for tests that must order its Redis writes after another
+	// instance's eviction without racing the Pub/Sub message.
+	noSubscribe bool
 }
 
 // entry is what the memory tier stores: the value and the lifetime otter's
@@ -349,19 +390,26 @@ func (c *Cache[V]) lead(ctx context.Context, k Key, load func(context.Context) (
 }
 
 // Delete evicts k from memory, Redis and, via Pub/Sub, every other
-// instance's memory. The local eviction always happens; an error means the
-// shared tier or the fleet may still hold the key.
-func (c *Cache[V]) Delete(ctx context.Context, k Key) error {
-	c.evictLocal(k)
+// instance's memory. It reports whether this call removed an entry from
+// this instance's memory or from Redis: an operator evicting a token must be
+// able to tell a revoked decision from a token the fleet never cached. Other
+// instances' memory copies are evicted too, but not counted (Pub/Sub does
+// not answer). The local eviction always happens; an error means the shared
+// tier or the fleet may still hold the key.
+func (c *Cache[V]) Delete(ctx context.Context, k Key) (removed bool, err error) {
+	removed = c.evictLocal(k)
 	if c.rt == nil {
-		return nil
+		return removed, nil
 	}
-	return errors.Join(c.rt.del(ctx, k), c.rt.publish(ctx, "k:"+k.String()))
+	inRedis, err := c.rt.evictKey(ctx, k)
+	return removed || inRedis, err
 }
 
-func (c *Cache[V]) evictLocal(k Key) {
+// evictLocal reports whether memory held a live entry for k.
+func (c *Cache[V]) evictLocal(k Key) bool {
 	c.epoch.Add(1)
-	c.mem.Invalidate(k)
+	_, ok := c.mem.Invalidate(k)
+	return ok
 }
 
 // DeleteFingerprint evicts every key whose Fingerprint() is fp (16 hex
@@ -377,14 +425,8 @@ func (c *Cache[V]) DeleteFingerprint(ctx context.Context, fp string) (int, error
 	if c.rt == nil {
 		return len(found), nil
 	}
-	fpHex := hex.EncodeToString(b[:])
-	pattern := escapeGlob(c.rt.keyPrefix) + fpHex + "*"
-	err = c.rt.scanDelete(ctx, pattern, func(key string) {
-		if k, err := ParseKey(key[len(c.rt.keyPrefix):]); err == nil {
-			found[k] = struct{}{}
-		}
-	})
-	return len(found), errors.Join(err, c.rt.publish(ctx, "f:"+fpHex))
+	err = c.rt.evictFingerprint(ctx, hex.EncodeToString(b[:]), func(k Key) { found[k] = struct{}{} })
+	return len(found), err
 }
 
 func (c *Cache[V]) evictFingerprintLocal(fp [fingerprintLen / 2]byte) map[Key]struct{} {
@@ -403,14 +445,22 @@ func (c *Cache[V]) evictFingerprintLocal(fp [fingerprintLen / 2]byte) map[Key]st
 	return found
 }
 
-// Flush evicts everything: memory, the Redis namespace, and the fleet.
-func (c *Cache[V]) Flush(ctx context.Context) error {
+// Flush evicts everything: memory, the Redis namespace, and the fleet. It
+// returns how many distinct keys this call found in memory or Redis, as
+// DeleteFingerprint does.
+func (c *Cache[V]) Flush(ctx context.Context) (int, error) {
+	// Counted before the flush: InvalidateAll does not say what it dropped.
+	// Collecting the keys costs a linear scan, fine for a rare admin call.
+	found := make(map[Key]struct{}, c.mem.EstimatedSize())
+	for k := range c.mem.Keys() {
+		found[k] = struct{}{}
+	}
 	c.flushLocal()
 	if c.rt == nil {
-		return nil
+		return len(found), nil
 	}
-	err := c.rt.scanDelete(ctx, c.rt.matchAll, func(string) {})
-	return errors.Join(err, c.rt.publish(ctx, "flush"))
+	err := c.rt.flush(ctx, func(k Key) { found[k] = struct{}{} })
+	return len(found), err
 }
 
 func (c *Cache[V]) flushLocal() {

@@ -345,7 +345,7 @@ func TestEvictionDuringLoadNotStored(t *testing.T) {
 		})
 	}()
 	<-started
-	if err := c.Delete(ctx, k); err != nil {
+	if _, err := c.Delete(ctx, k); err != nil {
 		t.Fatal(err)
 	}
 	close(release)
@@ -377,7 +377,7 @@ func TestDeleteFingerprintMemory(t *testing.T) {
 	if _, ok := c.Get(ctx, other); !ok {
 		t.Fatal("unrelated key evicted")
 	}
-	if err := c.Flush(ctx); err != nil {
+	if _, err := c.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := c.Get(ctx, other); ok {

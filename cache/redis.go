@@ -32,9 +32,10 @@ var (
 	// startupWait bounds how long New waits for Redis to answer and for the
 	// eviction subscription to be confirmed. Only startup pays it.
 	startupWait = time.Second
-	// minAdminTimeout is the per-call bound of admin operations (Delete,
-	// DeleteFingerprint, Flush). They are not on the request path, and an
-	// operator wants a truthful answer more than a fast one.
+	// minAdminTimeout is the lower bound of the per-call deadline of the
+	// SCAN and batch UNLINK calls of DeleteFingerprint and Flush. A SCAN of
+	// a large keyspace may legitimately take longer than a hot-path call,
+	// and those operations are not on the request path.
 	minAdminTimeout = time.Second
 	// scanBatch is the SCAN COUNT hint for fingerprint eviction and flush.
 	scanBatch int64 = 500
@@ -89,18 +90,24 @@ var errCallerGone = errors.New("cache: caller context ended")
 // redisTier is the shared tier. It is not generic: it moves bytes, and the
 // generic Cache does the encoding.
 type redisTier struct {
-	client    redis.UniversalClient
-	keyPrefix string // "<ns>:d:"
-	matchAll  string // SCAN pattern for every decision key of the namespace
-	channel   string // "<ns>:evict"
-	timeout   time.Duration
-	breaker   *gobreaker.TwoStepCircuitBreaker[struct{}]
-	obs       Observer
-	log       *zap.Logger
+	client       redis.UniversalClient
+	keyPrefix    string // "<ns>:d:"
+	tombPrefix   string // "<ns>:t:"
+	fpTombPrefix string // "<ns>:tf:"
+	flushTomb    string // "<ns>:tn"; "" on a Cluster (see the package doc)
+	matchAll     string // SCAN pattern for every decision key of the namespace
+	channel      string // "<ns>:evict"
+	timeout      time.Duration
+	tombstoneTTL time.Duration
+	breaker      *gobreaker.TwoStepCircuitBreaker[struct{}]
+	obs          Observer
+	log          *zap.Logger
 	// id tags our own eviction messages so that we can skip them: they were
 	// already applied locally, and re-applying them later could evict a
 	// value cached after the eviction.
 	id string
+	// noSubscribe: never hear the fleet's evictions (tests only).
+	noSubscribe bool
 
 	pubsub *redis.PubSub
 	wg     sync.WaitGroup
@@ -195,23 +202,44 @@ func newRedisTier(cfg *RedisConfig, obs Observer, log *zap.Logger) (*redisTier, 
 	if ns == "" {
 		ns = DefaultNamespace
 	}
+	if strings.ContainsAny(ns, "{}") {
+		_ = client.Close()
+		// A brace in the namespace would become the Cluster hash tag of
+		// every key, or split a decision's slot from its tombstones'.
+		return nil, errors.New("cache: Namespace must not contain '{' or '}'")
+	}
 	timeout := cfg.Timeout
 	if timeout <= 0 {
 		timeout = DefaultRedisTimeout
+	}
+	tombstoneTTL := cfg.TombstoneTTL
+	if tombstoneTTL <= 0 {
+		tombstoneTTL = DefaultTombstoneTTL
+	}
+	// The scripts pass it in whole milliseconds, and PX 0 is an error.
+	tombstoneTTL = max(tombstoneTTL, time.Millisecond)
+	flushTomb := ns + ":tn"
+	if _, cluster := client.(*redis.ClusterClient); cluster {
+		flushTomb = ""
 	}
 	clientLogger.Store(log)
 	clientLoggerOnce.Do(func() { redis.SetLogger(goRedisLogger{}) })
 	var id [8]byte
 	_, _ = rand.Read(id[:])
 	r := &redisTier{
-		client:    client,
-		keyPrefix: ns + ":d:",
-		matchAll:  escapeGlob(ns+":d:") + "*",
-		channel:   ns + ":evict",
-		timeout:   timeout,
-		obs:       obs,
-		log:       log,
-		id:        hex.EncodeToString(id[:]),
+		client:       client,
+		keyPrefix:    ns + ":d:",
+		tombPrefix:   ns + ":t:",
+		fpTombPrefix: ns + ":tf:",
+		flushTomb:    flushTomb,
+		matchAll:     escapeGlob(ns+":d:") + "*",
+		channel:      ns + ":evict",
+		timeout:      timeout,
+		tombstoneTTL: tombstoneTTL,
+		obs:          obs,
+		log:          log,
+		id:           hex.EncodeToString(id[:]),
+		noSubscribe:  cfg.noSubscribe,
 	}
 	r.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        "redis",
@@ -247,6 +275,9 @@ func (r *redisTier) start(onMsg func(string), onSubscribed func(first bool)) {
 	if !reachable {
 		r.log.Warn("redis tier not reachable at startup; continuing with the memory tier until it answers",
 			zap.Error(err))
+	}
+	if r.noSubscribe {
+		return
 	}
 
 	r.pubsub = r.client.Subscribe(ctx, r.channel)
@@ -311,14 +342,53 @@ func (r *redisTier) healthy() bool {
 	return !r.closed.Load() && r.breaker.State() == gobreaker.StateClosed
 }
 
-func (r *redisTier) key(k Key) string {
-	var b strings.Builder
-	b.Grow(len(r.keyPrefix) + 2*len(k))
-	b.WriteString(r.keyPrefix)
+// tagged builds "<prefix>{<fingerprint>}<rest of the key in hex>". The
+// braces are a Redis Cluster hash tag: a decision and its tombstones share
+// one slot, so that the script writing the one after checking the others
+// may touch them all.
+func tagged(prefix string, k Key) string {
 	var h [2 * len(Key{})]byte
 	hex.Encode(h[:], k[:])
-	b.Write(h[:])
+	var b strings.Builder
+	b.Grow(len(prefix) + 2 + len(h))
+	b.WriteString(prefix)
+	b.WriteByte('{')
+	b.Write(h[:fingerprintLen])
+	b.WriteByte('}')
+	b.Write(h[fingerprintLen:])
 	return b.String()
+}
+
+func (r *redisTier) key(k Key) string       { return tagged(r.keyPrefix, k) }
+func (r *redisTier) tombstone(k Key) string { return tagged(r.tombPrefix, k) }
+
+func (r *redisTier) fpTombstone(fpHex string) string {
+	return r.fpTombPrefix + "{" + fpHex + "}"
+}
+
+// fpPattern matches the decision keys of one fingerprint.
+func (r *redisTier) fpPattern(fpHex string) string {
+	return escapeGlob(r.keyPrefix+"{"+fpHex+"}") + "*"
+}
+
+// parseKey reverses key, for the keys a SCAN returns.
+func (r *redisTier) parseKey(s string) (Key, bool) {
+	rest, ok := strings.CutPrefix(s, r.keyPrefix)
+	if !ok || len(rest) != 2*len(Key{})+2 || rest[0] != '{' || rest[fingerprintLen+1] != '}' {
+		return Key{}, false
+	}
+	k, err := ParseKey(rest[1:fingerprintLen+1] + rest[fingerprintLen+2:])
+	return k, err == nil
+}
+
+// writeKeys are the keys of setScript: the decision, then every tombstone
+// that forbids writing it.
+func (r *redisTier) writeKeys(k Key) []string {
+	keys := []string{r.key(k), r.tombstone(k), r.fpTombstone(k.Fingerprint())}
+	if r.flushTomb != "" {
+		keys = append(keys, r.flushTomb)
+	}
+	return keys
 }
 
 // fail counts and (rate-limited) logs a Redis error.
@@ -393,10 +463,30 @@ func (r *redisTier) get(ctx context.Context, k Key) (data []byte, ttl time.Durat
 	return data, ttl, ok
 }
 
+// setScript writes a decision unless an eviction's tombstone for it still
+// exists. An instance whose load finishes just after an eviction, before
+// the eviction's message reaches it, would otherwise write the revoked
+// decision back for the whole fleet; checking and writing in one script
+// leaves no gap between the two.
+//
+// KEYS[1] the decision, KEYS[2..] its tombstones; ARGV[1] the value, ARGV[2]
+// its lifetime in milliseconds. Returns 1 if written, 0 if refused.
+var setScript = redis.NewScript(`
+for i = 2, #KEYS do
+	if redis.call('EXISTS', KEYS[i]) == 1 then
+		return 0
+	end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1`)
+
+// set writes the decision unless a tombstone forbids it; a refusal is a
+// healthy answer, not an error.
 func (r *redisTier) set(ctx context.Context, k Key, data []byte, ttl time.Duration) {
-	key := r.key(k)
+	keys := r.writeKeys(k)
+	ms := max(ttl.Milliseconds(), 1) // PX 0 is an error; go-redis rounds up the same way
 	_ = r.guard(ctx, "set", func(ctx context.Context) error {
-		return r.client.Set(ctx, key, data, ttl).Err() // go-redis sends PX for sub-second precision
+		return setScript.Run(ctx, r.client, keys, data, ms).Err()
 	})
 }
 
@@ -404,33 +494,152 @@ func (r *redisTier) adminTimeout() time.Duration {
 	return max(r.timeout, minAdminTimeout)
 }
 
-// adminCall bounds one admin call; admin calls bypass the breaker because
-// they are rare and must report the truth, and report their errors.
-func (r *redisTier) adminCall(ctx context.Context, op string, fn func(context.Context) error) error {
+// adminCall makes one call of an admin operation, bounded by d. Unlike
+// hot-path calls, admin calls report their errors: an operator must know
+// when the fleet may not have heard. They go through the breaker all the
+// same: while it is open Redis is known to be down, and failing at once
+// beats making the operator wait for a timeout to learn the same thing.
+func (r *redisTier) adminCall(ctx context.Context, op string, d time.Duration, fn func(context.Context) error) error {
 	if r.closed.Load() {
 		return errors.New("cache: closed")
 	}
-	cctx, cancel := context.WithTimeout(ctx, r.adminTimeout())
-	err := fn(cctx)
-	cancel()
+	done, err := r.breaker.Allow()
 	if err != nil {
-		r.fail(op, err)
-		return fmt.Errorf("cache: redis %s: %w", op, err)
+		return fmt.Errorf("cache: redis %s not attempted: the tier is failing and is re-checked every %v: %w", op, breakerCooldown, err)
 	}
-	return nil
+	cctx, cancel := context.WithTimeout(ctx, d)
+	err = fn(cctx)
+	cancel()
+	switch {
+	case err == nil:
+		done(nil)
+		return nil
+	case ctx.Err() != nil:
+		done(errCallerGone)
+	default:
+		done(err)
+	}
+	r.fail(op, err)
+	return fmt.Errorf("cache: redis %s: %w", op, err)
 }
 
+// unreachable reports whether err means that Redis did not answer at all
+// (refused, timed out, connection lost, breaker open) rather than answered
+// with an error. An admin operation stops at such a failure: its remaining
+// calls would only wait out their own deadlines to fail the same way.
+func unreachable(err error) bool {
+	var reply redis.Error
+	return err != nil && !errors.As(err, &reply)
+}
+
+func (r *redisTier) message(payload string) string { return payload + " " + r.id }
+
 func (r *redisTier) publish(ctx context.Context, payload string) error {
-	msg := payload + " " + r.id
-	return r.adminCall(ctx, "publish", func(ctx context.Context) error {
+	msg := r.message(payload)
+	return r.adminCall(ctx, "publish", r.timeout, func(ctx context.Context) error {
 		return r.client.Publish(ctx, r.channel, msg).Err()
 	})
 }
 
-func (r *redisTier) del(ctx context.Context, k Key) error {
-	key := r.key(k)
-	return r.adminCall(ctx, "del", func(ctx context.Context) error {
-		return r.client.Unlink(ctx, key).Err()
+// evictScript leaves the tombstone, removes the decision and tells the
+// fleet in one round trip, so that one deadline bounds the whole eviction,
+// and atomically, so that the message cannot overtake the UNLINK: an
+// instance that hears it and reloads from Redis must find the key gone.
+// (PUBLISH from a script reaches every node of a Cluster like any other.)
+// The tombstone is written with pcall: when Redis is out of memory under
+// noeviction it refuses the SET, and the eviction itself must still happen.
+//
+// KEYS[1] the decision, KEYS[2] its tombstone; ARGV[1] the tombstone's
+// lifetime in milliseconds, ARGV[2] the channel, ARGV[3] the message.
+// Returns {unlinked count} or {unlinked count, tombstone error}.
+var evictScript = redis.NewScript(`
+local t = redis.pcall('SET', KEYS[2], '1', 'PX', ARGV[1])
+local n = redis.call('UNLINK', KEYS[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+if type(t) == 'table' and t.err then
+	return {n, t.err}
+end
+return {n}`)
+
+// evictKey tombstones and unlinks k and publishes its eviction, reporting
+// whether Redis held it. The whole eviction is bounded by the tier's
+// Timeout.
+func (r *redisTier) evictKey(ctx context.Context, k Key) (bool, error) {
+	keys, msg := []string{r.key(k), r.tombstone(k)}, r.message("k:"+k.String())
+	var res []any
+	err := r.adminCall(ctx, "del", r.timeout, func(ctx context.Context) error {
+		var err error
+		// Eval, not Run: Run's EVALSHA costs a second round trip whenever
+		// the server has not cached the script yet (after every restart).
+		res, err = evictScript.Eval(ctx, r.client, keys, r.tombstoneTTL.Milliseconds(), r.channel, msg).Slice()
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	n, _ := res[0].(int64)
+	if len(res) > 1 {
+		reply, _ := res[1].(string)
+		r.fail("tombstone", errors.New(reply))
+		if !strings.HasPrefix(reply, oomPrefix) {
+			return n > 0, fmt.Errorf("cache: redis tombstone: %s", reply)
+		}
+	}
+	return n > 0, nil
+}
+
+// oomPrefix starts the reply of a write refused because Redis is out of
+// memory under noeviction. Redis then refuses the decision writes a
+// tombstone guards against as well, so an eviction whose tombstone was
+// refused for that reason still stands; any other refusal leaves the
+// write-back race open and is reported.
+const oomPrefix = "OOM "
+
+// evictMatching writes tombstone (if not ""), unlinks every key matching
+// pattern, calling deleted for each key that existed, then publishes
+// payload. The tombstone comes first so that a load finishing during the
+// scan cannot write back what the scan removes. It stops at the first call
+// that finds Redis unreachable instead of making each later call time out
+// too; the first call is bounded by the tier's Timeout, so an outage costs
+// about that.
+func (r *redisTier) evictMatching(ctx context.Context, tombstone, pattern, payload string, deleted func(key string)) error {
+	var tombErr error
+	if tombstone != "" {
+		err := r.adminCall(ctx, "tombstone", r.timeout, func(ctx context.Context) error {
+			return r.client.Set(ctx, tombstone, "1", r.tombstoneTTL).Err()
+		})
+		if unreachable(err) {
+			return err
+		}
+		if !redis.HasErrorPrefix(err, oomPrefix) {
+			tombErr = err
+		}
+	}
+	err := r.scanDelete(ctx, pattern, deleted)
+	if unreachable(err) {
+		return errors.Join(tombErr, err)
+	}
+	// After an error reply (a refused UNLINK, say), the fleet's memory
+	// tiers can still be told.
+	return errors.Join(tombErr, err, r.publish(ctx, payload))
+}
+
+// evictFingerprint evicts every decision whose key has fingerprint fpHex.
+func (r *redisTier) evictFingerprint(ctx context.Context, fpHex string, found func(Key)) error {
+	return r.evictMatching(ctx, r.fpTombstone(fpHex), r.fpPattern(fpHex), "f:"+fpHex, func(key string) {
+		if k, ok := r.parseKey(key); ok {
+			found(k)
+		}
+	})
+}
+
+// flush evicts every decision of the namespace. On a Cluster there is no
+// namespace tombstone (see the package doc).
+func (r *redisTier) flush(ctx context.Context, found func(Key)) error {
+	return r.evictMatching(ctx, r.flushTomb, r.matchAll, "flush", func(key string) {
+		if k, ok := r.parseKey(key); ok {
+			found(k)
+		}
 	})
 }
 
@@ -442,7 +651,7 @@ func (r *redisTier) scanDelete(ctx context.Context, pattern string, deleted func
 		var cursor uint64
 		for {
 			var keys []string
-			err := r.adminCall(ctx, "scan", func(ctx context.Context) error {
+			err := r.adminCall(ctx, "scan", r.adminTimeout(), func(ctx context.Context) error {
 				var err error
 				keys, cursor, err = c.Scan(ctx, cursor, pattern, scanBatch).Result()
 				return err
@@ -454,7 +663,7 @@ func (r *redisTier) scanDelete(ctx context.Context, pattern string, deleted func
 				var cmds []redis.Cmder
 				// One UNLINK per key: a multi-key UNLINK fails with CROSSSLOT
 				// on a cluster node even when all slots live on that node.
-				err = r.adminCall(ctx, "del", func(ctx context.Context) error {
+				err = r.adminCall(ctx, "del", r.adminTimeout(), func(ctx context.Context) error {
 					var err error
 					cmds, err = c.Pipelined(ctx, func(p redis.Pipeliner) error {
 						for _, k := range keys {

@@ -47,6 +47,11 @@ func rawClient(t *testing.T, srv *redistest.Server) *redis.Client {
 	return c
 }
 
+// decisionKey spells out the documented Redis key of a decision.
+func decisionKey(ns string, k Key) string {
+	return ns + ":d:{" + k.Fingerprint() + "}" + k.String()[len(k.Fingerprint()):]
+}
+
 func inMemory(c *Cache[*verdict], k Key) bool {
 	_, ok := c.mem.GetIfPresent(k)
 	return ok
@@ -60,9 +65,10 @@ func TestSharedTier(t *testing.T) {
 
 	a.Set(ctx, k, &verdict{Active: true, Sub: "dave"}, 300*time.Millisecond)
 
-	// The value is stored under <ns>:d:<hex> with a PX expiry, not the token.
+	// The value is stored under <ns>:d:{<fingerprint>}<rest of the hex key>
+	// with a PX expiry, not the token.
 	rc := rawClient(t, srv)
-	pttl, err := rc.PTTL(ctx, "t1:d:"+k.String()).Result()
+	pttl, err := rc.PTTL(ctx, decisionKey("t1", k)).Result()
 	if err != nil || pttl <= 0 || pttl > 300*time.Millisecond {
 		t.Fatalf("PTTL = %v, %v", pttl, err)
 	}
@@ -120,7 +126,7 @@ func TestNamespacesAreSeparate(t *testing.T) {
 	if _, ok := b.Get(ctx, k); ok {
 		t.Fatal("namespace ns-b sees ns-a's entry")
 	}
-	if err := b.Flush(ctx); err != nil {
+	if _, err := b.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	a.mem.Invalidate(k)
@@ -160,7 +166,7 @@ func TestFleetEviction(t *testing.T) {
 	t.Run("Delete", func(t *testing.T) {
 		k, keep := plain.Key("d1"), plain.Key("d2")
 		prime(t, k, keep)
-		if err := a.Delete(ctx, k); err != nil {
+		if _, err := a.Delete(ctx, k); err != nil {
 			t.Fatal(err)
 		}
 		if inMemory(a, k) {
@@ -198,18 +204,6 @@ func TestFleetEviction(t *testing.T) {
 			t.Fatal("still in Redis")
 		}
 	})
-	t.Run("Flush", func(t *testing.T) {
-		k1, k2 := plain.Key("x1"), plain.Key("x2")
-		prime(t, k1, k2)
-		if err := a.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if inMemory(a, k1) || inMemory(a, k2) {
-			t.Fatal("not flushed locally")
-		}
-		gone(t, b, k1)
-		gone(t, b, k2)
-	})
 	t.Run("ExternalPublish", func(t *testing.T) {
 		// An operator can flush the fleet with redis-cli; messages without a
 		// sender id are applied by everyone.
@@ -220,6 +214,20 @@ func TestFleetEviction(t *testing.T) {
 		}
 		evicted(t, b, k)
 		evicted(t, a, k)
+	})
+	// Last: a flush's namespace tombstone keeps every decision out of Redis
+	// for TombstoneTTL, and the subtests above share decisions through it.
+	t.Run("Flush", func(t *testing.T) {
+		k1, k2 := plain.Key("x1"), plain.Key("x2")
+		prime(t, k1, k2)
+		if _, err := a.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if inMemory(a, k1) || inMemory(a, k2) {
+			t.Fatal("not flushed locally")
+		}
+		gone(t, b, k1)
+		gone(t, b, k2)
 	})
 }
 
@@ -288,7 +296,7 @@ func TestRedisOutage(t *testing.T) {
 		t.Fatal("RedisHealthy true while Redis is down and failing")
 	}
 	// Delete reports that the fleet may not have heard, but evicts locally.
-	if err := a.Delete(ctx, k); err == nil {
+	if _, err := a.Delete(ctx, k); err == nil {
 		t.Fatal("Delete with Redis down reported success")
 	}
 	if inMemory(a, k) {
@@ -321,7 +329,7 @@ func TestRedisOutage(t *testing.T) {
 		if _, ok := b.Get(ctx, k2); !ok {
 			return false
 		}
-		_ = a.Delete(ctx, k2)
+		_, _ = a.Delete(ctx, k2)
 		deadline := time.Now().Add(time.Second)
 		for time.Now().Before(deadline) {
 			if !inMemory(b, k2) {
@@ -357,7 +365,7 @@ func TestRedisDownAtStartup(t *testing.T) {
 	srv.Restart(t)
 	waitFor(t, 8*time.Second, "Redis to be used once it comes up", func() bool {
 		c.Set(ctx, k, &verdict{Sub: "jo"}, time.Minute)
-		n, _ := rawClient(t, srv).Exists(ctx, "tokengate:d:"+k.String()).Result()
+		n, _ := rawClient(t, srv).Exists(ctx, decisionKey("tokengate", k)).Result()
 		if n == 0 {
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -467,12 +475,19 @@ func TestRedisCluster(t *testing.T) {
 		t.Fatalf("DeleteFingerprint on cluster = %d, %v", n, err)
 	}
 	waitFor(t, time.Second, "cluster eviction to reach B", func() bool { return !inMemory(b, keys[0]) })
-	if err := b.Flush(ctx); err != nil {
+	// Delete is one script that also publishes; on a Cluster its keys must
+	// share a slot and its PUBLISH must still reach the other instance.
+	if removed, err := a.Delete(ctx, keys[2]); err != nil || !removed {
+		t.Fatalf("Delete on cluster = %v, %v", removed, err)
+	}
+	waitFor(t, time.Second, "cluster Delete to reach B", func() bool { return !inMemory(b, keys[2]) })
+	if _, err := b.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, time.Second, "cluster flush to reach A", func() bool { return !inMemory(a, keys[1]) })
-	if n, _ := rc.DBSize(ctx).Result(); n != 0 {
-		t.Fatalf("%d keys left in Redis after Flush", n)
+	// Only the evictions' tombstones remain.
+	if left, _ := rc.Keys(ctx, "cl:d:*").Result(); len(left) != 0 {
+		t.Fatalf("%d decisions left in Redis after Flush", len(left))
 	}
 }
 
@@ -520,5 +535,217 @@ func TestPeekThenLoadCountsEachLookupOnce(t *testing.T) {
 	}
 	if got := [2]int{ob.req("memory/miss"), ob.req("redis/miss")}; got != [2]int{2, 1} {
 		t.Errorf("after a fresh key: memory misses, redis misses = %v, want [2 1]", got)
+	}
+}
+
+// An operator evicting a token must learn whether anything was cached for
+// it: Delete and Flush report what this call removed from memory or Redis,
+// not that they ran.
+func TestEvictionsReportWhatTheyRemoved(t *testing.T) {
+	ctx := context.Background()
+	srv := startRedis(t)
+	a, b, _, _ := fleet(t, srv, "count")
+	mem := newMem(t, Config{})
+
+	del := func(t *testing.T, c *Cache[*verdict], k Key, want bool, what string) {
+		t.Helper()
+		removed, err := c.Delete(ctx, k)
+		if err != nil || removed != want {
+			t.Errorf("%s: Delete = %v, %v; want %v, nil", what, removed, err, want)
+		}
+	}
+	t.Run("Delete", func(t *testing.T) {
+		del(t, mem, plain.Key("never-seen"), false, "memory only, never seen")
+		del(t, a, plain.Key("never-seen"), false, "with Redis, never seen")
+
+		k := plain.Key("in-memory")
+		mem.Set(ctx, k, &verdict{}, time.Minute)
+		del(t, mem, k, true, "memory only, cached")
+		del(t, mem, k, false, "memory only, already evicted")
+
+		k = plain.Key("in-both")
+		a.Set(ctx, k, &verdict{}, time.Minute)
+		del(t, a, k, true, "in A's memory and Redis")
+		del(t, a, k, false, "already evicted")
+
+		// B never saw it: only Redis holds it, and that counts.
+		k = plain.Key("redis-only")
+		a.Set(ctx, k, &verdict{}, time.Minute)
+		a.mem.Invalidate(k)
+		del(t, b, k, true, "only in Redis")
+		del(t, b, k, false, "already evicted from Redis")
+	})
+	t.Run("Flush", func(t *testing.T) {
+		inBoth, redisOnly := plain.Key("flush-both"), plain.Key("flush-redis")
+		a.Set(ctx, inBoth, &verdict{}, time.Minute)
+		a.Set(ctx, redisOnly, &verdict{}, time.Minute)
+		a.mem.Invalidate(redisOnly)
+		if n, err := a.Flush(ctx); err != nil || n != 2 {
+			t.Errorf("Flush = %d, %v; want 2 (a key in both tiers counts once)", n, err)
+		}
+		if n, err := a.Flush(ctx); err != nil || n != 0 {
+			t.Errorf("second Flush = %d, %v; want 0", n, err)
+		}
+		mem.Set(ctx, inBoth, &verdict{}, time.Minute)
+		if n, err := mem.Flush(ctx); err != nil || n != 1 {
+			t.Errorf("memory-only Flush = %d, %v; want 1", n, err)
+		}
+	})
+	t.Run("DeleteFingerprint", func(t *testing.T) {
+		if n, err := a.DeleteFingerprint(ctx, plain.Key("never-seen").Fingerprint()); err != nil || n != 0 {
+			t.Errorf("DeleteFingerprint of an unknown token = %d, %v; want 0", n, err)
+		}
+	})
+}
+
+// An eviction while Redis is down is bounded by the tier's Timeout, not by
+// one admin deadline per command, and still reports that the fleet may not
+// have heard. This holds both before the breaker has noticed the outage
+// (the call runs into the dead server) and after (it is not attempted).
+func TestEvictionWithRedisDownIsBoundedByTimeout(t *testing.T) {
+	ctx := context.Background()
+	srv := startRedis(t)
+	const timeout = 50 * time.Millisecond
+	a, err := New(Config{
+		Logger: zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)),
+		Redis:  &RedisConfig{URL: srv.URL(), Namespace: "down", Timeout: timeout},
+	}, JSONCodec[*verdict]{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	keys := []Key{plain.Key("down-1"), plain.Key("down-2"), plain.Key("down-3")}
+	for _, k := range keys {
+		a.Set(ctx, k, &verdict{}, time.Minute)
+	}
+	srv.Kill()
+
+	timed := func(t *testing.T, what string, bound time.Duration, evict func() error) {
+		t.Helper()
+		start := time.Now()
+		err := evict()
+		el := time.Since(start)
+		t.Logf("%s with Redis down: %v (%v)", what, el, err)
+		if err == nil {
+			t.Errorf("%s with Redis down reported success", what)
+		}
+		if el > bound {
+			t.Errorf("%s with Redis down took %v, want < %v (redis timeout %v)", what, el, bound, timeout)
+		}
+	}
+	// DeleteFingerprint and Flush start with their tombstone, a call
+	// bounded by the timeout too, and stop when it finds Redis unreachable.
+	const bound = 10 * timeout
+	t.Run("breaker closed", func(t *testing.T) {
+		timed(t, "Delete", bound, func() error {
+			removed, err := a.Delete(ctx, keys[0])
+			if !removed || inMemory(a, keys[0]) {
+				t.Error("Delete with Redis down did not evict locally")
+			}
+			return err
+		})
+		timed(t, "DeleteFingerprint", bound, func() error {
+			n, err := a.DeleteFingerprint(ctx, keys[1].Fingerprint())
+			if n != 1 || inMemory(a, keys[1]) {
+				t.Errorf("DeleteFingerprint with Redis down evicted %d locally, want 1", n)
+			}
+			return err
+		})
+		timed(t, "Flush", bound, func() error {
+			n, err := a.Flush(ctx)
+			if n != 1 || inMemory(a, keys[2]) {
+				t.Errorf("Flush with Redis down evicted %d locally, want 1", n)
+			}
+			return err
+		})
+	})
+	t.Run("breaker open", func(t *testing.T) {
+		waitFor(t, 10*time.Second, "the breaker to open", func() bool {
+			a.Get(ctx, plain.Key("probe"))
+			return !a.RedisHealthy()
+		})
+		timed(t, "Delete", bound, func() error { _, err := a.Delete(ctx, keys[0]); return err })
+		timed(t, "DeleteFingerprint", bound, func() error { _, err := a.DeleteFingerprint(ctx, keys[1].Fingerprint()); return err })
+		timed(t, "Flush", bound, func() error { _, err := a.Flush(ctx); return err })
+	})
+}
+
+// An instance whose load finishes just after an eviction, before the
+// eviction's message reaches it, must not write the evicted decision back
+// to Redis for the whole fleet. C never hears evictions here, and its loader
+// runs A's eviction before returning, so C's write comes strictly after the
+// eviction: the tombstone the eviction left must refuse it, until the
+// tombstone expires.
+func TestTombstoneRefusesWriteBackAfterEviction(t *testing.T) {
+	ctx := context.Background()
+	srv := startRedis(t)
+	rc := rawClient(t, srv)
+	// Longer than the loads below (a few milliseconds), short enough to
+	// wait for its expiry.
+	const tombstoneTTL = 500 * time.Millisecond
+	cfg := RedisConfig{URL: srv.URL(), Namespace: "wb", TombstoneTTL: tombstoneTTL}
+	mk := func(name string, rcfg *RedisConfig) *Cache[*verdict] {
+		c, err := New(Config{
+			Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)).Named(name),
+			Redis:  rcfg,
+		}, JSONCodec[*verdict]{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	a, c := mk("A", &cfg), mk("C", withoutFleetEvictions(cfg))
+
+	for _, tc := range []struct {
+		name  string
+		evict func(k Key) error
+	}{
+		{"Delete", func(k Key) error { _, err := a.Delete(ctx, k); return err }},
+		{"DeleteFingerprint", func(k Key) error { _, err := a.DeleteFingerprint(ctx, k.Fingerprint()); return err }},
+		{"Flush", func(Key) error { _, err := a.Flush(ctx); return err }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := plain.Key("write-back-" + tc.name)
+			inRedis := func() bool {
+				n, err := rc.Exists(ctx, decisionKey("wb", k)).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n == 1
+			}
+			v, cached, err := c.Load(ctx, k, func(context.Context) (*verdict, time.Duration, error) {
+				if err := tc.evict(k); err != nil {
+					t.Errorf("eviction: %v", err)
+				}
+				return &verdict{Active: true, Sub: "revoked"}, time.Minute, nil
+			})
+			if err != nil || cached || v.Sub != "revoked" {
+				t.Fatalf("C.Load = %+v, cached %v, err %v; a refused write must not fail the load", v, cached, err)
+			}
+			if inRedis() {
+				t.Fatal("C wrote the decision back to Redis after it was evicted")
+			}
+			// A direct Set (the stale_grace revalidation path) is refused too.
+			c.Set(ctx, k, &verdict{Active: true, Sub: "revoked"}, time.Minute)
+			if inRedis() {
+				t.Fatal("C's Set wrote the decision back to Redis after it was evicted")
+			}
+
+			// Once the tombstone is gone, the key is an ordinary key again.
+			waitFor(t, 10*tombstoneTTL, "the tombstone to expire", func() bool {
+				n, err := rc.Exists(ctx, c.rt.tombstone(k), c.rt.fpTombstone(k.Fingerprint()), c.rt.flushTomb).Result()
+				return err == nil && n == 0
+			})
+			c.mem.Invalidate(k)
+			if _, _, err := c.Load(ctx, k, func(context.Context) (*verdict, time.Duration, error) {
+				return &verdict{Active: true, Sub: "fresh"}, time.Minute, nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if !inRedis() {
+				t.Fatal("a fresh write after the tombstone expired did not reach Redis")
+			}
+		})
 	}
 }

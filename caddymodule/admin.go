@@ -46,6 +46,11 @@ type evictRequest struct {
 	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
+// adminResult is the answer of evict and flush. Evicted counts the entries
+// this instance removed from its memory tier or from the shared Redis tier
+// (a key held by both counts once), so that an operator can tell a revoked
+// decision from a token nobody cached. Other instances drop their memory
+// copies through Pub/Sub, which does not answer: they are not counted.
 type adminResult struct {
 	Evicted int `json:"evicted"`
 	Caches  int `json:"caches"`
@@ -80,10 +85,13 @@ func (a *AdminAPI) evict(w http.ResponseWriter, r *http.Request) error {
 		if req.Token != "" {
 			// Each cache may key tokens differently (key_secret), so
 			// the token is hashed per cache.
-			if err := e.cache.Delete(r.Context(), e.keyer.Key(req.Token)); err != nil && firstErr == nil {
+			removed, err := e.cache.Delete(r.Context(), e.keyer.Key(req.Token))
+			if err != nil && firstErr == nil {
 				firstErr = err
 			}
-			res.Evicted++
+			if removed {
+				res.Evicted++
+			}
 			return true
 		}
 		n, err := e.cache.DeleteFingerprint(r.Context(), req.Fingerprint)
@@ -116,10 +124,11 @@ func (a *AdminAPI) flush(w http.ResponseWriter, r *http.Request) error {
 	live.Range(func(k, _ any) bool {
 		e := k.(*poolEntry)
 		res.Caches++
-		res.Evicted += e.cache.Len()
-		if err := e.cache.Flush(r.Context()); err != nil && firstErr == nil {
+		n, err := e.cache.Flush(r.Context())
+		if err != nil && firstErr == nil {
 			firstErr = err
 		}
+		res.Evicted += n
 		return true
 	})
 	if firstErr != nil {

@@ -246,7 +246,7 @@ func BenchmarkHandlerColdJWT(b *testing.B) {
 		if i > 0 && i%pool == 0 {
 			// Forget the pool's decisions so that reuse misses again.
 			b.StopTimer()
-			_ = h.entry.cache.Flush(context.Background())
+			_, _ = h.entry.cache.Flush(context.Background())
 			b.StartTimer()
 		}
 		_ = serveBench(h, toks[i%pool], w, next)

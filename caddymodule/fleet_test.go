@@ -409,7 +409,8 @@ func TestFleetKeySecretKeysRedisByHMACAndStillShares(t *testing.T) {
 	}
 	plain := sha256.Sum256([]byte(tok))
 	plainHex := hex.EncodeToString(plain[:])
-	wantKey := ":d:" + cache.NewKeyer([]byte(secret)).Key(tok).String()
+	keyed := cache.NewKeyer([]byte(secret)).Key(tok)
+	wantKey := ":d:{" + keyed.Fingerprint() + "}" + keyed.String()[len(keyed.Fingerprint()):]
 	if len(keys) != 1 || !strings.HasPrefix(keys[0], "tokengate:") || !strings.HasSuffix(keys[0], wantKey) {
 		t.Fatalf("Redis keys = %q, want exactly [%q]", keys, wantKey)
 	}

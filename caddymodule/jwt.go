@@ -46,7 +46,7 @@ func (h *Handler) newJWTVerifier(pctx, bg context.Context, md *introspect.Metada
 				if c := e.cache; c != nil {
 					ctx, cancel := context.WithTimeout(bg, 5*time.Second)
 					defer cancel()
-					if err := c.Flush(ctx); err != nil {
+					if _, err := c.Flush(ctx); err != nil {
 						logger.Warn("flushing cached decisions after a key removal", zap.Error(err))
 					}
 				}

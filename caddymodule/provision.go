@@ -331,6 +331,22 @@ func (h *Handler) redisNamespace() string {
 	return cache.DefaultNamespace + ":" + hex.EncodeToString(sum[:8])
 }
 
+// tombstoneTTL must outlive the longest load (cache.RedisConfig.TombstoneTTL):
+// a load that started before an eviction and ends after the tombstone
+// expired can write the revoked decision back to Redis. A load may wait for
+// an introspection slot (the validator's QueueWait, 100 ms), fetch the JWKS
+// in hybrid mode (introspect.DefaultHTTPTimeout) and make two introspection
+// calls (a retry after renewing the gateway's own token), each bounded by
+// the introspection timeout: 3x that timeout, and never less than the
+// cache's default, covers it.
+func (h *Handler) tombstoneTTL() time.Duration {
+	ttl := cache.DefaultTombstoneTTL
+	if i := h.Introspect; i != nil {
+		ttl = max(ttl, 3*time.Duration(i.Timeout))
+	}
+	return ttl
+}
+
 // newPoolEntry builds the validator: discovery, keys, introspection client,
 // cache. Its background work lives as long as the pool entry, not the config,
 // so a reload keeps warm keys and cached decisions.
@@ -372,7 +388,8 @@ func (h *Handler) newPoolEntry() (*poolEntry, error) {
 	e.keyer = cache.NewKeyer(secret)
 	cfg := cache.Config{MaxEntries: h.Cache.MaxEntries, Observer: h.metrics, Logger: logger.Named("cache")}
 	if h.Cache.Redis != "" {
-		cfg.Redis = &cache.RedisConfig{URL: h.Cache.Redis, Namespace: h.redisNamespace(), Timeout: time.Duration(h.Cache.RedisTimeout)}
+		cfg.Redis = &cache.RedisConfig{URL: h.Cache.Redis, Namespace: h.redisNamespace(),
+			Timeout: time.Duration(h.Cache.RedisTimeout), TombstoneTTL: h.tombstoneTTL()}
 	}
 	c, err := cache.New[*introspect.Verdict](cfg, cache.JSONCodec[*introspect.Verdict]{})
 	if err != nil {

@@ -295,6 +295,19 @@ func (c *Cache[V]) Set(ctx context.Context, k Key, v V, ttl time.Duration) {
 	c.setRedis(ctx, k, v, ttl)
 }
 
+// Epoch marks a point in the cache's history of evictions, for SetSince.
+func (c *Cache[V]) Epoch() uint64 { return c.epoch.Load() }
+
+// SetSince is Set for a value computed after Epoch returned epoch: it
+// stores nothing if an eviction happened since, because the value may be
+// the very decision the operator just evicted (Load does the same for the
+// values it loads).
+func (c *Cache[V]) SetSince(ctx context.Context, k Key, v V, ttl time.Duration, epoch uint64) {
+	if ttl > 0 && c.storeMem(k, v, ttl, epoch) {
+		c.setRedis(ctx, k, v, ttl)
+	}
+}
+
 func (c *Cache[V]) setRedis(ctx context.Context, k Key, v V, ttl time.Duration) {
 	if c.rt == nil {
 		return

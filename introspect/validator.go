@@ -202,11 +202,12 @@ func (v *Validator) decide(ctx context.Context, token string) (*Verdict, time.Du
 // period (the entry may have been written by a gateway with a longer one).
 func (v *Validator) revalidate(ctx context.Context, key cache.Key, token string, stale *Verdict) (*Decision, cache.Key, error) {
 	res, err, _ := v.stale.Do(string(key[:]), func() (any, error) {
+		epoch := v.Cache.Epoch()
 		vd, ttl, err := v.decide(context.WithoutCancel(ctx), token)
 		if err != nil {
 			return nil, err
 		}
-		v.Cache.Set(ctx, key, vd, ttl)
+		v.Cache.SetSince(ctx, key, vd, ttl, epoch)
 		return vd, nil
 	})
 	if err != nil {

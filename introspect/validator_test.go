@@ -1,0 +1,71 @@
+package introspect
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tokengate/tokengate/cache"
+)
+
+// An eviction that lands while a stale_grace re-check is in flight must win:
+// the answer the server gave before the operator evicted the token is not
+// stored after the eviction.
+func TestRevalidationDoesNotWriteBackAnEvictedDecision(t *testing.T) {
+	var active atomic.Bool
+	active.Store(true)
+	var calls atomic.Int64
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	var block atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		answer := fmt.Sprintf(`{"active":%v,"client_id":"c"}`, active.Load())
+		if block.Load() {
+			entered <- struct{}{}
+			<-release
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, answer)
+	}))
+	defer srv.Close()
+
+	c, err := cache.New[*Verdict](cache.Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	v := &Validator{Cache: c, Keyer: cache.NewKeyer(nil), Introspector: &Introspector{Endpoint: srv.URL},
+		TTL: 50 * time.Millisecond, NegativeTTL: time.Minute, StaleGrace: time.Minute}
+	v.Init()
+	ctx := context.Background()
+	if _, _, err := v.Validate(ctx, "tok"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(60 * time.Millisecond) // past ttl: the next request re-checks
+
+	block.Store(true)
+	done := make(chan error, 1)
+	go func() { _, _, err := v.Validate(ctx, "tok"); done <- err }()
+	<-entered // the re-check is at the server, which still says active
+	block.Store(false)
+	if _, err := c.Delete(ctx, v.Keyer.Key("tok")); err != nil {
+		t.Fatal(err)
+	}
+	active.Store(false) // the operator evicted because the token was revoked
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("the in-flight re-check: %v", err)
+	}
+
+	before := calls.Load()
+	if _, _, err := v.Validate(ctx, "tok"); err == nil {
+		t.Fatal("after the eviction the revoked token was accepted from the cache")
+	}
+	if n := calls.Load() - before; n != 1 {
+		t.Errorf("introspection calls after the eviction = %d, want 1", n)
+	}
+}

@@ -85,7 +85,7 @@ func (a *AdminAPI) evict(w http.ResponseWriter, r *http.Request) error {
 		if req.Token != "" {
 			// Each cache may key tokens differently (key_secret), so
 			// the token is hashed per cache.
-			removed, err := e.cache.Delete(r.Context(), e.keyer.Key(req.Token))
+			removed, err := e.validator.Evict(r.Context(), req.Token)
 			if err != nil && firstErr == nil {
 				firstErr = err
 			}
@@ -94,7 +94,7 @@ func (a *AdminAPI) evict(w http.ResponseWriter, r *http.Request) error {
 			}
 			return true
 		}
-		n, err := e.cache.DeleteFingerprint(r.Context(), req.Fingerprint)
+		n, err := e.validator.EvictFingerprint(r.Context(), req.Fingerprint)
 		if err != nil && firstErr == nil {
 			firstErr = err
 		}
@@ -124,7 +124,7 @@ func (a *AdminAPI) flush(w http.ResponseWriter, r *http.Request) error {
 	live.Range(func(k, _ any) bool {
 		e := k.(*poolEntry)
 		res.Caches++
-		n, err := e.cache.Flush(r.Context())
+		n, err := e.validator.Flush(r.Context())
 		if err != nil && firstErr == nil {
 			firstErr = err
 		}

@@ -246,7 +246,7 @@ func BenchmarkHandlerColdJWT(b *testing.B) {
 		if i > 0 && i%pool == 0 {
 			// Forget the pool's decisions so that reuse misses again.
 			b.StopTimer()
-			_, _ = h.entry.cache.Flush(context.Background())
+			_, _ = h.entry.validator.Flush(context.Background())
 			b.StartTimer()
 		}
 		_ = serveBench(h, toks[i%pool], w, next)
@@ -326,7 +326,7 @@ func TestMaxEntriesHoldsUnderTokenSpray(t *testing.T) {
 	)
 	slack := 2 * 128 * roundPow2(runtime.GOMAXPROCS(0))
 	h := benchJWTHandler(t, maxEntries)
-	c := h.entry.cache
+	v := h.entry.validator
 
 	var maxSeen atomic.Int64
 	stop := make(chan struct{})
@@ -334,7 +334,7 @@ func TestMaxEntriesHoldsUnderTokenSpray(t *testing.T) {
 	go func() {
 		defer close(watched)
 		for {
-			if n := int64(c.Len()); n > maxSeen.Load() {
+			if n := int64(v.CachedDecisions()); n > maxSeen.Load() {
 				maxSeen.Store(n)
 			}
 			select {
@@ -405,11 +405,11 @@ func TestMaxEntriesHoldsUnderTokenSpray(t *testing.T) {
 
 	total := len(good) + first + rest
 	t.Logf("max_entries %d: at most %d entries seen while %d unique tokens were sent from %d goroutines; %d at the end; heap %d KiB when full, %d KiB after %d more",
-		maxEntries, maxSeen.Load(), total, workers, c.Len(), heapFull>>10, heapEnd>>10, rest)
+		maxEntries, maxSeen.Load(), total, workers, v.CachedDecisions(), heapFull>>10, heapEnd>>10, rest)
 	if n := maxSeen.Load(); n > int64(maxEntries+slack) {
 		t.Errorf("the memory tier reached %d entries; max_entries is %d (slack %d)", n, maxEntries, slack)
 	}
-	if n := c.Len(); n > maxEntries {
+	if n := v.CachedDecisions(); n > maxEntries {
 		t.Errorf("%d entries after the spray; max_entries is %d", n, maxEntries)
 	}
 	// Without eviction, the last 18,000 verdicts (each well over 1 KiB)

@@ -120,14 +120,14 @@ func TestValidateNamesTheBadSettingAndWhy(t *testing.T) {
 				jwks_file x.json
 				algorithms HS256
 			}
-		}`, "jwt: algorithms: HS256 is not accepted"},
+		}`, `jwt: algorithms: algorithm "HS256" is never accepted`},
 		{`bearer_auth {
 			issuer https://as
 			audience a
 			jwt {
 				algorithms none
 			}
-		}`, "none is never accepted"},
+		}`, `algorithm "none" is never accepted`},
 		{`bearer_auth {
 			introspect {
 				client_id gw

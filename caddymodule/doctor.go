@@ -667,7 +667,7 @@ func (d *blockDoctor) checkCredentials() {
 		return
 	}
 	defer func() { _ = e.Destruct() }()
-	intro := e.validator.Introspector
+	intro := e.validator.Introspector()
 	intro.HTTPClient = d.dates.client(intro.HTTPClient)
 
 	ctx, cancel := d.stepContext()
@@ -990,32 +990,31 @@ func (d *blockDoctor) tokenPath(h *Handler, tok string) (string, map[string]any)
 			}
 		}
 		desc = "JWT (" + strings.Join(parts, ", ") + ")"
-		local := v.JWT != nil
-		if local && v.Introspector != nil && v.JWTIssuer != "" && iss != v.JWTIssuer {
+		if v.KeySet() != nil && v.PathOf(tok) == introspect.PathIntrospection {
 			data["path"] = "introspection"
 			data["iss"] = iss
-			return fmt.Sprintf("%s from another issuer (iss %q), so introspected at %s", desc, shorten(iss), v.Introspector.Endpoint), data
-		}
-		if local {
-			data["path"] = "jwt"
-			s := desc + " verified locally"
-			if d.keysAt != "" {
-				s += " against " + d.keysAt
-			}
-			if v.IntrospectJWTs && v.Introspector != nil {
-				s += ", then introspected at " + v.Introspector.Endpoint + " (introspect_jwt)"
-			}
-			return s, data
+			return fmt.Sprintf("%s from another issuer (iss %q), so introspected at %s", desc, shorten(iss), v.Introspector().Endpoint), data
 		}
 	} else {
 		desc = "opaque token"
 	}
-	if v.Introspector == nil {
+	switch v.PathOf(tok) {
+	case introspect.PathJWT, introspect.PathJWTThenIntrospection:
+		data["path"] = "jwt"
+		s := desc + " verified locally"
+		if d.keysAt != "" {
+			s += " against " + d.keysAt
+		}
+		if v.PathOf(tok) == introspect.PathJWTThenIntrospection {
+			s += ", then introspected at " + v.Introspector().Endpoint + " (introspect_jwt)"
+		}
+		return s, data
+	case introspect.PathNone:
 		data["path"] = "jwt"
 		return desc + " but only jwt is configured", data
 	}
 	data["path"] = "introspection"
-	return desc + " introspected at " + v.Introspector.Endpoint, data
+	return desc + " introspected at " + v.Introspector().Endpoint, data
 }
 
 // jwtSegment decodes a JWT segment as a JSON object, unverified: for the

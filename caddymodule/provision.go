@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -13,26 +12,17 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v2/jwa"
 	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/tokengate/tokengate/cache"
 	"github.com/tokengate/tokengate/introspect"
 )
 
-// Defaults, also documented in README.md and on the config fields.
+// Defaults of the Caddy-only settings; introspect.Config documents the rest.
 const (
-	defaultRealm           = "tokengate"
-	defaultTTL             = 5 * time.Minute
-	defaultNegativeTTL     = 30 * time.Second
-	defaultMaxEntries      = 100_000
-	defaultRetryAfter      = 5 * time.Second
-	defaultMaxConcurrent   = 64
-	defaultJWKSRefreshGate = 10 * time.Second
-	defaultLeeway          = 30 * time.Second
-	provisionTimeout       = 15 * time.Second
+	defaultRealm      = "tokengate"
+	defaultRetryAfter = 5 * time.Second
 )
 
 // validators holds what must survive a config reload that does not change the
@@ -43,23 +33,19 @@ var validators = caddy.NewUsagePool()
 // live lists the pool entries in use, for the admin API's evict and flush.
 var live sync.Map // *poolEntry -> struct{}
 
+// poolEntry is one validator shared by every route and config with the same
+// validation settings. Its logger follows the newest config's (see
+// reloadableCore): Caddy closes an unloaded config's log writers.
 type poolEntry struct {
 	log       *reloadableCore
 	validator *introspect.Validator
-	cache     *cache.Cache[*introspect.Verdict]
-	keyer     cache.Keyer
-	closers   []func()
-	cancel    context.CancelFunc
 }
 
 // Destruct implements caddy.Destructor: the last config using these settings
 // is gone.
 func (e *poolEntry) Destruct() error {
 	live.Delete(e)
-	e.cancel()
-	for _, c := range e.closers {
-		c()
-	}
+	e.validator.Close()
 	return nil
 }
 
@@ -131,6 +117,9 @@ func (h *Handler) resolvePlaceholders() {
 	h.Cache.KeySecret = strings.TrimRight(repl.ReplaceAll(h.Cache.KeySecret, ""), "\r\n")
 }
 
+// applyDefaults fills the Caddy-only settings, and writes introspect's
+// defaults back into the config, so that the JSON a user reads (caddy adapt,
+// the admin API's /config) shows the values in force.
 func (h *Handler) applyDefaults() {
 	if h.Realm == "" {
 		h.Realm = defaultRealm
@@ -138,51 +127,90 @@ func (h *Handler) applyDefaults() {
 	if h.RetryAfter <= 0 {
 		h.RetryAfter = caddy.Duration(defaultRetryAfter)
 	}
-	if h.MaxTokenLength <= 0 {
-		h.MaxTokenLength = introspect.DefaultMaxTokenLength
-	}
 	// One leeway for every time check (see Handler.Leeway); jwt.leeway is
-	// its older spelling. Validate has refused two different values.
+	// its older spelling. Validate refuses two different values.
 	if h.Leeway <= 0 && h.JWT != nil {
 		h.Leeway = h.JWT.Leeway
-	}
-	if h.Leeway <= 0 {
-		h.Leeway = caddy.Duration(defaultLeeway)
 	}
 	if h.JWT != nil && h.JWT.Leeway <= 0 {
 		h.JWT.Leeway = h.Leeway
 	}
+	cfg := h.introspectConfig().WithDefaults()
+	h.Leeway = caddy.Duration(cfg.Leeway)
+	if h.JWT != nil && h.JWT.Leeway <= 0 {
+		h.JWT.Leeway = h.Leeway
+	}
+	h.MaxTokenLength = cfg.MaxTokenLength
 	c := h.Cache
-	if c.TTL <= 0 {
-		c.TTL = caddy.Duration(defaultTTL)
-	}
-	if c.NegativeTTL <= 0 {
-		c.NegativeTTL = caddy.Duration(defaultNegativeTTL)
-	}
-	if c.MaxEntries <= 0 {
-		c.MaxEntries = defaultMaxEntries
-	}
+	c.TTL = caddy.Duration(cfg.Cache.TTL)
+	c.NegativeTTL = caddy.Duration(cfg.Cache.NegativeTTL)
+	c.MaxEntries = cfg.Cache.MaxEntries
 	if i := h.Introspect; i != nil {
-		if i.AuthMethod == "" {
-			i.AuthMethod = "client_secret_basic"
-		}
-		if i.Timeout <= 0 {
-			i.Timeout = caddy.Duration(introspect.DefaultHTTPTimeout)
-		}
-		if i.MaxConcurrent <= 0 {
-			i.MaxConcurrent = defaultMaxConcurrent
-		}
+		i.AuthMethod = cfg.Introspect.AuthMethod
+		i.Timeout = caddy.Duration(cfg.Introspect.Timeout)
+		i.MaxConcurrent = cfg.Introspect.MaxConcurrent
 	}
-	if j := h.JWT; j != nil && j.RefreshInterval <= 0 {
-		j.RefreshInterval = caddy.Duration(defaultJWKSRefreshGate)
+	if j := h.JWT; j != nil {
+		j.RefreshInterval = caddy.Duration(cfg.JWT.RefreshInterval)
 	}
 }
 
+// introspectConfig maps the handler's config to the validator's: the glue's
+// one job here. Everything about tokens is decided by introspect.New.
+func (h *Handler) introspectConfig() introspect.Config {
+	cfg := introspect.Config{
+		Issuer:         h.Issuer,
+		Audience:       h.Audience,
+		Leeway:         time.Duration(h.Leeway),
+		MaxTokenLength: h.MaxTokenLength,
+	}
+	if c := h.Cache; c != nil {
+		cfg.Cache = introspect.CacheOptions{
+			TTL:          time.Duration(c.TTL),
+			NegativeTTL:  time.Duration(c.NegativeTTL),
+			MaxEntries:   c.MaxEntries,
+			RedisURL:     c.Redis,
+			RedisTimeout: time.Duration(c.RedisTimeout),
+			KeySecret:    c.KeySecret,
+			StaleGrace:   time.Duration(c.StaleGrace),
+		}
+	}
+	if i := h.Introspect; i != nil {
+		cfg.Introspect = &introspect.IntrospectOptions{
+			Endpoint:          i.Endpoint,
+			ClientID:          i.ClientID,
+			ClientSecret:      i.ClientSecret,
+			AuthMethod:        i.AuthMethod,
+			PrivateKeyFile:    i.PrivateKey,
+			PrivateKeyID:      i.PrivateKeyID,
+			TokenEndpoint:     i.TokenEndpoint,
+			TokenScope:        i.TokenScope,
+			AssertionAudience: i.AssertionAudience,
+			AssertionLifetime: time.Duration(i.AssertionLifetime),
+			Timeout:           time.Duration(i.Timeout),
+			MaxConcurrent:     i.MaxConcurrent,
+			IntrospectJWTs:    i.IntrospectJWT,
+		}
+	}
+	if j := h.JWT; j != nil {
+		cfg.JWT = &introspect.JWTOptions{
+			JWKSURL:               j.JWKSURL,
+			JWKSFile:              j.JWKSFile,
+			Algorithms:            j.Algorithms,
+			Types:                 j.Types,
+			RefreshInterval:       time.Duration(j.RefreshInterval),
+			AllowStartWithoutKeys: j.AllowStartWithoutKeys,
+		}
+	}
+	return cfg
+}
+
 // Validate implements caddy.Validator. It does no I/O; messages name the
-// sub-directive at fault.
+// sub-directive at fault. The token settings are checked by introspect
+// (Config.Check), the same rules New applies.
 func (h *Handler) Validate() error {
-	if h.Introspect == nil && h.JWT == nil {
-		return errors.New("bearer_auth: configure introspect or jwt (or both): nothing can validate tokens")
+	if strings.ContainsAny(h.Realm, "\"\\\r\n") {
+		return fmt.Errorf("bearer_auth: realm %q must not contain quotes, backslashes or line breaks", h.Realm)
 	}
 	if h.Leeway < 0 || h.JWT != nil && h.JWT.Leeway < 0 {
 		return errors.New("bearer_auth: leeway must not be negative")
@@ -190,53 +218,8 @@ func (h *Handler) Validate() error {
 	if h.JWT != nil && h.JWT.Leeway > 0 && h.Leeway > 0 && h.JWT.Leeway != h.Leeway {
 		return fmt.Errorf("bearer_auth: leeway %s and jwt.leeway %s differ: they are one setting (for JWTs and introspection alike); give it once", time.Duration(h.Leeway), time.Duration(h.JWT.Leeway))
 	}
-	if strings.ContainsAny(h.Realm, "\"\\\r\n") {
-		return fmt.Errorf("bearer_auth: realm %q must not contain quotes, backslashes or line breaks", h.Realm)
-	}
-	if h.Issuer != "" {
-		if _, err := introspect.MetadataURLs(h.Issuer); err != nil {
-			return fmt.Errorf("bearer_auth: issuer: %w", err)
-		}
-	}
-	if i := h.Introspect; i != nil {
-		if i.Endpoint == "" && h.Issuer == "" {
-			return errors.New("bearer_auth: introspect: set endpoint, or issuer so that it can be discovered")
-		}
-		if i.Endpoint != "" {
-			if err := checkURL(i.Endpoint); err != nil {
-				return fmt.Errorf("bearer_auth: introspect: endpoint: %w", err)
-			}
-		}
-		if i.ClientID == "" {
-			return errors.New("bearer_auth: introspect: client_id is required (the gateway's own client at the authorization server)")
-		}
-		if err := h.validateClientAuth(i); err != nil {
-			return err
-		}
-	}
-	if j := h.JWT; j != nil {
-		if j.JWKSURL != "" && j.JWKSFile != "" {
-			return errors.New("bearer_auth: jwt: jwks_url and jwks_file are mutually exclusive")
-		}
-		if j.JWKSURL == "" && j.JWKSFile == "" && h.Issuer == "" {
-			return errors.New("bearer_auth: jwt: set jwks_url or jwks_file, or issuer so that jwks_uri can be discovered")
-		}
-		if j.JWKSURL != "" {
-			if err := checkURL(j.JWKSURL); err != nil {
-				return fmt.Errorf("bearer_auth: jwt: jwks_url: %w", err)
-			}
-		}
-		if h.Issuer == "" {
-			return errors.New("bearer_auth: jwt: issuer is required: a JWT's iss must be checked (RFC 9068 §4)")
-		}
-		if len(h.Audience) == 0 {
-			return errors.New("bearer_auth: jwt: audience is required: a JWT access token must be meant for this API (RFC 9068 §4)")
-		}
-		for _, a := range j.Algorithms {
-			if err := checkAlgorithm(a); err != nil {
-				return fmt.Errorf("bearer_auth: jwt: algorithms: %w", err)
-			}
-		}
+	if err := h.introspectConfig().Check(); err != nil {
+		return fmt.Errorf("bearer_auth: %w", err)
 	}
 	for i, fc := range h.ForwardClaims {
 		if fc.Claim == "" || fc.Header == "" {
@@ -254,35 +237,9 @@ func (h *Handler) Validate() error {
 	return nil
 }
 
-func checkURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil {
-		return err
-	}
-	if u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
-		return fmt.Errorf("%q is not an absolute http(s) URL", s)
-	}
-	return nil
-}
-
-func checkAlgorithm(a string) error {
-	switch strings.ToUpper(a) {
-	case "NONE":
-		return errors.New("none is never accepted (RFC 8725 §3.2)")
-	case "HS256", "HS384", "HS512":
-		return fmt.Errorf("%s is not accepted: a symmetric key would have to be shared with every resource server (and invites algorithm confusion, RFC 8725 §2.1)", a)
-	}
-	for _, known := range jwa.SignatureAlgorithms() {
-		if string(known) == a {
-			return nil
-		}
-	}
-	return fmt.Errorf("unknown algorithm %q", a)
-}
-
 // validationKey identifies the settings that determine a token's validity
 // (not the per-route policy), so that routes and reloads sharing them share
-// one cache.
+// one validator.
 func (h *Handler) validationKey() (string, error) {
 	b, err := json.Marshal(struct {
 		Issuer     string
@@ -299,158 +256,20 @@ func (h *Handler) validationKey() (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
-// redisNamespace scopes the shared Redis tier to the settings that decide a
-// token's validity. Without it, a gateway trusting issuer A would accept a
-// decision that a gateway trusting issuer B wrote to the same Redis. Settings
-// that do not change validity (timeouts, ttl, sizes) are left out, so that a
-// fleet whose members differ only in those still shares one namespace.
-func (h *Handler) redisNamespace() string {
-	type introspectID struct {
-		Endpoint, ClientID string
-		IntrospectJWT      bool
-	}
-	type jwtID struct {
-		JWKSURL, JWKSFile string
-		Algorithms, Types []string
-	}
-	id := struct {
-		Issuer     string
-		Audience   []string
-		Introspect *introspectID
-		JWT        *jwtID
-		Leeway     caddy.Duration
-	}{Issuer: h.Issuer, Audience: h.Audience, Leeway: h.Leeway}
-	if i := h.Introspect; i != nil {
-		id.Introspect = &introspectID{i.Endpoint, i.ClientID, i.IntrospectJWT}
-	}
-	if j := h.JWT; j != nil {
-		id.JWT = &jwtID{j.JWKSURL, j.JWKSFile, j.Algorithms, j.Types}
-	}
-	b, _ := json.Marshal(id)
-	sum := sha256.Sum256(b)
-	return cache.DefaultNamespace + ":" + hex.EncodeToString(sum[:8])
-}
-
-// tombstoneTTL must outlive the longest load (cache.RedisConfig.TombstoneTTL):
-// a load that started before an eviction and ends after the tombstone
-// expired can write the revoked decision back to Redis. A load may wait for
-// an introspection slot (the validator's QueueWait, 100 ms), fetch the JWKS
-// in hybrid mode (introspect.DefaultHTTPTimeout) and make two introspection
-// calls (a retry after renewing the gateway's own token), each bounded by
-// the introspection timeout: 3x that timeout, and never less than the
-// cache's default, covers it.
-func (h *Handler) tombstoneTTL() time.Duration {
-	ttl := cache.DefaultTombstoneTTL
-	if i := h.Introspect; i != nil {
-		ttl = max(ttl, 3*time.Duration(i.Timeout))
-	}
-	return ttl
-}
-
-// newPoolEntry builds the validator: discovery, keys, introspection client,
-// cache. Its background work lives as long as the pool entry, not the config,
-// so a reload keeps warm keys and cached decisions.
+// newPoolEntry builds the validator. Its background work lives as long as
+// the pool entry, not the config, so a reload keeps warm keys and cached
+// decisions.
 func (h *Handler) newPoolEntry() (*poolEntry, error) {
-	bg, cancel := context.WithCancel(context.Background())
-	e := &poolEntry{cancel: cancel, log: newReloadableCore(h.logger.Core())}
-	ok := false
-	defer func() {
-		if !ok {
-			cancel()
-			for _, c := range e.closers {
-				c()
-			}
-		}
-	}()
-	pctx, pcancel := context.WithTimeout(bg, provisionTimeout)
-	defer pcancel()
-
-	logger := zap.New(e.log).Named(h.logger.Name())
-	var md *introspect.Metadata
-	needDiscovery := h.Introspect != nil && (h.Introspect.Endpoint == "" ||
-		h.Introspect.AuthMethod == "bearer" && h.Introspect.TokenEndpoint == "") ||
-		h.JWT != nil && h.JWT.JWKSURL == "" && h.JWT.JWKSFile == ""
-	if needDiscovery {
-		var err error
-		md, err = introspect.Discover(pctx, introspect.NewHTTPClient(introspect.DefaultHTTPTimeout), h.Issuer)
-		if err != nil {
-			return nil, fmt.Errorf("bearer_auth: issuer: %w", err)
-		}
-		logger.Info("discovered authorization server metadata", zap.String("issuer", md.Issuer),
-			zap.String("source", md.Source), zap.String("introspection_endpoint", md.IntrospectionEndpoint),
-			zap.String("jwks_uri", md.JWKSURI))
-	}
-
-	var secret []byte
-	if h.Cache.KeySecret != "" {
-		secret = []byte(h.Cache.KeySecret)
-	}
-	e.keyer = cache.NewKeyer(secret)
-	cfg := cache.Config{MaxEntries: h.Cache.MaxEntries, Observer: h.metrics, Logger: logger.Named("cache")}
-	if h.Cache.Redis != "" {
-		cfg.Redis = &cache.RedisConfig{URL: h.Cache.Redis, Namespace: h.redisNamespace(),
-			Timeout: time.Duration(h.Cache.RedisTimeout), TombstoneTTL: h.tombstoneTTL()}
-	}
-	c, err := cache.New[*introspect.Verdict](cfg, cache.JSONCodec[*introspect.Verdict]{})
+	e := &poolEntry{log: newReloadableCore(h.logger.Core())}
+	cfg := h.introspectConfig()
+	cfg.Logger = zap.New(e.log).Named(h.logger.Name())
+	cfg.Observer = h.metrics
+	v, err := introspect.New(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("bearer_auth: cache: %w", err)
+		return nil, fmt.Errorf("bearer_auth: %w", err)
 	}
-	e.cache = c
-	e.closers = append(e.closers, func() { _ = c.Close() })
-
-	v := &introspect.Validator{
-		TTL:         time.Duration(h.Cache.TTL),
-		NegativeTTL: time.Duration(h.Cache.NegativeTTL),
-		StaleGrace:  time.Duration(h.Cache.StaleGrace),
-		Leeway:      time.Duration(h.Leeway),
-		OnBreakerChange: func(from, to string) {
-			if to == "open" {
-				logger.Error("authorization server failing: introspection calls now fail fast with 503; one probe per second until it answers",
-					zap.String("circuit", to))
-			} else {
-				logger.Info("introspection circuit state changed", zap.String("from", from), zap.String("to", to))
-			}
-		},
-	}
-	if i := h.Introspect; i != nil {
-		endpoint := i.Endpoint
-		if endpoint == "" {
-			if md.IntrospectionEndpoint == "" {
-				return nil, fmt.Errorf("bearer_auth: introspect: the metadata of %s has no introspection_endpoint; set introspect.endpoint", h.Issuer)
-			}
-			endpoint = md.IntrospectionEndpoint
-		}
-		auth, err := h.newClientAuth(i, md)
-		if err != nil {
-			return nil, err
-		}
-		v.Introspector = &introspect.Introspector{
-			Endpoint:   endpoint,
-			Auth:       auth,
-			HTTPClient: introspect.NewHTTPClient(time.Duration(i.Timeout)),
-			Timeout:    time.Duration(i.Timeout),
-			Issuer:     h.Issuer,
-			Leeway:     time.Duration(h.Leeway),
-			Observer:   h.metrics,
-		}
-		v.MaxConcurrent = i.MaxConcurrent
-		v.IntrospectJWTs = i.IntrospectJWT
-	}
-	if j := h.JWT; j != nil {
-		verifier, err := h.newJWTVerifier(pctx, bg, md, e, logger)
-		if err != nil {
-			return nil, err
-		}
-		v.JWT = verifier
-		v.JWTIssuer = h.Issuer
-	}
-
-	v.Cache = c
-	v.Keyer = e.keyer
-	v.Init()
 	e.validator = v
 	live.Store(e, struct{}{})
-	ok = true
 	return e, nil
 }
 

@@ -88,7 +88,7 @@ func NewJWTVerifier(keys KeySet, cfg JWTConfig) (*JWTVerifier, error) {
 	}
 	for _, alg := range cfg.Algorithms {
 		if err := jwtCheckConfiguredAlg(alg); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("introspect: jwt: %w", err)
 		}
 	}
 	if cfg.Leeway < 0 || cfg.MaxTokenBytes < 0 {
@@ -131,11 +131,11 @@ func NewJWTVerifier(keys KeySet, cfg JWTConfig) (*JWTVerifier, error) {
 func jwtCheckConfiguredAlg(alg jwa.SignatureAlgorithm) error {
 	switch {
 	case strings.EqualFold(string(alg), string(jwa.NoSignature)):
-		return errors.New(`introspect: jwt: algorithm "none" is never accepted: unsigned tokens prove nothing (RFC 8725 §3.1, RFC 9068 §4)`)
+		return errors.New(`algorithm "none" is never accepted: unsigned tokens prove nothing (RFC 8725 §3.1, RFC 9068 §4)`)
 	case strings.HasPrefix(strings.ToUpper(string(alg)), "HS"):
-		return fmt.Errorf("introspect: jwt: algorithm %q is never accepted: HMAC would mean sharing the AS's signing secret with every resource server, and is the vector of algorithm-confusion attacks (RFC 8725 §2.1, §3.1); use the AS's asymmetric keys", alg)
+		return fmt.Errorf("algorithm %q is never accepted: HMAC would mean sharing the AS's signing secret with every resource server, and is the vector of algorithm-confusion attacks (RFC 8725 §2.1, §3.1); use the AS's asymmetric keys", alg)
 	case !jwtIsSupportedAlg(alg):
-		return fmt.Errorf("introspect: jwt: algorithm %q is not supported (want one of RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA)", alg)
+		return fmt.Errorf("algorithm %q is not supported (want one of RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA)", alg)
 	}
 	return nil
 }

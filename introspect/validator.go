@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
+	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tokengate/tokengate/cache"
@@ -22,52 +23,42 @@ type TokenVerifier interface {
 
 // Validator decides whether a token is good: cache first, then local JWT
 // verification or introspection, coalescing concurrent first requests for
-// the same token into one upstream call.
+// the same token into one upstream call. Build it with New; it has no
+// exported state, so nothing can change how it judges tokens after New.
 type Validator struct {
-	Cache *cache.Cache[*Verdict]
-	Keyer cache.Keyer
-	// Introspector handles opaque tokens (and JWTs from unknown issuers in
+	cfg Config
+	log *zap.Logger
+	// metadata is the issuer's discovered metadata (nil: not needed).
+	metadata *Metadata
+
+	cache *cache.Cache[*Verdict]
+	keyer cache.Keyer
+	// introspector handles opaque tokens (and JWTs from unknown issuers in
 	// hybrid mode). Nil: introspection is not configured.
-	Introspector *Introspector
-	// JWT verifies JWT access tokens locally. Nil: JWTs are introspected.
-	JWT TokenVerifier
-	// JWTIssuer routes JWT-shaped tokens: in hybrid mode only tokens whose
+	introspector *Introspector
+	// jwt verifies JWT access tokens locally against keys. Nil: JWTs are
+	// introspected.
+	jwt  TokenVerifier
+	keys KeySet
+	// jwtIssuer routes JWT-shaped tokens: in hybrid mode only tokens whose
 	// (unverified) iss equals it are verified locally.
-	JWTIssuer string
-	// IntrospectJWTs also introspects JWTs that verified locally, so that
+	jwtIssuer string
+	// introspectJWTs also introspects JWTs that verified locally, so that
 	// revoked JWTs are caught (one call per token per TTL).
-	IntrospectJWTs bool
-	// TTL bounds how long a good decision is reused (never past exp).
-	TTL time.Duration
-	// NegativeTTL is how long an invalid_token verdict is reused.
-	NegativeTTL time.Duration
-	// Leeway is the clock skew allowed on exp, nbf and iat. The token
-	// paths apply it through checkTimes; the Validator applies the same
-	// value when it bounds a cached decision's life by exp, so that a
-	// token accepted on the way in is not then refused from the cache.
-	// It must equal the JWT verifier's and the Introspector's leeway.
-	Leeway time.Duration
-	// MaxConcurrent caps upstream calls in flight (0: unlimited). Excess
-	// callers wait at most QueueWait, then get 503: a spray of random
+	introspectJWTs bool
+	// maxConcurrent caps upstream calls in flight (0: unlimited). Excess
+	// callers wait at most queueWait, then get 503: a spray of random
 	// tokens must not turn into an unbounded queue at the server.
-	MaxConcurrent int
-	QueueWait     time.Duration
-	// StaleGrace keeps good decisions this long past their TTL (never past
-	// the token's exp) and serves them only while the authorization server
-	// cannot be reached. 0 (the default) disables it: a revoked token is
-	// then never accepted past TTL, at the price of rejecting every token
-	// not cached when the server goes down.
-	StaleGrace time.Duration
-	// BreakerFailures consecutive failures to reach the authorization
+	maxConcurrent int
+	queueWait     time.Duration
+	// breakerFailures consecutive failures to reach the authorization
 	// server open the circuit: calls fail fast with 503 instead of piling
-	// up on a dead server. Default 5.
-	BreakerFailures int
-	// BreakerOpen is how long the circuit stays open before one probe call
-	// is let through. Default 1s, so recovery is noticed within a second.
-	BreakerOpen time.Duration
-	// OnBreakerChange, if set, is told of circuit state changes (for logs).
-	OnBreakerChange func(from, to string)
-	Now             func() time.Time
+	// up on a dead server. breakerOpen is how long the circuit stays open
+	// before one probe call is let through (1s: recovery is noticed
+	// within a second).
+	breakerFailures int
+	breakerOpen     time.Duration
+	now             func() time.Time
 
 	sem     chan struct{}
 	breaker *gobreaker.CircuitBreaker[*Decision]
@@ -79,33 +70,39 @@ type Validator struct {
 	// credentials is not an outage — the server is up and may know the
 	// token is revoked.
 	serverDown atomic.Bool
+
+	closers []func()
+	cancel  context.CancelFunc
 }
 
-// Init prepares internal state; call it once before Validate.
-func (v *Validator) Init() {
-	if v.MaxConcurrent > 0 {
-		v.sem = make(chan struct{}, v.MaxConcurrent)
+// init prepares internal state once the parts are in place.
+func (v *Validator) init() {
+	if v.maxConcurrent > 0 {
+		v.sem = make(chan struct{}, v.maxConcurrent)
 	}
-	if v.QueueWait <= 0 {
-		v.QueueWait = 100 * time.Millisecond
+	if v.queueWait <= 0 {
+		v.queueWait = 100 * time.Millisecond
 	}
-	if v.Now == nil {
-		v.Now = time.Now
+	if v.now == nil {
+		v.now = time.Now
 	}
-	if v.BreakerFailures <= 0 {
-		v.BreakerFailures = 5
+	if v.log == nil {
+		v.log = zap.NewNop()
 	}
-	if v.BreakerOpen <= 0 {
-		v.BreakerOpen = time.Second
+	if v.breakerFailures <= 0 {
+		v.breakerFailures = 5
 	}
-	threshold := uint32(v.BreakerFailures)
+	if v.breakerOpen <= 0 {
+		v.breakerOpen = time.Second
+	}
+	threshold := uint32(v.breakerFailures)
 	v.breaker = gobreaker.NewCircuitBreaker[*Decision](gobreaker.Settings{
 		Name:        "introspection",
 		MaxRequests: 1,
-		Timeout:     v.BreakerOpen,
+		Timeout:     v.breakerOpen,
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= threshold },
-		// Only the server's own trouble counts: an inactive token is a
-		// perfectly healthy answer.
+		// Only the server's own trouble counts: an inactive token, or a
+		// 400 about the token it was asked about, is a healthy answer.
 		IsSuccessful: func(err error) bool { return err == nil || AsError(err).Code != CodeUnavailable },
 		// Our own back-pressure and callers giving up say nothing about
 		// the server's health.
@@ -115,25 +112,76 @@ func (v *Validator) Init() {
 			}
 			return AsError(err).Reason == "overloaded" || errors.Is(err, context.Canceled)
 		},
-		OnStateChange: func(_ string, from, to gobreaker.State) {
-			if v.OnBreakerChange != nil {
-				v.OnBreakerChange(from.String(), to.String())
+		OnStateChange: func(_ string, _, to gobreaker.State) {
+			if to == gobreaker.StateOpen {
+				v.log.Error("authorization server failing: introspection calls now fail fast with 503; one probe per second until it answers",
+					zap.String("circuit", to.String()))
+			} else {
+				v.log.Info("introspection circuit state changed", zap.String("to", to.String()))
 			}
 		},
 	})
 }
 
+// Close stops the validator's background work (JWKS refresh, the Redis
+// subscription) and releases its connections.
+func (v *Validator) Close() {
+	if v.cancel != nil {
+		v.cancel()
+	}
+	for _, c := range v.closers {
+		c()
+	}
+	v.closers = nil
+}
+
+// Config returns the configuration the validator was built from, with
+// defaults applied.
+func (v *Validator) Config() Config { return v.cfg }
+
+// Metadata returns the issuer's discovered metadata, or nil if New did not
+// need discovery.
+func (v *Validator) Metadata() *Metadata { return v.metadata }
+
+// Introspector returns the introspection client, or nil.
+func (v *Validator) Introspector() *Introspector { return v.introspector }
+
+// KeySet returns the JWT key set, or nil.
+func (v *Validator) KeySet() KeySet { return v.keys }
+
+// Key returns the cache key of token: its fingerprint is what logs show.
+func (v *Validator) Key(token string) cache.Key { return v.keyer.Key(token) }
+
+// Evict removes token's cached decision here, in Redis and across the
+// fleet, and reports whether this instance had one.
+func (v *Validator) Evict(ctx context.Context, token string) (bool, error) {
+	return v.cache.Delete(ctx, v.keyer.Key(token))
+}
+
+// EvictFingerprint removes every cached decision whose key has the logged
+// fingerprint fp, and returns how many this instance found.
+func (v *Validator) EvictFingerprint(ctx context.Context, fp string) (int, error) {
+	return v.cache.DeleteFingerprint(ctx, fp)
+}
+
+// Flush removes every cached decision, and returns how many this instance
+// removed.
+func (v *Validator) Flush(ctx context.Context) (int, error) { return v.cache.Flush(ctx) }
+
+// CachedDecisions is the approximate number of decisions in memory.
+func (v *Validator) CachedDecisions() int { return v.cache.Len() }
+
 // Validate returns the decision for token, or an *Error. The key is returned
 // so callers can log the token's fingerprint (never the token).
 func (v *Validator) Validate(ctx context.Context, token string) (*Decision, cache.Key, error) {
-	key := v.Keyer.Key(token)
+	key := v.keyer.Key(token)
 	// Peek checks memory only; on a miss, Load asks Redis and then the
 	// server, once across concurrent callers. Get-then-Load would count
 	// every miss twice and pay the Redis round trip twice.
-	vd, ok := v.Cache.Peek(key)
+	vd, ok := v.cache.Peek(key)
 	if !ok {
 		var err error
-		vd, _, err = v.Cache.Load(ctx, key, func(ctx context.Context) (*Verdict, time.Duration, error) {
+		vd, _, err = v.cache.Load(ctx, key, func(ctx context.Context) (*Verdict, time.Duration, error) {
 			return v.decide(ctx, token)
 		})
 		if err != nil {
@@ -143,7 +191,7 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Decision, cach
 	// An entry due for re-checking may come from the shared tier, written
 	// by a gateway with stale_grace: every gateway re-checks it, and only
 	// one with stale_grace of its own may fall back to it.
-	if !vd.FreshUntil.IsZero() && vd.Decision != nil && !v.Now().Before(vd.FreshUntil) {
+	if !vd.FreshUntil.IsZero() && vd.Decision != nil && !v.now().Before(vd.FreshUntil) {
 		return v.revalidate(ctx, key, token, vd)
 	}
 	d, err := v.fromVerdict(vd)
@@ -156,8 +204,8 @@ func (v *Validator) fromVerdict(vd *Verdict) (*Decision, error) {
 	}
 	// The cache TTL is bounded by exp, but a shared tier's clock or a
 	// slow path could still hand us a stale entry: check again, cheaply.
-	if d := vd.Decision; !d.ExpiresAt.IsZero() && usableFor(d, v.Now(), v.Leeway) <= 0 {
-		return nil, checkTimes(d, v.Now(), v.Leeway)
+	if d := vd.Decision; !d.ExpiresAt.IsZero() && usableFor(d, v.now(), v.cfg.Leeway) <= 0 {
+		return nil, checkTimes(d, v.now(), v.cfg.Leeway)
 	}
 	return vd.Decision, nil
 }
@@ -175,22 +223,22 @@ func (v *Validator) decide(ctx context.Context, token string) (*Verdict, time.Du
 				// costs no I/O (the gate bounds fetches).
 				return &Verdict{Rejection: e}, 0, nil
 			}
-			return &Verdict{Rejection: e}, v.NegativeTTL, nil
+			return &Verdict{Rejection: e}, v.cfg.Cache.NegativeTTL, nil
 		}
 		// The gateway's own trouble is never cached: the next request
 		// asks again.
 		return nil, 0, e
 	}
-	now := v.Now()
-	left := usableFor(d, now, v.Leeway)
-	ttl := min(v.TTL, left)
+	now := v.now()
+	left := usableFor(d, now, v.cfg.Leeway)
+	ttl := min(v.cfg.Cache.TTL, left)
 	if ttl <= 0 {
-		return &Verdict{Rejection: checkTimes(d, now, v.Leeway)}, v.NegativeTTL, nil
+		return &Verdict{Rejection: checkTimes(d, now, v.cfg.Leeway)}, v.cfg.Cache.NegativeTTL, nil
 	}
-	if v.StaleGrace > 0 {
+	if v.cfg.Cache.StaleGrace > 0 {
 		// Keep the entry past its TTL for the grace period (still never
 		// past exp), marked as due for re-checking.
-		keep := min(ttl+v.StaleGrace, left)
+		keep := min(ttl+v.cfg.Cache.StaleGrace, left)
 		return &Verdict{Decision: d, FreshUntil: now.Add(ttl)}, keep, nil
 	}
 	return &Verdict{Decision: d}, ttl, nil
@@ -202,16 +250,16 @@ func (v *Validator) decide(ctx context.Context, token string) (*Verdict, time.Du
 // period (the entry may have been written by a gateway with a longer one).
 func (v *Validator) revalidate(ctx context.Context, key cache.Key, token string, stale *Verdict) (*Decision, cache.Key, error) {
 	res, err, _ := v.stale.Do(string(key[:]), func() (any, error) {
-		epoch := v.Cache.Epoch()
+		epoch := v.cache.Epoch()
 		vd, ttl, err := v.decide(context.WithoutCancel(ctx), token)
 		if err != nil {
 			return nil, err
 		}
-		v.Cache.SetSince(ctx, key, vd, ttl, epoch)
+		v.cache.SetSince(ctx, key, vd, ttl, epoch)
 		return vd, nil
 	})
 	if err != nil {
-		if v.StaleGrace > 0 && v.Now().Before(stale.FreshUntil.Add(v.StaleGrace)) && v.unreachable(err) {
+		if v.cfg.Cache.StaleGrace > 0 && v.now().Before(stale.FreshUntil.Add(v.cfg.Cache.StaleGrace)) && v.unreachable(err) {
 			d, ferr := v.fromVerdict(&Verdict{Decision: stale.Decision})
 			return d, key, ferr
 		}
@@ -236,30 +284,62 @@ func (v *Validator) unreachable(err error) bool {
 	return false
 }
 
-func (v *Validator) check(ctx context.Context, token string) (*Decision, error) {
-	local := v.JWT != nil && LooksLikeJWT(token)
-	if local && v.Introspector != nil && v.JWTIssuer != "" && unverifiedIssuer(token) != v.JWTIssuer {
+// Path is how a token is checked.
+type Path int
+
+// The paths a token can take (Validator.PathOf).
+const (
+	// PathNone: nothing configured can check it (a non-JWT with only jwt).
+	PathNone Path = iota
+	// PathJWT: verified locally.
+	PathJWT
+	// PathJWTThenIntrospection: verified locally, then introspected
+	// (IntrospectOptions.IntrospectJWTs).
+	PathJWTThenIntrospection
+	// PathIntrospection: introspected.
+	PathIntrospection
+)
+
+// PathOf says how token would be checked. It is the one routing rule: the
+// validator follows it and the doctor explains it.
+func (v *Validator) PathOf(token string) Path {
+	local := v.jwt != nil && LooksLikeJWT(token)
+	if local && v.introspector != nil && v.jwtIssuer != "" && unverifiedIssuer(token) != v.jwtIssuer {
 		// Hybrid mode: a JWT from an issuer we hold no keys for is the
 		// introspection endpoint's to judge.
 		local = false
 	}
-	if local {
-		d, err := v.JWT.Verify(ctx, token)
-		if err != nil || !v.IntrospectJWTs || v.Introspector == nil {
-			return d, err
+	switch {
+	case local && v.introspectJWTs && v.introspector != nil:
+		return PathJWTThenIntrospection
+	case local:
+		return PathJWT
+	case v.introspector != nil:
+		return PathIntrospection
+	}
+	return PathNone
+}
+
+func (v *Validator) check(ctx context.Context, token string) (*Decision, error) {
+	switch v.PathOf(token) {
+	case PathJWT:
+		return v.jwt.Verify(ctx, token)
+	case PathJWTThenIntrospection:
+		d, err := v.jwt.Verify(ctx, token)
+		if err != nil {
+			return nil, err
 		}
 		if _, err := v.introspect(ctx, token); err != nil {
 			return nil, err
 		}
 		return d, nil
+	case PathIntrospection:
+		return v.introspect(ctx, token)
 	}
-	if v.Introspector == nil {
-		if v.JWT != nil {
-			return nil, InvalidToken("malformed", "the token is not a JWT access token", nil)
-		}
-		return nil, Unavailable("not_configured", "configure introspect or jwt", nil)
+	if v.jwt != nil {
+		return nil, InvalidToken("malformed", "the token is not a JWT access token", nil)
 	}
-	return v.introspect(ctx, token)
+	return nil, Unavailable("not_configured", "configure introspect or jwt", nil)
 }
 
 func (v *Validator) introspect(ctx context.Context, token string) (*Decision, error) {
@@ -284,7 +364,7 @@ func (v *Validator) introspectNow(ctx context.Context, token string) (*Decision,
 		select {
 		case v.sem <- struct{}{}:
 		default:
-			t := time.NewTimer(v.QueueWait)
+			t := time.NewTimer(v.queueWait)
 			select {
 			case v.sem <- struct{}{}:
 				t.Stop()
@@ -299,7 +379,7 @@ func (v *Validator) introspectNow(ctx context.Context, token string) (*Decision,
 		}
 		defer func() { <-v.sem }()
 	}
-	return v.Introspector.Introspect(ctx, token)
+	return v.introspector.Introspect(ctx, token)
 }
 
 // unverifiedIssuer reads iss from a JWT payload without verifying it; used

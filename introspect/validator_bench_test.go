@@ -84,8 +84,8 @@ func benchValidator(tb testing.TB, maxEntries int) *Validator {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = c.Close() })
-	v := &Validator{Cache: c, Keyer: cache.NewKeyer(nil), TTL: 5 * time.Minute, NegativeTTL: 30 * time.Second}
-	v.Init()
+	v := &Validator{cache: c, keyer: cache.NewKeyer(nil), cfg: Config{Cache: CacheOptions{TTL: 5 * time.Minute, NegativeTTL: 30 * time.Second}}}
+	v.init()
 	return v
 }
 
@@ -99,7 +99,7 @@ func BenchmarkValidatorWarm(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			v := benchValidator(b, 1000)
 			d := benchDecision(b, benchVerifier(b), 1, now)
-			v.Cache.Set(context.Background(), v.Keyer.Key(tc.token), &Verdict{Decision: d}, time.Hour)
+			v.cache.Set(context.Background(), v.keyer.Key(tc.token), &Verdict{Decision: d}, time.Hour)
 			p := Policy{Scopes: []string{"orders:read"}, Audience: []string{benchAudience}}
 			ctx := context.Background()
 			b.SetBytes(int64(len(tc.token)))

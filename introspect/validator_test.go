@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/tokengate/tokengate/cache"
 )
 
 // An eviction that lands while a stale_grace re-check is in flight must win:
@@ -33,14 +31,12 @@ func TestRevalidationDoesNotWriteBackAnEvictedDecision(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	c, err := cache.New[*Verdict](cache.Config{}, nil)
+	v, err := New(Config{Introspect: &IntrospectOptions{Endpoint: srv.URL, ClientID: "gw", ClientSecret: "s"},
+		Cache: CacheOptions{TTL: 50 * time.Millisecond, NegativeTTL: time.Minute, StaleGrace: time.Minute}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	v := &Validator{Cache: c, Keyer: cache.NewKeyer(nil), Introspector: &Introspector{Endpoint: srv.URL},
-		TTL: 50 * time.Millisecond, NegativeTTL: time.Minute, StaleGrace: time.Minute}
-	v.Init()
+	defer v.Close()
 	ctx := context.Background()
 	if _, _, err := v.Validate(ctx, "tok"); err != nil {
 		t.Fatal(err)
@@ -52,7 +48,7 @@ func TestRevalidationDoesNotWriteBackAnEvictedDecision(t *testing.T) {
 	go func() { _, _, err := v.Validate(ctx, "tok"); done <- err }()
 	<-entered // the re-check is at the server, which still says active
 	block.Store(false)
-	if _, err := c.Delete(ctx, v.Keyer.Key("tok")); err != nil {
+	if _, err := v.Evict(ctx, "tok"); err != nil {
 		t.Fatal(err)
 	}
 	active.Store(false) // the operator evicted because the token was revoked

@@ -1,0 +1,625 @@
+package introspect
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"go.uber.org/zap"
+
+	"github.com/tokengate/tokengate/cache"
+)
+
+// Config is everything a Validator is built from. New applies the defaults
+// below, checks it (Check, without I/O), then does the I/O: discovery, the
+// first JWKS fetch, reading key files. A plain net/http middleware needs
+// nothing else.
+type Config struct {
+	// Issuer is the authorization server's issuer identifier: discovery
+	// (RFC 8414, then OpenID Connect), the required iss of JWTs, and the
+	// default aud of client assertions.
+	Issuer string
+	// Audience: a token's aud must contain one of these. Required with JWT.
+	Audience []string
+	// Leeway is the clock skew allowed on exp, nbf and iat on every path.
+	// Default 30s.
+	Leeway time.Duration
+	// MaxTokenLength bounds a JWT before any decoding. Default
+	// DefaultMaxTokenLength.
+	MaxTokenLength int
+	// Introspect enables RFC 7662 introspection; nil means none.
+	Introspect *IntrospectOptions
+	// JWT enables local JWT verification; nil means none. With both,
+	// JWT-shaped tokens of Issuer are verified locally and everything else
+	// is introspected.
+	JWT *JWTOptions
+	// Cache configures the decision cache.
+	Cache CacheOptions
+	// Logger receives the operator's lines. Default: none.
+	Logger *zap.Logger
+	// Observer receives metrics. Default: none.
+	Observer Observer
+	// ProvisionTimeout bounds New's I/O. Default 15s.
+	ProvisionTimeout time.Duration
+}
+
+// IntrospectOptions configure RFC 7662 introspection and the gateway's own
+// client authentication.
+type IntrospectOptions struct {
+	// Endpoint is the introspection endpoint. Default: discovered.
+	Endpoint string
+	// ClientID and ClientSecret are the gateway's own client.
+	ClientID, ClientSecret string
+	// AuthMethod: client_secret_basic (default), client_secret_post,
+	// client_secret_jwt, private_key_jwt, or bearer (the gateway's own
+	// client_credentials token from TokenEndpoint).
+	AuthMethod string
+	// PrivateKeyFile (PEM or JWK) and PrivateKeyID for private_key_jwt,
+	// and for bearer to get its token with it.
+	PrivateKeyFile, PrivateKeyID string
+	// TokenEndpoint for bearer. Default: discovered.
+	TokenEndpoint string
+	// TokenScope: the scopes the gateway asks for its own token.
+	TokenScope []string
+	// AssertionAudience overrides the aud of client assertions (default:
+	// Issuer, else the endpoint the assertion is sent to).
+	AssertionAudience string
+	// AssertionLifetime of client assertions. Default 2m; at most
+	// MaxAssertionLifetime.
+	AssertionLifetime time.Duration
+	// Timeout bounds one call. Default DefaultHTTPTimeout.
+	Timeout time.Duration
+	// MaxConcurrent caps calls in flight. Default 64.
+	MaxConcurrent int
+	// IntrospectJWTs also introspects JWTs that verified locally.
+	IntrospectJWTs bool
+}
+
+// JWTOptions configure local JWT verification and where its keys come from.
+type JWTOptions struct {
+	// JWKSURL, else JWKSFile, else the discovered jwks_uri.
+	JWKSURL, JWKSFile string
+	// Algorithms is the allowlist (default: what each key declares).
+	Algorithms []string
+	// Types are accepted typ values besides at+jwt.
+	Types []string
+	// RefreshInterval: an unknown kid refetches the JWKS at most this
+	// often. Default 10s.
+	RefreshInterval time.Duration
+	// AllowStartWithoutKeys makes New succeed when the first JWKS fetch
+	// fails (tokens then get 503 until the keys arrive).
+	AllowStartWithoutKeys bool
+}
+
+// CacheOptions configure the decision cache.
+type CacheOptions struct {
+	// TTL bounds reuse of a good decision (never past exp). Default 5m.
+	TTL time.Duration
+	// NegativeTTL is how long an invalid_token verdict is reused.
+	// Default 30s.
+	NegativeTTL time.Duration
+	// MaxEntries bounds the memory tier. Default 100000.
+	MaxEntries int
+	// RedisURL enables the shared tier; RedisNamespace scopes it (default:
+	// derived from the validation settings, see RedisNamespace).
+	RedisURL, RedisNamespace string
+	// RedisTimeout bounds each Redis call. Default cache.DefaultRedisTimeout.
+	RedisTimeout time.Duration
+	// KeySecret makes cache keys HMAC-SHA256 instead of SHA-256.
+	KeySecret string
+	// StaleGrace: see Validator. Default 0 (off).
+	StaleGrace time.Duration
+}
+
+// Observer receives every metric the validator's parts report.
+type Observer interface {
+	cache.Observer
+	IntrospectionObserver
+	JWKSObserver
+}
+
+// Defaults of Config.
+const (
+	DefaultLeeway           = 30 * time.Second
+	DefaultTTL              = 5 * time.Minute
+	DefaultNegativeTTL      = 30 * time.Second
+	DefaultMaxEntries       = 100_000
+	DefaultMaxConcurrent    = 64
+	DefaultRefreshInterval  = 10 * time.Second
+	DefaultProvisionTimeout = 15 * time.Second
+)
+
+// AuthMethods are the values IntrospectOptions.AuthMethod accepts.
+var AuthMethods = []string{"client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "bearer"}
+
+// WithDefaults returns cfg with every zero value replaced by its default.
+func (cfg Config) WithDefaults() Config {
+	if cfg.Leeway == 0 {
+		cfg.Leeway = DefaultLeeway
+	}
+	if cfg.MaxTokenLength == 0 {
+		cfg.MaxTokenLength = DefaultMaxTokenLength
+	}
+	if cfg.ProvisionTimeout == 0 {
+		cfg.ProvisionTimeout = DefaultProvisionTimeout
+	}
+	c := &cfg.Cache
+	if c.TTL == 0 {
+		c.TTL = DefaultTTL
+	}
+	if c.NegativeTTL == 0 {
+		c.NegativeTTL = DefaultNegativeTTL
+	}
+	if c.MaxEntries == 0 {
+		c.MaxEntries = DefaultMaxEntries
+	}
+	if i := cfg.Introspect; i != nil {
+		o := *i
+		if o.AuthMethod == "" {
+			o.AuthMethod = "client_secret_basic"
+		}
+		if o.Timeout == 0 {
+			o.Timeout = DefaultHTTPTimeout
+		}
+		if o.MaxConcurrent == 0 {
+			o.MaxConcurrent = DefaultMaxConcurrent
+		}
+		cfg.Introspect = &o
+	}
+	if j := cfg.JWT; j != nil {
+		o := *j
+		if o.RefreshInterval == 0 {
+			o.RefreshInterval = DefaultRefreshInterval
+		}
+		cfg.JWT = &o
+	}
+	return cfg
+}
+
+// Check reports the first configuration mistake, without I/O. Messages name
+// the setting at fault. New calls it; a config UI can too.
+func (cfg Config) Check() error {
+	if cfg.Introspect == nil && cfg.JWT == nil {
+		return errors.New("configure introspect or jwt (or both): nothing can validate tokens")
+	}
+	if cfg.Leeway < 0 || cfg.MaxTokenLength < 0 || cfg.Cache.TTL < 0 || cfg.Cache.NegativeTTL < 0 || cfg.Cache.StaleGrace < 0 || cfg.Cache.MaxEntries < 0 {
+		return errors.New("durations and sizes must not be negative")
+	}
+	if cfg.Issuer != "" {
+		if _, err := MetadataURLs(cfg.Issuer); err != nil {
+			return fmt.Errorf("issuer: %w", err)
+		}
+	}
+	if i := cfg.Introspect; i != nil {
+		if err := cfg.checkIntrospect(i); err != nil {
+			return fmt.Errorf("introspect: %w", err)
+		}
+	}
+	if j := cfg.JWT; j != nil {
+		if err := cfg.checkJWT(j); err != nil {
+			return fmt.Errorf("jwt: %w", err)
+		}
+	}
+	return nil
+}
+
+func (cfg Config) checkIntrospect(i *IntrospectOptions) error {
+	if i.Endpoint == "" && cfg.Issuer == "" {
+		return errors.New("set endpoint, or issuer so that it can be discovered")
+	}
+	if i.Endpoint != "" {
+		if err := checkHTTPURL(i.Endpoint); err != nil {
+			return fmt.Errorf("endpoint: %w", err)
+		}
+	}
+	if i.TokenEndpoint != "" {
+		if err := checkHTTPURL(i.TokenEndpoint); err != nil {
+			return fmt.Errorf("token_endpoint: %w", err)
+		}
+	}
+	if i.ClientID == "" {
+		return errors.New("client_id is required (the gateway's own client at the authorization server)")
+	}
+	if i.Timeout < 0 || i.MaxConcurrent < 0 {
+		return errors.New("timeout and max_concurrent must not be negative")
+	}
+	needSecret := func() error {
+		if i.ClientSecret == "" {
+			return fmt.Errorf("auth_method %s needs client_secret (did an {env.*} or {file.*} placeholder resolve to nothing?)", i.AuthMethod)
+		}
+		return nil
+	}
+	// No audience is required: without assertion_audience and issuer, an
+	// assertion's aud is the URL of the endpoint it is sent to
+	// (AssertionAudience), and without an issuer that endpoint is
+	// configured, so there always is one.
+	checkAssertion := func() error {
+		if i.AssertionLifetime < 0 {
+			return errors.New("assertion_lifetime must not be negative")
+		}
+		if i.AssertionLifetime > MaxAssertionLifetime {
+			return fmt.Errorf("assertion_lifetime %s is longer than %s: servers refuse long-lived assertions (keep it to minutes)", i.AssertionLifetime, MaxAssertionLifetime)
+		}
+		return nil
+	}
+	switch i.AuthMethod {
+	case "client_secret_basic", "client_secret_post", "":
+		return needSecret()
+	case "client_secret_jwt":
+		if err := needSecret(); err != nil {
+			return err
+		}
+		return checkAssertion()
+	case "private_key_jwt":
+		if i.PrivateKeyFile == "" {
+			return errors.New("auth_method private_key_jwt needs private_key <file> [<kid>]")
+		}
+		return checkAssertion()
+	case "bearer":
+		if i.TokenEndpoint == "" && cfg.Issuer == "" {
+			return errors.New("auth_method bearer needs token_endpoint (or issuer, to discover it)")
+		}
+		if i.PrivateKeyFile == "" && i.ClientSecret == "" {
+			return errors.New("auth_method bearer needs client_secret or private_key, to get the gateway's own token")
+		}
+		if i.PrivateKeyFile != "" {
+			return checkAssertion()
+		}
+		return nil
+	}
+	return fmt.Errorf("auth_method %q is not supported; use %s", i.AuthMethod, strings.Join(AuthMethods, ", "))
+}
+
+func (cfg Config) checkJWT(j *JWTOptions) error {
+	if j.JWKSURL != "" && j.JWKSFile != "" {
+		return errors.New("jwks_url and jwks_file are mutually exclusive")
+	}
+	if j.JWKSURL == "" && j.JWKSFile == "" && cfg.Issuer == "" {
+		return errors.New("set jwks_url or jwks_file, or issuer so that jwks_uri can be discovered")
+	}
+	if j.JWKSURL != "" {
+		if err := checkHTTPURL(j.JWKSURL); err != nil {
+			return fmt.Errorf("jwks_url: %w", err)
+		}
+	}
+	if cfg.Issuer == "" {
+		return errors.New("issuer is required: a JWT's iss must be checked (RFC 9068 §4)")
+	}
+	if len(cfg.Audience) == 0 || slices.Contains(cfg.Audience, "") {
+		return errors.New("audience is required: a JWT access token must be meant for this API (RFC 9068 §4)")
+	}
+	if j.RefreshInterval < 0 {
+		return errors.New("refresh_interval must not be negative")
+	}
+	// The verifier's own rule, so that what passes here also builds.
+	for _, a := range j.Algorithms {
+		if err := jwtCheckConfiguredAlg(jwa.SignatureAlgorithm(a)); err != nil {
+			return fmt.Errorf("algorithms: %w", err)
+		}
+	}
+	return nil
+}
+
+func checkHTTPURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	if u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute http(s) URL", s)
+	}
+	return nil
+}
+
+// NeedsDiscovery reports whether New must fetch the issuer's metadata: an
+// endpoint or the key set is to be discovered. The doctor asks the same
+// function, so the two cannot disagree.
+func (cfg Config) NeedsDiscovery() bool {
+	if i := cfg.Introspect; i != nil && (i.Endpoint == "" || i.AuthMethod == "bearer" && i.TokenEndpoint == "") {
+		return true
+	}
+	return cfg.JWT != nil && cfg.JWT.JWKSURL == "" && cfg.JWT.JWKSFile == ""
+}
+
+// AcceptedTypes is the RFC 9068 default (at+jwt) plus what the operator
+// names: extra values are accepted besides the standard type, never instead.
+func AcceptedTypes(extra []string) []string {
+	if len(extra) == 0 {
+		return nil // the verifier's default: at+jwt, application/at+jwt
+	}
+	return append(slices.Clone(jwtDefaultTypes), extra...)
+}
+
+// New builds a Validator from cfg: defaults, Check, discovery when needed
+// (once), the key set (its first fetch bounded by ProvisionTimeout), the
+// gateway's client authentication, the introspection client, the breaker
+// and the decision cache. Close releases its background work.
+func New(cfg Config) (*Validator, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	v := &Validator{cfg: cfg, log: log, cancel: cancel}
+	ok := false
+	defer func() {
+		if !ok {
+			v.Close()
+		}
+	}()
+	pctx, pcancel := context.WithTimeout(bg, cfg.ProvisionTimeout)
+	defer pcancel()
+
+	if cfg.NeedsDiscovery() {
+		md, err := Discover(pctx, NewHTTPClient(DefaultHTTPTimeout), cfg.Issuer)
+		if err != nil {
+			return nil, fmt.Errorf("issuer: %w", err)
+		}
+		v.metadata = md
+		log.Info("discovered authorization server metadata", zap.String("issuer", md.Issuer),
+			zap.String("source", md.Source), zap.String("introspection_endpoint", md.IntrospectionEndpoint),
+			zap.String("jwks_uri", md.JWKSURI))
+	}
+
+	var secret []byte
+	if cfg.Cache.KeySecret != "" {
+		secret = []byte(cfg.Cache.KeySecret)
+	}
+	v.keyer = cache.NewKeyer(secret)
+	cc := cache.Config{MaxEntries: cfg.Cache.MaxEntries, Logger: log.Named("cache")}
+	if cfg.Observer != nil {
+		cc.Observer = cfg.Observer
+	}
+	if cfg.Cache.RedisURL != "" {
+		ns := cfg.Cache.RedisNamespace
+		if ns == "" {
+			ns = cfg.RedisNamespace()
+		}
+		cc.Redis = &cache.RedisConfig{URL: cfg.Cache.RedisURL, Namespace: ns, Timeout: cfg.Cache.RedisTimeout,
+			TombstoneTTL: tombstoneTTL(cfg)}
+	}
+	c, err := cache.New[*Verdict](cc, cache.JSONCodec[*Verdict]{})
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	v.cache = c
+	v.closers = append(v.closers, func() { _ = c.Close() })
+
+	if i := cfg.Introspect; i != nil {
+		if err := v.buildIntrospector(i); err != nil {
+			return nil, fmt.Errorf("introspect: %w", err)
+		}
+	}
+	if j := cfg.JWT; j != nil {
+		if err := v.buildJWT(pctx, bg, j); err != nil {
+			return nil, fmt.Errorf("jwt: %w", err)
+		}
+	}
+	v.init()
+	ok = true
+	return v, nil
+}
+
+// tombstoneTTL outlives the longest load an eviction can race with: an
+// introspection call, a retry after renewing the gateway's own token, the
+// queue wait and a JWKS fetch.
+func tombstoneTTL(cfg Config) time.Duration {
+	d := cache.DefaultTombstoneTTL
+	if i := cfg.Introspect; i != nil {
+		d = max(d, 3*i.Timeout)
+	}
+	return d
+}
+
+func (v *Validator) buildIntrospector(i *IntrospectOptions) error {
+	endpoint := i.Endpoint
+	if endpoint == "" {
+		if v.metadata == nil || v.metadata.IntrospectionEndpoint == "" {
+			return fmt.Errorf("the metadata of %s has no introspection_endpoint; set introspect.endpoint", v.cfg.Issuer)
+		}
+		endpoint = v.metadata.IntrospectionEndpoint
+	}
+	auth, err := v.clientAuth(i)
+	if err != nil {
+		return err
+	}
+	var obs IntrospectionObserver
+	if v.cfg.Observer != nil {
+		obs = v.cfg.Observer
+	}
+	v.introspector = &Introspector{
+		Endpoint:   endpoint,
+		Auth:       auth,
+		HTTPClient: NewHTTPClient(i.Timeout),
+		Timeout:    i.Timeout,
+		Issuer:     v.cfg.Issuer,
+		Leeway:     v.cfg.Leeway,
+		Observer:   obs,
+	}
+	v.maxConcurrent = i.MaxConcurrent
+	v.introspectJWTs = i.IntrospectJWTs
+	return nil
+}
+
+// clientAuth builds how the gateway authenticates to the authorization
+// server. For bearer, the gateway's own token is fetched with
+// private_key_jwt when a key is configured, else with client_secret_basic.
+// The aud of each assertion is decided per call (AssertionAudience).
+func (v *Validator) clientAuth(i *IntrospectOptions) (ClientAuthenticator, error) {
+	aud, issuer := i.AssertionAudience, v.cfg.Issuer
+	keyAuth := func() (ClientAuthenticator, error) {
+		key, err := LoadPrivateKey(i.PrivateKeyFile, i.PrivateKeyID)
+		if err != nil {
+			return nil, fmt.Errorf("private_key: %w", err)
+		}
+		a := PrivateKeyJWT{ClientID: i.ClientID, Key: key, Audience: aud, Issuer: issuer, Lifetime: i.AssertionLifetime}
+		if err := a.Validate(); err != nil {
+			return nil, err
+		}
+		return a, nil
+	}
+	switch i.AuthMethod {
+	case "client_secret_post":
+		return SecretPost{ClientID: i.ClientID, ClientSecret: i.ClientSecret}, nil
+	case "client_secret_jwt":
+		a := ClientSecretJWT{ClientID: i.ClientID, Secret: i.ClientSecret, Audience: aud, Issuer: issuer, Lifetime: i.AssertionLifetime}
+		if err := a.Validate(); err != nil {
+			return nil, err
+		}
+		return a, nil
+	case "private_key_jwt":
+		return keyAuth()
+	case "bearer":
+		var inner ClientAuthenticator = SecretBasic{ClientID: i.ClientID, ClientSecret: i.ClientSecret}
+		if i.PrivateKeyFile != "" {
+			var err error
+			if inner, err = keyAuth(); err != nil {
+				return nil, err
+			}
+		}
+		endpoint := i.TokenEndpoint
+		if endpoint == "" {
+			if v.metadata == nil || v.metadata.TokenEndpoint == "" {
+				return nil, fmt.Errorf("the metadata of %s has no token_endpoint; set token_endpoint", v.cfg.Issuer)
+			}
+			endpoint = v.metadata.TokenEndpoint
+		}
+		var obs IntrospectionObserver
+		if v.cfg.Observer != nil {
+			obs = v.cfg.Observer
+		}
+		b := &BearerAuth{
+			TokenEndpoint: endpoint,
+			ClientAuth:    inner,
+			Scopes:        i.TokenScope,
+			HTTPClient:    NewHTTPClient(i.Timeout),
+			Timeout:       i.Timeout,
+			Observer:      obs,
+		}
+		if err := b.Validate(); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	return SecretBasic{ClientID: i.ClientID, ClientSecret: i.ClientSecret}, nil
+}
+
+// buildJWT builds the key set (file, URL or discovered jwks_uri) and the
+// verifier. Remote keys are fetched once now so that a wrong URL fails New,
+// unless AllowStartWithoutKeys says the operator prefers to start and
+// answer 503 until the keys arrive.
+func (v *Validator) buildJWT(pctx, bg context.Context, j *JWTOptions) error {
+	var keys KeySet
+	if j.JWKSFile != "" {
+		ks, err := LoadKeySetFile(j.JWKSFile)
+		if err != nil {
+			return fmt.Errorf("jwks_file: %w", err)
+		}
+		keys = ks
+	} else {
+		u := j.JWKSURL
+		if u == "" {
+			if v.metadata == nil || v.metadata.JWKSURI == "" {
+				return fmt.Errorf("the metadata of %s has no jwks_uri; set jwt.jwks_url", v.cfg.Issuer)
+			}
+			u = v.metadata.JWKSURI
+		}
+		var obs JWKSObserver
+		if v.cfg.Observer != nil {
+			obs = v.cfg.Observer
+		}
+		rks, err := NewRemoteKeySet(bg, RemoteKeySetConfig{
+			URL:                u,
+			HTTPClient:         NewHTTPClient(DefaultHTTPTimeout),
+			MinRefreshInterval: j.RefreshInterval,
+			Logger:             v.log.Named("jwks"),
+			Observer:           obs,
+			// A key removed at the AS is retired or compromised: drop
+			// every cached decision (here, in Redis and across the fleet)
+			// rather than keep accepting its tokens until ttl.
+			OnKeysRemoved: func([]string) {
+				ctx, cancel := context.WithTimeout(bg, 5*time.Second)
+				defer cancel()
+				if _, err := v.cache.Flush(ctx); err != nil {
+					v.log.Warn("flushing cached decisions after a key removal", zap.Error(err))
+				}
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("jwks_url: %w", err)
+		}
+		v.closers = append(v.closers, rks.Close)
+		if err := rks.Refresh(pctx); err != nil {
+			if !j.AllowStartWithoutKeys {
+				return fmt.Errorf("fetching the JWKS from %s: %w (set allow_start_without_keys to start anyway and answer 503 until it is reachable)", u, err)
+			}
+			v.log.Error("JWKS not reachable at startup; requests with JWTs get 503 until it is",
+				zap.String("jwks_url", u), zap.Error(err))
+		}
+		keys = rks
+	}
+	algs := make([]jwa.SignatureAlgorithm, 0, len(j.Algorithms))
+	for _, a := range j.Algorithms {
+		algs = append(algs, jwa.SignatureAlgorithm(a))
+	}
+	verifier, err := NewJWTVerifier(keys, JWTConfig{
+		Issuer:        v.cfg.Issuer,
+		Audience:      v.cfg.Audience,
+		Algorithms:    algs,
+		Types:         AcceptedTypes(j.Types),
+		Leeway:        v.cfg.Leeway,
+		MaxTokenBytes: v.cfg.MaxTokenLength,
+	})
+	if err != nil {
+		return err
+	}
+	v.keys = keys
+	v.jwt = verifier
+	v.jwtIssuer = v.cfg.Issuer
+	return nil
+}
+
+// RedisNamespace scopes the shared Redis tier to the settings that decide a
+// token's validity. Without it, a gateway trusting issuer A would accept a
+// decision that a gateway trusting issuer B wrote to the same Redis.
+// Settings that do not change validity (timeouts, ttl, sizes, stale_grace:
+// each entry carries its own freshness) are left out, so that a fleet whose
+// members differ only in those still shares one namespace.
+func (cfg Config) RedisNamespace() string {
+	type introspectID struct {
+		Endpoint, ClientID string
+		IntrospectJWT      bool
+	}
+	type jwtID struct {
+		JWKSURL, JWKSFile string
+		Algorithms, Types []string
+	}
+	id := struct {
+		Issuer     string
+		Audience   []string
+		Introspect *introspectID
+		JWT        *jwtID
+		Leeway     time.Duration
+	}{Issuer: cfg.Issuer, Audience: cfg.Audience, Leeway: cfg.Leeway}
+	if i := cfg.Introspect; i != nil {
+		id.Introspect = &introspectID{i.Endpoint, i.ClientID, i.IntrospectJWTs}
+	}
+	if j := cfg.JWT; j != nil {
+		id.JWT = &jwtID{j.JWKSURL, j.JWKSFile, j.Algorithms, j.Types}
+	}
+	b, _ := json.Marshal(id)
+	sum := sha256.Sum256(b)
+	return cache.DefaultNamespace + ":" + hex.EncodeToString(sum[:8])
+}

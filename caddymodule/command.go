@@ -32,16 +32,10 @@ Tools for tokengate's bearer_auth handler.
 
 Run "caddy bearer-auth <command> --help" for the flags of each.`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(tokenCommand())
-			if doctorCommand != nil {
-				cmd.AddCommand(doctorCommand())
-			}
+			cmd.AddCommand(tokenCommand(), doctorCommand())
 		},
 	})
 }
-
-// doctorCommand is set by doctor.go's init.
-var doctorCommand func() *cobra.Command
 
 func tokenCommand() *cobra.Command {
 	c := &cobra.Command{

@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/tokengate/tokengate/introspect/claims"
+	"github.com/tokengate/tokengate/introspect/internal/httpbody"
 )
 
 // Defaults for BearerAuth.
@@ -311,7 +314,7 @@ func (b *BearerAuth) fetch(ctx context.Context) (string, time.Duration, error) {
 		return "", 0, Unavailable(reason, hint, fmt.Errorf("calling %s: %w", b.TokenEndpoint, err))
 	}
 	defer resp.Body.Close()
-	body, err := readBounded(resp.Body, b.MaxResponseBytes)
+	body, err := httpbody.Read(resp.Body, responseLimit(b.MaxResponseBytes))
 	if err != nil {
 		b.observe(start, "bad_response")
 		return "", 0, Unavailable("bad_response", "the token endpoint's answer is not an RFC 6749 token response: check introspect.token_endpoint",
@@ -339,7 +342,7 @@ func (b *BearerAuth) fetch(ctx context.Context) (string, time.Duration, error) {
 }
 
 func (b *BearerAuth) parseTokenResponse(body []byte) (string, time.Duration, error) {
-	m, err := parseStrictObject(body)
+	m, err := claims.ParseStrictObject(body)
 	if err != nil {
 		return "", 0, err
 	}
@@ -349,7 +352,7 @@ func (b *BearerAuth) parseTokenResponse(body []byte) (string, time.Duration, err
 	}
 	// The token goes into our Authorization header: it must be a b64token
 	// (RFC 6750 §2.1), which also rules out header injection.
-	if _, terr := checkToken(tok, maxAccessTokenBytes); terr != nil {
+	if _, terr := claims.CheckB64Token(tok, maxAccessTokenBytes); terr != nil {
 		return "", 0, fmt.Errorf("the access_token is unusable: %s", terr.Description)
 	}
 	// RFC 6749 §7.1: we can only present a Bearer token. token_type is

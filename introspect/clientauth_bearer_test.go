@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/testas"
+	"github.com/tokengate/tokengate/introspect/internal/httpbody"
 )
 
 const (
@@ -599,7 +600,7 @@ func TestBearerAuthTokenResponseChecks(t *testing.T) {
 		ts := newCATokenServer(t)
 		ts.set(200, "application/json", `{"access_token":"`+strings.Repeat("a", 2000)+`"}`)
 		b := &BearerAuth{TokenEndpoint: ts.srv.URL, ClientAuth: SecretBasic{ClientID: "gw", ClientSecret: "s"}, MaxResponseBytes: 1024}
-		if _, err := b.Token(context.Background()); err == nil || !errors.Is(err, errTooLarge) {
+		if _, err := b.Token(context.Background()); err == nil || !errors.Is(err, httpbody.ErrTooLarge) {
 			t.Errorf("got %v", err)
 		}
 	})

@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/tokengate/tokengate/introspect/claims"
+	"github.com/tokengate/tokengate/introspect/internal/httpbody"
 )
 
 // Introspector is an RFC 7662 client: it asks the authorization server
@@ -185,7 +188,7 @@ func (c *Introspector) exchange(ctx context.Context, token string) (*Decision, e
 		return nil, c.unavailable(transportReason(err), fmt.Errorf("calling %s: %w", c.Endpoint, err))
 	}
 	defer resp.Body.Close()
-	body, err := readBounded(resp.Body, c.MaxResponseBytes)
+	body, err := httpbody.Read(resp.Body, responseLimit(c.MaxResponseBytes))
 	if err != nil {
 		c.observe(start, "bad_response")
 		return nil, c.unavailable("bad_response", fmt.Errorf("reading the response of %s: %w", c.Endpoint, err))
@@ -214,7 +217,7 @@ func (c *Introspector) exchange(ctx context.Context, token string) (*Decision, e
 			Description: "the authorization server could not be reached; try again later",
 			Hint:        ase.Hint(), Err: ase}
 	}
-	if !isJSON(resp.Header.Get("Content-Type")) {
+	if !httpbody.IsJSON(resp.Header.Get("Content-Type")) {
 		c.observe(start, "bad_response")
 		return nil, c.unavailable("bad_response", fmt.Errorf("%s answered %s, not JSON: is the endpoint URL right?", c.Endpoint, describeBody(resp, len(body))))
 	}
@@ -278,37 +281,37 @@ func hintFor(reason, endpoint string) string {
 // Anything that is not a well-formed answer fails closed as the server's
 // fault (temporarily_unavailable), never as the caller's.
 func ParseIntrospectionResponse(body []byte, now time.Time, leeway time.Duration, issuer string) (*Decision, *Error) {
-	claims, err := parseStrictObject(body)
+	claimSet, err := claims.ParseStrictObject(body)
 	if err != nil {
 		return nil, Unavailable("bad_response", "the introspection response is not a JSON object", err)
 	}
-	active, ok := claims["active"].(bool)
+	active, ok := claimSet["active"].(bool)
 	if !ok {
 		// "active" missing, a string ("true"), or a number: a broken
 		// server. Accepting "true" as a string would be fail-open.
 		return nil, Unavailable("bad_response", "the introspection response lacks a boolean \"active\" member (RFC 7662 §2.2)",
-			fmt.Errorf("active is %T", claims["active"]))
+			fmt.Errorf("active is %T", claimSet["active"]))
 	}
 	if !active {
 		return nil, InvalidToken("inactive", "the token is not active (expired, revoked, or unknown to the authorization server)", nil)
 	}
-	d, err := DecisionFromClaims(claims, "introspection")
+	d, err := claims.NewDecision(claimSet, "introspection")
 	if err != nil {
 		return nil, Unavailable("bad_response", "the introspection response has a claim of the wrong type", err)
 	}
 	// A server that introspects refresh tokens too says so (RFC 7662
 	// token_type; token_use in ORY Hydra and others): only access tokens
 	// may open the API.
-	if tt, _ := claims["token_type"].(string); strings.EqualFold(tt, "refresh_token") {
+	if tt, _ := claimSet["token_type"].(string); strings.EqualFold(tt, "refresh_token") {
 		return nil, InvalidToken("not_access_token", "the token is not an access token", nil)
 	}
-	if tu, ok := claims["token_use"].(string); ok && !strings.EqualFold(tu, "access_token") && !strings.EqualFold(tu, "access") {
+	if tu, ok := claimSet["token_use"].(string); ok && !strings.EqualFold(tu, "access_token") && !strings.EqualFold(tu, "access") {
 		return nil, InvalidToken("not_access_token", "the token is not an access token", nil)
 	}
 	if issuer != "" && d.Issuer != "" && d.Issuer != issuer {
 		return nil, InvalidToken("issuer", "the token was issued by another issuer", nil)
 	}
-	if e := checkTimes(d, now, leeway); e != nil {
+	if e := d.CheckTimes(now, leeway); e != nil {
 		return nil, e
 	}
 	return d, nil

@@ -11,6 +11,8 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jws"
+
+	"github.com/tokengate/tokengate/introspect/claims"
 )
 
 // Defaults of JWTConfig.
@@ -240,11 +242,11 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (*Decision, erro
 	if _, err := jwtDecodeSegment(segs[2]); err != nil {
 		return nil, InvalidToken("malformed", "malformed token: signature is not base64url", err)
 	}
-	claims, err := parseStrictObject(payload)
+	claimSet, err := claims.ParseStrictObject(payload)
 	if err != nil {
 		return nil, InvalidToken("malformed", "malformed token: claims are not a valid JSON object", err)
 	}
-	d, err := v.checkClaims(claims)
+	d, err := v.checkClaims(claimSet)
 	if err != nil {
 		return nil, err
 	}
@@ -293,12 +295,12 @@ func (v *JWTVerifier) parseHeader(seg string) (jwtParsedHeader, error) {
 	if err != nil {
 		return h, InvalidToken("malformed", "malformed token: header is not base64url", err)
 	}
-	obj, err := parseStrictObject(raw)
+	obj, err := claims.ParseStrictObject(raw)
 	if err != nil {
 		return h, InvalidToken("malformed", "malformed token: header is not a valid JSON object", err)
 	}
 
-	alg, present, err := jwtOptionalString(obj, "alg")
+	alg, present, err := claims.String(obj, "alg")
 	switch {
 	case err != nil:
 		return h, InvalidToken("malformed", "malformed token: alg header must be a string", err)
@@ -332,7 +334,7 @@ func (v *JWTVerifier) parseHeader(seg string) (jwtParsedHeader, error) {
 		return h, InvalidToken("b64", "unsupported critical header: b64", nil)
 	}
 
-	typ, _, err := jwtOptionalString(obj, "typ")
+	typ, _, err := claims.String(obj, "typ")
 	if err != nil {
 		return h, InvalidToken("malformed", "malformed token: typ header must be a string", err)
 	}
@@ -346,7 +348,7 @@ func (v *JWTVerifier) parseHeader(seg string) (jwtParsedHeader, error) {
 		return h, e
 	}
 
-	kid, present, err := jwtOptionalString(obj, "kid")
+	kid, present, err := claims.String(obj, "kid")
 	if err != nil || (present && kid == "") {
 		return h, InvalidToken("malformed", "malformed token: kid header must be a non-empty string", err)
 	}
@@ -356,10 +358,10 @@ func (v *JWTVerifier) parseHeader(seg string) (jwtParsedHeader, error) {
 
 // checkClaims applies the claim rules and builds the Decision (unsigned
 // until the caller verifies the signature).
-func (v *JWTVerifier) checkClaims(claims map[string]any) (*Decision, error) {
-	d := &Decision{Claims: claims, Source: "jwt"}
+func (v *JWTVerifier) checkClaims(claimSet map[string]any) (*Decision, error) {
+	d := &Decision{Claims: claimSet, Source: "jwt"}
 
-	iss, _, err := jwtOptionalString(claims, "iss")
+	iss, _, err := claims.String(claimSet, "iss")
 	if err != nil {
 		return nil, InvalidToken("malformed", "malformed token: iss claim must be a string", err)
 	}
@@ -370,7 +372,7 @@ func (v *JWTVerifier) checkClaims(claims map[string]any) (*Decision, error) {
 	}
 	d.Issuer = iss
 
-	aud, present, err := jwtStringOrArray(claims, "aud")
+	aud, present, err := claims.StringOrList(claimSet, "aud")
 	if err != nil {
 		return nil, InvalidToken("malformed", "malformed token: aud claim must be a string or an array of strings", err)
 	}
@@ -386,7 +388,7 @@ func (v *JWTVerifier) checkClaims(claims map[string]any) (*Decision, error) {
 	}
 	d.Audience = aud
 
-	exp, present, err := jwtNumericDate(claims, "exp")
+	exp, present, err := claims.NumericDate(claimSet, "exp")
 	if err != nil {
 		return nil, InvalidToken("malformed", "malformed token: "+err.Error(), err)
 	}
@@ -394,26 +396,26 @@ func (v *JWTVerifier) checkClaims(claims map[string]any) (*Decision, error) {
 		return nil, InvalidToken("exp_missing", "malformed token: missing exp claim", nil)
 	}
 	d.ExpiresAt = exp
-	if d.NotBefore, _, err = jwtNumericDate(claims, "nbf"); err != nil {
+	if d.NotBefore, _, err = claims.NumericDate(claimSet, "nbf"); err != nil {
 		return nil, InvalidToken("malformed", "malformed token: "+err.Error(), err)
 	}
-	if d.IssuedAt, _, err = jwtNumericDate(claims, "iat"); err != nil {
+	if d.IssuedAt, _, err = claims.NumericDate(claimSet, "iat"); err != nil {
 		return nil, InvalidToken("malformed", "malformed token: "+err.Error(), err)
 	}
-	if e := checkTimes(d, v.now(), v.leeway); e != nil {
+	if e := d.CheckTimes(v.now(), v.leeway); e != nil {
 		return nil, e
 	}
 
-	if d.Subject, _, err = jwtOptionalString(claims, "sub"); err != nil {
+	if d.Subject, _, err = claims.String(claimSet, "sub"); err != nil {
 		return nil, InvalidToken("malformed", "malformed token: sub claim must be a string", err)
 	}
 	// RFC 9068 §2.2: client_id; OpenID-style ASes (Keycloak, Entra) send azp.
-	clientID, present, err := jwtOptionalString(claims, "client_id")
+	clientID, present, err := claims.String(claimSet, "client_id")
 	if err != nil {
 		return nil, InvalidToken("malformed", "malformed token: client_id claim must be a string", err)
 	}
 	if !present {
-		if clientID, _, err = jwtOptionalString(claims, "azp"); err != nil {
+		if clientID, _, err = claims.String(claimSet, "azp"); err != nil {
 			return nil, InvalidToken("malformed", "malformed token: azp claim must be a string", err)
 		}
 	}
@@ -422,31 +424,20 @@ func (v *JWTVerifier) checkClaims(claims map[string]any) (*Decision, error) {
 	// RFC 9068 §2.2.3: scope is a space-separated string (RFC 6749 §3.3).
 	// Some ASes (Entra, Okta) send scp as an array or a string instead;
 	// scope wins when both are present.
-	if scope, present, err := jwtOptionalString(claims, "scope"); err != nil {
+	if scope, present, err := claims.String(claimSet, "scope"); err != nil {
 		return nil, InvalidToken("malformed", "malformed token: scope claim must be a space-separated string", err)
 	} else if present {
-		d.Scopes = jwtSplitScope(scope)
+		d.Scopes = claims.SplitScope(scope)
 	} else {
-		scp, _, err := jwtStringOrArray(claims, "scp")
+		scp, _, err := claims.StringOrList(claimSet, "scp")
 		if err != nil {
 			return nil, InvalidToken("malformed", "malformed token: scp claim must be a string or an array of strings", err)
 		}
 		for _, s := range scp {
-			d.Scopes = append(d.Scopes, jwtSplitScope(s)...)
+			d.Scopes = append(d.Scopes, claims.SplitScope(s)...)
 		}
 	}
 	return d, nil
-}
-
-// jwtSplitScope splits on the space character only (RFC 6749 §3.3).
-func jwtSplitScope(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, " ") {
-		if f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
 }
 
 func jwtShortenAll(ss []string) []string {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
+
+	"github.com/tokengate/tokengate/introspect/internal/httpbody"
 )
 
 // KeySet supplies the keys that verify JWT access tokens. The
@@ -302,7 +304,7 @@ func LoadKeySetFile(path string) (*StaticKeySet, error) {
 		return nil, fmt.Errorf("introspect: reading key file: %w", err)
 	}
 	defer f.Close()
-	raw, err := readBounded(f, jwtMaxKeyFileBytes)
+	raw, err := httpbody.Read(f, jwtMaxKeyFileBytes)
 	if err != nil {
 		return nil, fmt.Errorf("introspect: reading key file %s (limit %d bytes): %w", path, jwtMaxKeyFileBytes, err)
 	}

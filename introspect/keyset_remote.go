@@ -19,6 +19,8 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/tokengate/tokengate/introspect/internal/httpbody"
 )
 
 // Defaults and bounds of RemoteKeySet.
@@ -344,8 +346,8 @@ func (s *RemoteKeySet) fetch() (*jwksSnapshot, []jwksSkipped, time.Duration, err
 	if ct := resp.Header.Get("Content-Type"); !jwksIsJSONMediaType(ct) {
 		return nil, nil, 0, fmt.Errorf("unexpected Content-Type %q (want application/json or application/jwk-set+json)", ct)
 	}
-	body, err := readBounded(resp.Body, s.maxBytes)
-	if errors.Is(err, errTooLarge) {
+	body, err := httpbody.Read(resp.Body, s.maxBytes)
+	if errors.Is(err, httpbody.ErrTooLarge) {
 		return nil, nil, 0, fmt.Errorf("body larger than %d bytes", s.maxBytes)
 	}
 	if err != nil {

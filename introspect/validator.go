@@ -204,8 +204,8 @@ func (v *Validator) fromVerdict(vd *Verdict) (*Decision, error) {
 	}
 	// The cache TTL is bounded by exp, but a shared tier's clock or a
 	// slow path could still hand us a stale entry: check again, cheaply.
-	if d := vd.Decision; !d.ExpiresAt.IsZero() && usableFor(d, v.now(), v.cfg.Leeway) <= 0 {
-		return nil, checkTimes(d, v.now(), v.cfg.Leeway)
+	if d := vd.Decision; !d.ExpiresAt.IsZero() && d.UsableFor(v.now(), v.cfg.Leeway) <= 0 {
+		return nil, d.CheckTimes(v.now(), v.cfg.Leeway)
 	}
 	return vd.Decision, nil
 }
@@ -230,10 +230,10 @@ func (v *Validator) decide(ctx context.Context, token string) (*Verdict, time.Du
 		return nil, 0, e
 	}
 	now := v.now()
-	left := usableFor(d, now, v.cfg.Leeway)
+	left := d.UsableFor(now, v.cfg.Leeway)
 	ttl := min(v.cfg.Cache.TTL, left)
 	if ttl <= 0 {
-		return &Verdict{Rejection: checkTimes(d, now, v.cfg.Leeway)}, v.cfg.Cache.NegativeTTL, nil
+		return &Verdict{Rejection: d.CheckTimes(now, v.cfg.Leeway)}, v.cfg.Cache.NegativeTTL, nil
 	}
 	if v.cfg.Cache.StaleGrace > 0 {
 		// Keep the entry past its TTL for the grace period (still never

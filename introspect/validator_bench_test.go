@@ -15,14 +15,10 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +26,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jws"
 
 	"github.com/tokengate/tokengate/cache"
+	"github.com/tokengate/tokengate/introspect/claims"
 )
 
 const (
@@ -57,7 +54,7 @@ func benchClaimsJSON(i int, now time.Time) []byte {
 
 // benchDecision builds decision i the way Verify does (minus the signature).
 func benchDecision(tb testing.TB, v *JWTVerifier, i int, now time.Time) *Decision {
-	claims, err := parseStrictObject(benchClaimsJSON(i, now))
+	claims, err := claims.ParseStrictObject(benchClaimsJSON(i, now))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -243,38 +240,4 @@ func benchPlaceholders(d *Decision) any {
 		userID, clientID, scope any
 		claims                  func(string) (any, bool)
 	}{d.UserID(), d.ClientID, d.ScopeString(), func(k string) (any, bool) { return d.Claim(k) }}
-}
-
-func TestDecisionMemoBuildsOncePerDecision(t *testing.T) {
-	d := benchDecision(t, benchVerifier(t), 7, time.Now())
-	var builds atomic.Int32
-	build := func(d *Decision) any { builds.Add(1); return d.UserID() + "!" }
-	var wg sync.WaitGroup
-	got := make([]any, 8)
-	for i := range got {
-		wg.Add(1)
-		go func() { defer wg.Done(); got[i] = d.Memo(build) }()
-	}
-	wg.Wait()
-	for range 3 {
-		got = append(got, d.Memo(build))
-	}
-	for _, g := range got {
-		if g != got[0] || g != d.Subject+"!" {
-			t.Fatalf("Memo returned %v and %v", got[0], g)
-		}
-	}
-	if n := builds.Load(); n < 1 || n > 8 {
-		t.Fatalf("build ran %d times for 8 concurrent first callers", n)
-	}
-	before := builds.Load()
-	d.Memo(build)
-	if builds.Load() != before {
-		t.Fatal("build ran again after the memo was set")
-	}
-	// The memo is not part of what is cached in Redis.
-	b, err := json.Marshal(&Verdict{Decision: d})
-	if err != nil || strings.Contains(string(b), "memo") {
-		t.Fatalf("JSON %s, %v", b, err)
-	}
 }

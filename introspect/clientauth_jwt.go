@@ -26,6 +26,8 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
+
+	"github.com/tokengate/tokengate/introspect/jwt"
 )
 
 // ClientAssertionTypeJWTBearer is the only client_assertion_type of RFC 7523
@@ -115,11 +117,11 @@ func (a ClientSecretJWT) Authenticate(_ context.Context, endpoint string, form u
 	// No kid: a client secret has no key id, and its RFC 7638 thumbprint
 	// would be a SHA-256 of the secret, which an eavesdropper could attack
 	// offline. Servers find the secret by iss/sub (= client_id).
-	jwt, err := signAssertion(a.ClientID, aud, a.Lifetime, a.Now, a.alg(), []byte(a.Secret), "")
+	assertion, err := signAssertion(a.ClientID, aud, a.Lifetime, a.Now, a.alg(), []byte(a.Secret), "")
 	if err != nil {
 		return fmt.Errorf("client_secret_jwt: %w", err)
 	}
-	setAssertion(form, a.ClientID, jwt)
+	setAssertion(form, a.ClientID, assertion)
 	return nil
 }
 
@@ -186,11 +188,11 @@ func (a PrivateKeyJWT) Authenticate(_ context.Context, endpoint string, form url
 	if aud == "" {
 		return fmt.Errorf("private_key_jwt: %w", errNoAudience)
 	}
-	jwt, err := signAssertion(a.ClientID, aud, a.Lifetime, a.Now, alg, a.Key, kid)
+	assertion, err := signAssertion(a.ClientID, aud, a.Lifetime, a.Now, alg, a.Key, kid)
 	if err != nil {
 		return fmt.Errorf("private_key_jwt: %w", err)
 	}
-	setAssertion(form, a.ClientID, jwt)
+	setAssertion(form, a.ClientID, assertion)
 	return nil
 }
 
@@ -270,9 +272,9 @@ func validateAssertionLifetime(lifetime time.Duration) error {
 
 // setAssertion writes RFC 7521 §4.2 parameters, names all lower case as
 // RFC 6749 §3.1/§3.2 and the Oath seed require.
-func setAssertion(form url.Values, clientID, jwt string) {
+func setAssertion(form url.Values, clientID, assertion string) {
 	form.Set("client_assertion_type", ClientAssertionTypeJWTBearer)
-	form.Set("client_assertion", jwt)
+	form.Set("client_assertion", assertion)
 	// RFC 7521 §4.2 makes client_id OPTIONAL next to an assertion, but
 	// servers that look the client (and its realm or keys) up before they
 	// parse the assertion need it, and RFC 6749 §3.2.1 / OIDC Core §9 show
@@ -357,8 +359,8 @@ func privateKeyAlg(key jwk.Key) (jwa.SignatureAlgorithm, error) {
 	declared := jwa.SignatureAlgorithm(key.Algorithm().String())
 	switch k := key.(type) {
 	case jwk.RSAPrivateKey:
-		if bits := jwtBitLen(k.N()); bits < jwtMinRSABits || bits > maxRSABits {
-			return "", fmt.Errorf("the RSA key is %d bits; %d to %d are accepted (RFC 7518 §3.3)", bits, jwtMinRSABits, maxRSABits)
+		if bits := jwt.RSABits(k); bits < jwt.MinRSABits || bits > maxRSABits {
+			return "", fmt.Errorf("the RSA key is %d bits; %d to %d are accepted (RFC 7518 §3.3)", bits, jwt.MinRSABits, maxRSABits)
 		}
 		switch declared {
 		case "":
@@ -367,12 +369,7 @@ func privateKeyAlg(key jwk.Key) (jwa.SignatureAlgorithm, error) {
 			return declared, nil
 		}
 	case jwk.ECDSAPrivateKey:
-		var want jwa.SignatureAlgorithm
-		for alg, crv := range jwtCurveFor {
-			if k.Crv() == crv {
-				want = alg
-			}
-		}
+		want := jwt.AlgForCurve(k.Crv())
 		if want == "" {
 			return "", fmt.Errorf("the EC curve %q is not P-256, P-384 or P-521", k.Crv())
 		}

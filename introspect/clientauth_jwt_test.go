@@ -319,7 +319,7 @@ func TestLoadPrivateKeyRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	encrypted := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Headers: map[string]string{"Proc-Type": "4,ENCRYPTED", "DEK-Info": "AES-128-CBC,00"}, Bytes: []byte{1, 2, 3}})
-	pubJWK, _ := json.Marshal(jwtPublicJWK(t, k.ec, "", ""))
+	pubJWK := caJWKJSON(t, &k.ec.PublicKey, map[string]any{"use": "sig"})
 	twoKeySet := []byte(`{"keys":[` + string(caJWKJSON(t, k.ec, map[string]any{"kid": "a"})) + `,` + string(caJWKJSON(t, k.ecOther, map[string]any{"kid": "b"})) + `]}`)
 	mismatch := caJWKJSON(t, k.ec, nil)
 	var m map[string]any

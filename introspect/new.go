@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tokengate/tokengate/cache"
+	"github.com/tokengate/tokengate/introspect/jwt"
 )
 
 // Config is everything a Validator is built from. New applies the defaults
@@ -123,7 +124,7 @@ type CacheOptions struct {
 type Observer interface {
 	cache.Observer
 	IntrospectionObserver
-	JWKSObserver
+	jwt.JWKSObserver
 }
 
 // Defaults of Config.
@@ -301,7 +302,7 @@ func (cfg Config) checkJWT(j *JWTOptions) error {
 	}
 	// The verifier's own rule, so that what passes here also builds.
 	for _, a := range j.Algorithms {
-		if err := jwtCheckConfiguredAlg(jwa.SignatureAlgorithm(a)); err != nil {
+		if err := jwt.CheckAlgorithm(jwa.SignatureAlgorithm(a)); err != nil {
 			return fmt.Errorf("algorithms: %w", err)
 		}
 	}
@@ -327,15 +328,6 @@ func (cfg Config) NeedsDiscovery() bool {
 		return true
 	}
 	return cfg.JWT != nil && cfg.JWT.JWKSURL == "" && cfg.JWT.JWKSFile == ""
-}
-
-// AcceptedTypes is the RFC 9068 default (at+jwt) plus what the operator
-// names: extra values are accepted besides the standard type, never instead.
-func AcceptedTypes(extra []string) []string {
-	if len(extra) == 0 {
-		return nil // the verifier's default: at+jwt, application/at+jwt
-	}
-	return append(slices.Clone(jwtDefaultTypes), extra...)
 }
 
 // New builds a Validator from cfg: defaults, Check, discovery when needed
@@ -521,9 +513,9 @@ func (v *Validator) clientAuth(i *IntrospectOptions) (ClientAuthenticator, error
 // unless AllowStartWithoutKeys says the operator prefers to start and
 // answer 503 until the keys arrive.
 func (v *Validator) buildJWT(pctx, bg context.Context, j *JWTOptions) error {
-	var keys KeySet
+	var keys jwt.KeySet
 	if j.JWKSFile != "" {
-		ks, err := LoadKeySetFile(j.JWKSFile)
+		ks, err := jwt.LoadKeySetFile(j.JWKSFile)
 		if err != nil {
 			return fmt.Errorf("jwks_file: %w", err)
 		}
@@ -536,11 +528,11 @@ func (v *Validator) buildJWT(pctx, bg context.Context, j *JWTOptions) error {
 			}
 			u = v.metadata.JWKSURI
 		}
-		var obs JWKSObserver
+		var obs jwt.JWKSObserver
 		if v.cfg.Observer != nil {
 			obs = v.cfg.Observer
 		}
-		rks, err := NewRemoteKeySet(bg, RemoteKeySetConfig{
+		rks, err := jwt.NewRemoteKeySet(bg, jwt.RemoteKeySetConfig{
 			URL:                u,
 			HTTPClient:         NewHTTPClient(DefaultHTTPTimeout),
 			MinRefreshInterval: j.RefreshInterval,
@@ -574,11 +566,11 @@ func (v *Validator) buildJWT(pctx, bg context.Context, j *JWTOptions) error {
 	for _, a := range j.Algorithms {
 		algs = append(algs, jwa.SignatureAlgorithm(a))
 	}
-	verifier, err := NewJWTVerifier(keys, JWTConfig{
+	verifier, err := jwt.NewVerifier(keys, jwt.Config{
 		Issuer:        v.cfg.Issuer,
 		Audience:      v.cfg.Audience,
 		Algorithms:    algs,
-		Types:         AcceptedTypes(j.Types),
+		Types:         jwt.AcceptedTypes(j.Types),
 		Leeway:        v.cfg.Leeway,
 		MaxTokenBytes: v.cfg.MaxTokenLength,
 	})

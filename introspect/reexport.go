@@ -1,7 +1,10 @@
 package introspect
 
 import (
+	"context"
+
 	"github.com/tokengate/tokengate/introspect/claims"
+	"github.com/tokengate/tokengate/introspect/jwt"
 )
 
 // The values every token path shares (package claims).
@@ -45,3 +48,33 @@ func InvalidToken(reason, description string, err error) *Error {
 
 // Unavailable builds a temporarily_unavailable error with an operator hint.
 func Unavailable(reason, hint string, err error) *Error { return claims.Unavailable(reason, hint, err) }
+
+// Local JWT verification and its keys (package jwt).
+type (
+	// KeySet supplies the keys that verify JWT access tokens.
+	KeySet = jwt.KeySet
+	// RemoteKeySetConfig configures a key set served from a JWKS URL.
+	RemoteKeySetConfig = jwt.RemoteKeySetConfig
+)
+
+// LooksLikeJWT reports whether token is structurally a JWS compact
+// serialization; it verifies nothing.
+func LooksLikeJWT(token string) bool { return jwt.LooksLike(token) }
+
+// UnverifiedHeader reads a JWT's JOSE header without verifying anything,
+// with the verifier's own decoder: for explaining a token, never for
+// trusting it.
+func UnverifiedHeader(token string) (map[string]any, error) { return jwt.UnverifiedHeader(token) }
+
+// UnverifiedClaims reads a JWT's claims without verifying anything, with the
+// verifier's own decoder: for routing and explaining a token, never for
+// trusting it.
+func UnverifiedClaims(token string) (map[string]any, error) { return jwt.UnverifiedClaims(token) }
+
+// NewRemoteKeySet builds a key set served from a JWKS URL.
+func NewRemoteKeySet(ctx context.Context, cfg RemoteKeySetConfig) (*jwt.RemoteKeySet, error) {
+	return jwt.NewRemoteKeySet(ctx, cfg)
+}
+
+// LoadKeySetFile reads a JWK Set, a JWK, or PEM public keys from path.
+func LoadKeySetFile(path string) (*jwt.StaticKeySet, error) { return jwt.LoadKeySetFile(path) }

@@ -2,10 +2,7 @@ package introspect
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +11,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tokengate/tokengate/cache"
+	"github.com/tokengate/tokengate/introspect/jwt"
 )
 
 // TokenVerifier checks a token by itself (locally, or by asking a server).
@@ -39,7 +37,7 @@ type Validator struct {
 	// jwt verifies JWT access tokens locally against keys. Nil: JWTs are
 	// introspected.
 	jwt  TokenVerifier
-	keys KeySet
+	keys jwt.KeySet
 	// jwtIssuer routes JWT-shaped tokens: in hybrid mode only tokens whose
 	// (unverified) iss equals it are verified locally.
 	jwtIssuer string
@@ -303,7 +301,7 @@ const (
 // PathOf says how token would be checked. It is the one routing rule: the
 // validator follows it and the doctor explains it.
 func (v *Validator) PathOf(token string) Path {
-	local := v.jwt != nil && LooksLikeJWT(token)
+	local := v.jwt != nil && jwt.LooksLike(token)
 	if local && v.introspector != nil && v.jwtIssuer != "" && unverifiedIssuer(token) != v.jwtIssuer {
 		// Hybrid mode: a JWT from an issuer we hold no keys for is the
 		// introspection endpoint's to judge.
@@ -383,21 +381,13 @@ func (v *Validator) introspectNow(ctx context.Context, token string) (*Decision,
 }
 
 // unverifiedIssuer reads iss from a JWT payload without verifying it; used
-// only to route the token, never to trust it.
+// only to route the token, never to trust it. A payload the verifier could
+// not read either has no issuer.
 func unverifiedIssuer(token string) string {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 || len(parts[1]) > DefaultMaxTokenLength {
-		return ""
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	c, err := jwt.UnverifiedClaims(token)
 	if err != nil {
 		return ""
 	}
-	var c struct {
-		Iss string `json:"iss"`
-	}
-	if json.Unmarshal(payload, &c) != nil {
-		return ""
-	}
-	return c.Iss
+	iss, _ := c["iss"].(string)
+	return iss
 }

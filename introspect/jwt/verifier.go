@@ -1,13 +1,19 @@
-package introspect
+// Package jwt verifies JWT access tokens locally (RFC 9068, following the
+// JWT BCP, RFC 8725) against the authorization server's keys, and keeps
+// those keys: a fixed set from a file (StaticKeySet) or a JWKS URL that
+// refreshes itself, rate-limited, when a token names a key it does not know
+// (RemoteKeySet). Claims are read with package claims' strict readers, the
+// same ones introspection responses are read with.
+package jwt
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jws"
@@ -15,18 +21,27 @@ import (
 	"github.com/tokengate/tokengate/introspect/claims"
 )
 
-// Defaults of JWTConfig.
+// Defaults of Config.
 const (
-	jwtDefaultLeeway        = 30 * time.Second
-	jwtDefaultMaxTokenBytes = 8 << 10
+	defaultLeeway        = 30 * time.Second
+	defaultMaxTokenBytes = 8 << 10
 )
 
-// jwtDefaultTypes are the access-token types RFC 9068 §4 requires a
+// defaultTypes are the access-token types RFC 9068 §4 requires a
 // resource server to insist on. Both spellings normalise to the same value.
-var jwtDefaultTypes = []string{"at+jwt", "application/at+jwt"}
+var defaultTypes = []string{"at+jwt", "application/at+jwt"}
 
-// JWTConfig configures a JWTVerifier.
-type JWTConfig struct {
+// AcceptedTypes is the RFC 9068 default (at+jwt) plus what the operator
+// names: extra values are accepted besides the standard type, never instead.
+func AcceptedTypes(extra []string) []string {
+	if len(extra) == 0 {
+		return nil // the verifier's default: at+jwt, application/at+jwt
+	}
+	return append(slices.Clone(defaultTypes), extra...)
+}
+
+// Config configures a Verifier.
+type Config struct {
 	// Issuer is the exact iss the tokens must carry (RFC 9068 §4, RFC 8725
 	// §3.8). Required.
 	Issuer string
@@ -64,21 +79,21 @@ type JWTConfig struct {
 	Now func() time.Time
 }
 
-// JWTVerifier verifies JWT access tokens (RFC 9068) locally against a
+// Verifier verifies JWT access tokens (RFC 9068) locally against a
 // KeySet, following the JWT BCP (RFC 8725). It is safe for concurrent use.
-type JWTVerifier struct {
+type Verifier struct {
 	keys     KeySet
 	issuer   string
 	audience []string
-	algs     []jwa.SignatureAlgorithm // nil: per-key default, see JWTConfig.Algorithms
+	algs     []jwa.SignatureAlgorithm // nil: per-key default, see Config.Algorithms
 	types    []string                 // normalised; "" means no typ header
 	leeway   time.Duration
 	maxBytes int
 	now      func() time.Time
 }
 
-// NewJWTVerifier checks cfg and applies its defaults.
-func NewJWTVerifier(keys KeySet, cfg JWTConfig) (*JWTVerifier, error) {
+// NewVerifier checks cfg and applies its defaults.
+func NewVerifier(keys KeySet, cfg Config) (*Verifier, error) {
 	if keys == nil {
 		return nil, errors.New("introspect: jwt: a key set is required")
 	}
@@ -89,14 +104,14 @@ func NewJWTVerifier(keys KeySet, cfg JWTConfig) (*JWTVerifier, error) {
 		return nil, errors.New("introspect: jwt: audience is required and may not contain empty values (RFC 9068 §4: the aud claim must name this API)")
 	}
 	for _, alg := range cfg.Algorithms {
-		if err := jwtCheckConfiguredAlg(alg); err != nil {
+		if err := CheckAlgorithm(alg); err != nil {
 			return nil, fmt.Errorf("introspect: jwt: %w", err)
 		}
 	}
 	if cfg.Leeway < 0 || cfg.MaxTokenBytes < 0 {
 		return nil, errors.New("introspect: jwt: leeway and max token size must not be negative")
 	}
-	v := &JWTVerifier{
+	v := &Verifier{
 		keys:     keys,
 		issuer:   cfg.Issuer,
 		audience: slices.Clone(cfg.Audience),
@@ -109,18 +124,18 @@ func NewJWTVerifier(keys KeySet, cfg JWTConfig) (*JWTVerifier, error) {
 	}
 	types := cfg.Types
 	if len(types) == 0 {
-		types = jwtDefaultTypes
+		types = defaultTypes
 	}
 	for _, t := range types {
-		if n := jwtNormalizeType(t); !slices.Contains(v.types, n) {
+		if n := normalizeType(t); !slices.Contains(v.types, n) {
 			v.types = append(v.types, n)
 		}
 	}
 	if v.leeway == 0 {
-		v.leeway = jwtDefaultLeeway
+		v.leeway = defaultLeeway
 	}
 	if v.maxBytes == 0 {
-		v.maxBytes = jwtDefaultMaxTokenBytes
+		v.maxBytes = defaultMaxTokenBytes
 	}
 	if v.now == nil {
 		v.now = time.Now
@@ -128,24 +143,24 @@ func NewJWTVerifier(keys KeySet, cfg JWTConfig) (*JWTVerifier, error) {
 	return v, nil
 }
 
-// jwtCheckConfiguredAlg refuses algorithms that must never verify an
+// CheckAlgorithm refuses algorithms that must never verify an
 // access token, with an explanation the operator can act on.
-func jwtCheckConfiguredAlg(alg jwa.SignatureAlgorithm) error {
+func CheckAlgorithm(alg jwa.SignatureAlgorithm) error {
 	switch {
 	case strings.EqualFold(string(alg), string(jwa.NoSignature)):
 		return errors.New(`algorithm "none" is never accepted: unsigned tokens prove nothing (RFC 8725 §3.1, RFC 9068 §4)`)
 	case strings.HasPrefix(strings.ToUpper(string(alg)), "HS"):
 		return fmt.Errorf("algorithm %q is never accepted: HMAC would mean sharing the AS's signing secret with every resource server, and is the vector of algorithm-confusion attacks (RFC 8725 §2.1, §3.1); use the AS's asymmetric keys", alg)
-	case !jwtIsSupportedAlg(alg):
+	case !isSupportedAlg(alg):
 		return fmt.Errorf("algorithm %q is not supported (want one of RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA)", alg)
 	}
 	return nil
 }
 
-// jwtNormalizeType lower-cases a typ value and makes "application/"
+// normalizeType lower-cases a typ value and makes "application/"
 // explicit (RFC 7515 §4.1.9), so "at+jwt" and "application/AT+JWT" compare
 // equal. "" (no typ header) stays "".
-func jwtNormalizeType(t string) string {
+func normalizeType(t string) string {
 	t = strings.ToLower(strings.TrimSpace(t))
 	if t != "" && !strings.Contains(t, "/") {
 		t = "application/" + t
@@ -153,53 +168,14 @@ func jwtNormalizeType(t string) string {
 	return t
 }
 
-// LooksLikeJWT reports whether token is structurally a JWS compact
-// serialization: exactly three non-empty base64url segments whose first
-// decodes to a JSON object with an "alg" member. It routes hybrid mode
-// (JWT-shaped tokens are verified locally, others introspected); a JWE has
-// five segments and is not JWT-shaped here. It verifies nothing.
-func LooksLikeJWT(token string) bool {
-	h, rest, ok := strings.Cut(token, ".")
-	if !ok || h == "" || len(h) > jwtDefaultMaxTokenBytes {
-		return false
-	}
-	p, sig, ok := strings.Cut(rest, ".")
-	if !ok || p == "" || sig == "" || strings.IndexByte(sig, '.') >= 0 {
-		return false
-	}
-	if !jwtIsB64URL(p) || !jwtIsB64URL(sig) {
-		return false
-	}
-	hdr, err := jwtDecodeSegment(h)
-	if err != nil {
-		return false
-	}
-	var obj map[string]json.RawMessage
-	if json.Unmarshal(hdr, &obj) != nil {
-		return false
-	}
-	_, ok = obj["alg"]
-	return ok
-}
-
-func jwtIsB64URL(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
-
-// jwtParsedHeader is what the verifier takes from the JOSE header.
-type jwtParsedHeader struct {
+// parsedHeader is what the verifier takes from the JOSE header.
+type parsedHeader struct {
 	alg jwa.SignatureAlgorithm
 	kid string
 	typ string
 }
 
-// Verify checks token and returns its Decision, or an *Error: an
+// Verify checks token and returns its Decision, or an *claims.Error: an
 // invalid_token rejection whose Description names the failed check, or
 // temporarily_unavailable when the keys could not be obtained at all.
 //
@@ -214,17 +190,17 @@ type jwtParsedHeader struct {
 // are cheap and come before the key lookup so that expired tokens or tokens
 // for another issuer or API never trigger a JWKS refresh. Nothing is
 // returned as a Decision unless the signature verified.
-func (v *JWTVerifier) Verify(ctx context.Context, token string) (*Decision, error) {
+func (v *Verifier) Verify(ctx context.Context, token string) (*claims.Decision, error) {
 	if len(token) > v.maxBytes {
-		return nil, InvalidToken("size", fmt.Sprintf("malformed token: longer than %d bytes", v.maxBytes), nil)
+		return nil, claims.InvalidToken("size", fmt.Sprintf("malformed token: longer than %d bytes", v.maxBytes), nil)
 	}
 	segs := strings.Split(token, ".")
 	switch len(segs) {
 	case 3:
 	case 5:
-		return nil, InvalidToken("jwe", "malformed token: encrypted JWTs (JWE) are not supported", nil)
+		return nil, claims.InvalidToken("jwe", "malformed token: encrypted JWTs (JWE) are not supported", nil)
 	default:
-		return nil, InvalidToken("malformed", "malformed token: not a JWS compact serialization (three dot-separated parts)", nil)
+		return nil, claims.InvalidToken("malformed", "malformed token: not a JWS compact serialization (three dot-separated parts)", nil)
 	}
 
 	hdr, err := v.parseHeader(segs[0])
@@ -233,18 +209,18 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (*Decision, erro
 	}
 
 	if segs[1] == "" || segs[2] == "" {
-		return nil, InvalidToken("malformed", "malformed token: empty payload or signature", nil)
+		return nil, claims.InvalidToken("malformed", "malformed token: empty payload or signature", nil)
 	}
-	payload, err := jwtDecodeSegment(segs[1])
+	payload, err := decodeSegment(segs[1])
 	if err != nil {
-		return nil, InvalidToken("malformed", "malformed token: payload is not base64url", err)
+		return nil, claims.InvalidToken("malformed", "malformed token: payload is not base64url", err)
 	}
-	if _, err := jwtDecodeSegment(segs[2]); err != nil {
-		return nil, InvalidToken("malformed", "malformed token: signature is not base64url", err)
+	if _, err := decodeSegment(segs[2]); err != nil {
+		return nil, claims.InvalidToken("malformed", "malformed token: signature is not base64url", err)
 	}
 	claimSet, err := claims.ParseStrictObject(payload)
 	if err != nil {
-		return nil, InvalidToken("malformed", "malformed token: claims are not a valid JSON object", err)
+		return nil, claims.InvalidToken("malformed", "malformed token: claims are not a valid JSON object", err)
 	}
 	d, err := v.checkClaims(claimSet)
 	if err != nil {
@@ -254,103 +230,103 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (*Decision, erro
 	key, err := v.keys.Key(ctx, hdr.kid, hdr.alg)
 	switch {
 	case errors.Is(err, ErrUnknownKey):
-		e := InvalidToken("unknown_key", "unknown signing key", err)
-		e.Hint = fmt.Sprintf("no key in the key set has kid %q and fits alg %s; if the AS rotated keys, the JWKS refresh will pick the new key up", jwtShorten(hdr.kid), hdr.alg)
+		e := claims.InvalidToken("unknown_key", "unknown signing key", err)
+		e.Hint = fmt.Sprintf("no key in the key set has kid %q and fits alg %s; if the AS rotated keys, the JWKS refresh will pick the new key up", shorten(hdr.kid), hdr.alg)
 		return nil, e
 	case errors.Is(err, ErrAmbiguousKey):
-		e := InvalidToken("ambiguous_key", "unknown signing key: several keys fit and the token does not say which", err)
-		e.Hint = fmt.Sprintf("more than one key fits kid %q and alg %s; the AS should give every key its own kid and put it in the token header", jwtShorten(hdr.kid), hdr.alg)
+		e := claims.InvalidToken("ambiguous_key", "unknown signing key: several keys fit and the token does not say which", err)
+		e.Hint = fmt.Sprintf("more than one key fits kid %q and alg %s; the AS should give every key its own kid and put it in the token header", shorten(hdr.kid), hdr.alg)
 		return nil, e
 	case err != nil:
-		return nil, Unavailable("jwks_unavailable", "the signing keys could not be loaded: check jwks_url/jwks_file and that the AS is reachable", err)
+		return nil, claims.Unavailable("jwks_unavailable", "the signing keys could not be loaded: check jwks_url/jwks_file and that the AS is reachable", err)
 	case key == nil:
-		return nil, Unavailable("jwks_unavailable", "the key set returned no key and no error", nil)
+		return nil, claims.Unavailable("jwks_unavailable", "the key set returned no key and no error", nil)
 	}
 	// Check the key again: KeySet is an interface, and the safety of the
 	// whole scheme rests on key type, key alg and use matching (RFC 8725 §3.1).
-	if err := jwtKeyUsable(key); err != nil || !jwtKeyFits(key, hdr.alg) {
-		return nil, InvalidToken("alg_key_mismatch", "algorithm not allowed: the signing key cannot be used with the token's alg", err)
+	if err := keyUsable(key); err != nil || !keyFits(key, hdr.alg) {
+		return nil, claims.InvalidToken("alg_key_mismatch", "algorithm not allowed: the signing key cannot be used with the token's alg", err)
 	}
-	if v.algs == nil && jwtDeclaredAlg(key) != hdr.alg {
-		return nil, InvalidToken("alg", "algorithm not allowed", fmt.Errorf("the key is for %s, the token says %s", jwtDeclaredAlg(key), hdr.alg))
+	if v.algs == nil && declaredAlg(key) != hdr.alg {
+		return nil, claims.InvalidToken("alg", "algorithm not allowed", fmt.Errorf("the key is for %s, the token says %s", declaredAlg(key), hdr.alg))
 	}
 
 	// jws.WithKey verifies with exactly this key and exactly this alg, and
 	// ignores jku/x5u/jwk/x5c in the header: keys come from the key set
 	// only (RFC 8725 §3.10).
 	if _, err := jws.Verify([]byte(token), jws.WithKey(hdr.alg, key)); err != nil {
-		return nil, InvalidToken("signature", "bad signature", err)
+		return nil, claims.InvalidToken("signature", "bad signature", err)
 	}
 	return d, nil
 }
 
 // parseHeader applies the header rules. Every check here runs before a key
 // is looked up.
-func (v *JWTVerifier) parseHeader(seg string) (jwtParsedHeader, error) {
-	var h jwtParsedHeader
+func (v *Verifier) parseHeader(seg string) (parsedHeader, error) {
+	var h parsedHeader
 	if seg == "" {
-		return h, InvalidToken("malformed", "malformed token: empty header", nil)
+		return h, claims.InvalidToken("malformed", "malformed token: empty header", nil)
 	}
-	raw, err := jwtDecodeSegment(seg)
+	raw, err := decodeSegment(seg)
 	if err != nil {
-		return h, InvalidToken("malformed", "malformed token: header is not base64url", err)
+		return h, claims.InvalidToken("malformed", "malformed token: header is not base64url", err)
 	}
 	obj, err := claims.ParseStrictObject(raw)
 	if err != nil {
-		return h, InvalidToken("malformed", "malformed token: header is not a valid JSON object", err)
+		return h, claims.InvalidToken("malformed", "malformed token: header is not a valid JSON object", err)
 	}
 
 	alg, present, err := claims.String(obj, "alg")
 	switch {
 	case err != nil:
-		return h, InvalidToken("malformed", "malformed token: alg header must be a string", err)
+		return h, claims.InvalidToken("malformed", "malformed token: alg header must be a string", err)
 	case !present || alg == "":
-		return h, InvalidToken("alg_missing", "malformed token: missing alg header", nil)
+		return h, claims.InvalidToken("alg_missing", "malformed token: missing alg header", nil)
 	case strings.EqualFold(alg, string(jwa.NoSignature)):
 		// RFC 8725 §3.1, RFC 9068 §4: "MUST reject any JWT in which the
 		// value of alg is none". Case variants too.
-		return h, InvalidToken("alg_none", "algorithm not allowed: unsigned tokens (alg none) are never accepted", nil)
+		return h, claims.InvalidToken("alg_none", "algorithm not allowed: unsigned tokens (alg none) are never accepted", nil)
 	}
 	h.alg = jwa.SignatureAlgorithm(alg)
 	if v.algs != nil {
 		if !slices.Contains(v.algs, h.alg) {
-			return h, InvalidToken("alg", "algorithm not allowed", fmt.Errorf("alg %q is not in the allowlist", jwtShorten(alg)))
+			return h, claims.InvalidToken("alg", "algorithm not allowed", fmt.Errorf("alg %q is not in the allowlist", shorten(alg)))
 		}
-	} else if !jwtIsSupportedAlg(h.alg) {
+	} else if !isSupportedAlg(h.alg) {
 		// HS* lands here: never a candidate, whatever the keys.
-		return h, InvalidToken("alg", "algorithm not allowed", fmt.Errorf("alg %q is not an accepted asymmetric algorithm", jwtShorten(alg)))
+		return h, claims.InvalidToken("alg", "algorithm not allowed", fmt.Errorf("alg %q is not an accepted asymmetric algorithm", shorten(alg)))
 	}
 
 	// RFC 7515 §4.1.11: a recipient MUST reject a JWS with crit members it
 	// does not understand. We understand none, so any crit is rejected.
 	if _, ok := obj["crit"]; ok {
-		return h, InvalidToken("crit", "unsupported critical header", nil)
+		return h, claims.InvalidToken("crit", "unsupported critical header", nil)
 	}
 	// RFC 7797: b64:false signs the payload unencoded; it is only valid
 	// with crit (rejected above) and we never want it. Anything but a
 	// literal true (the default) would make jwx and us disagree on the
 	// signing input.
 	if b64, ok := obj["b64"]; ok && b64 != true {
-		return h, InvalidToken("b64", "unsupported critical header: b64", nil)
+		return h, claims.InvalidToken("b64", "unsupported critical header: b64", nil)
 	}
 
 	typ, _, err := claims.String(obj, "typ")
 	if err != nil {
-		return h, InvalidToken("malformed", "malformed token: typ header must be a string", err)
+		return h, claims.InvalidToken("malformed", "malformed token: typ header must be a string", err)
 	}
 	h.typ = typ
-	if !slices.Contains(v.types, jwtNormalizeType(typ)) {
-		e := InvalidToken("typ", "token type not accepted", nil)
+	if !slices.Contains(v.types, normalizeType(typ)) {
+		e := claims.InvalidToken("typ", "token type not accepted", nil)
 		if typ == "" {
 			e.Description = "token type not accepted: the token has no typ header (RFC 9068 access tokens carry typ at+jwt)"
 		}
-		e.Hint = fmt.Sprintf("the token's typ header is %q; RFC 9068 access tokens carry at+jwt; if this AS does not type its access tokens, list the value under jwt { typ ... } (\"\" for none)", jwtShorten(typ))
+		e.Hint = fmt.Sprintf("the token's typ header is %q; RFC 9068 access tokens carry at+jwt; if this AS does not type its access tokens, list the value under jwt { typ ... } (\"\" for none)", shorten(typ))
 		return h, e
 	}
 
 	kid, present, err := claims.String(obj, "kid")
 	if err != nil || (present && kid == "") {
-		return h, InvalidToken("malformed", "malformed token: kid header must be a non-empty string", err)
+		return h, claims.InvalidToken("malformed", "malformed token: kid header must be a non-empty string", err)
 	}
 	h.kid = kid
 	return h, nil
@@ -358,65 +334,65 @@ func (v *JWTVerifier) parseHeader(seg string) (jwtParsedHeader, error) {
 
 // checkClaims applies the claim rules and builds the Decision (unsigned
 // until the caller verifies the signature).
-func (v *JWTVerifier) checkClaims(claimSet map[string]any) (*Decision, error) {
-	d := &Decision{Claims: claimSet, Source: "jwt"}
+func (v *Verifier) checkClaims(claimSet map[string]any) (*claims.Decision, error) {
+	d := &claims.Decision{Claims: claimSet, Source: "jwt"}
 
 	iss, _, err := claims.String(claimSet, "iss")
 	if err != nil {
-		return nil, InvalidToken("malformed", "malformed token: iss claim must be a string", err)
+		return nil, claims.InvalidToken("malformed", "malformed token: iss claim must be a string", err)
 	}
 	if iss != v.issuer {
-		e := InvalidToken("iss", "issuer mismatch", nil)
-		e.Hint = fmt.Sprintf("token iss %q, configured issuer %q (compared exactly, trailing slash included)", jwtShorten(iss), v.issuer)
+		e := claims.InvalidToken("iss", "issuer mismatch", nil)
+		e.Hint = fmt.Sprintf("token iss %q, configured issuer %q (compared exactly, trailing slash included)", shorten(iss), v.issuer)
 		return nil, e
 	}
 	d.Issuer = iss
 
 	aud, present, err := claims.StringOrList(claimSet, "aud")
 	if err != nil {
-		return nil, InvalidToken("malformed", "malformed token: aud claim must be a string or an array of strings", err)
+		return nil, claims.InvalidToken("malformed", "malformed token: aud claim must be a string or an array of strings", err)
 	}
 	if !present || len(aud) == 0 {
-		e := InvalidToken("aud_missing", "audience mismatch: the token has no aud claim", nil)
+		e := claims.InvalidToken("aud_missing", "audience mismatch: the token has no aud claim", nil)
 		e.Hint = fmt.Sprintf("RFC 9068 access tokens must name their API in aud; configure the AS to issue tokens with audience %q", v.audience[0])
 		return nil, e
 	}
 	if !slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(v.audience, a) }) {
-		e := InvalidToken("aud", "audience mismatch", nil)
-		e.Hint = fmt.Sprintf("token aud %q does not contain any of the configured audience %q", jwtShortenAll(aud), v.audience)
+		e := claims.InvalidToken("aud", "audience mismatch", nil)
+		e.Hint = fmt.Sprintf("token aud %q does not contain any of the configured audience %q", shortenAll(aud), v.audience)
 		return nil, e
 	}
 	d.Audience = aud
 
 	exp, present, err := claims.NumericDate(claimSet, "exp")
 	if err != nil {
-		return nil, InvalidToken("malformed", "malformed token: "+err.Error(), err)
+		return nil, claims.InvalidToken("malformed", "malformed token: "+err.Error(), err)
 	}
 	if !present {
-		return nil, InvalidToken("exp_missing", "malformed token: missing exp claim", nil)
+		return nil, claims.InvalidToken("exp_missing", "malformed token: missing exp claim", nil)
 	}
 	d.ExpiresAt = exp
 	if d.NotBefore, _, err = claims.NumericDate(claimSet, "nbf"); err != nil {
-		return nil, InvalidToken("malformed", "malformed token: "+err.Error(), err)
+		return nil, claims.InvalidToken("malformed", "malformed token: "+err.Error(), err)
 	}
 	if d.IssuedAt, _, err = claims.NumericDate(claimSet, "iat"); err != nil {
-		return nil, InvalidToken("malformed", "malformed token: "+err.Error(), err)
+		return nil, claims.InvalidToken("malformed", "malformed token: "+err.Error(), err)
 	}
 	if e := d.CheckTimes(v.now(), v.leeway); e != nil {
 		return nil, e
 	}
 
 	if d.Subject, _, err = claims.String(claimSet, "sub"); err != nil {
-		return nil, InvalidToken("malformed", "malformed token: sub claim must be a string", err)
+		return nil, claims.InvalidToken("malformed", "malformed token: sub claim must be a string", err)
 	}
 	// RFC 9068 §2.2: client_id; OpenID-style ASes (Keycloak, Entra) send azp.
 	clientID, present, err := claims.String(claimSet, "client_id")
 	if err != nil {
-		return nil, InvalidToken("malformed", "malformed token: client_id claim must be a string", err)
+		return nil, claims.InvalidToken("malformed", "malformed token: client_id claim must be a string", err)
 	}
 	if !present {
 		if clientID, _, err = claims.String(claimSet, "azp"); err != nil {
-			return nil, InvalidToken("malformed", "malformed token: azp claim must be a string", err)
+			return nil, claims.InvalidToken("malformed", "malformed token: azp claim must be a string", err)
 		}
 	}
 	d.ClientID = clientID
@@ -425,13 +401,13 @@ func (v *JWTVerifier) checkClaims(claimSet map[string]any) (*Decision, error) {
 	// Some ASes (Entra, Okta) send scp as an array or a string instead;
 	// scope wins when both are present.
 	if scope, present, err := claims.String(claimSet, "scope"); err != nil {
-		return nil, InvalidToken("malformed", "malformed token: scope claim must be a space-separated string", err)
+		return nil, claims.InvalidToken("malformed", "malformed token: scope claim must be a space-separated string", err)
 	} else if present {
 		d.Scopes = claims.SplitScope(scope)
 	} else {
 		scp, _, err := claims.StringOrList(claimSet, "scp")
 		if err != nil {
-			return nil, InvalidToken("malformed", "malformed token: scp claim must be a string or an array of strings", err)
+			return nil, claims.InvalidToken("malformed", "malformed token: scp claim must be a string or an array of strings", err)
 		}
 		for _, s := range scp {
 			d.Scopes = append(d.Scopes, claims.SplitScope(s)...)
@@ -440,7 +416,7 @@ func (v *JWTVerifier) checkClaims(claimSet map[string]any) (*Decision, error) {
 	return d, nil
 }
 
-func jwtShortenAll(ss []string) []string {
+func shortenAll(ss []string) []string {
 	const maxItems = 8
 	out := make([]string, 0, min(len(ss), maxItems))
 	for i, s := range ss {
@@ -448,7 +424,21 @@ func jwtShortenAll(ss []string) []string {
 			out = append(out, "…")
 			break
 		}
-		out = append(out, jwtShorten(s))
+		out = append(out, shorten(s))
 	}
 	return out
+}
+
+// shorten bounds attacker-controlled text before it reaches a log line or
+// an error.
+func shorten(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tokengate/tokengate/cache"
+	"github.com/tokengate/tokengate/introspect/asclient"
 	"github.com/tokengate/tokengate/introspect/jwt"
 )
 
@@ -74,9 +75,9 @@ type IntrospectOptions struct {
 	// Issuer, else the endpoint the assertion is sent to).
 	AssertionAudience string
 	// AssertionLifetime of client assertions. Default 2m; at most
-	// MaxAssertionLifetime.
+	// asclient.MaxAssertionLifetime.
 	AssertionLifetime time.Duration
-	// Timeout bounds one call. Default DefaultHTTPTimeout.
+	// Timeout bounds one call. Default asclient.DefaultHTTPTimeout.
 	Timeout time.Duration
 	// MaxConcurrent caps calls in flight. Default 64.
 	MaxConcurrent int
@@ -123,7 +124,7 @@ type CacheOptions struct {
 // Observer receives every metric the validator's parts report.
 type Observer interface {
 	cache.Observer
-	IntrospectionObserver
+	asclient.Observer
 	jwt.JWKSObserver
 }
 
@@ -168,7 +169,7 @@ func (cfg Config) WithDefaults() Config {
 			o.AuthMethod = "client_secret_basic"
 		}
 		if o.Timeout == 0 {
-			o.Timeout = DefaultHTTPTimeout
+			o.Timeout = asclient.DefaultHTTPTimeout
 		}
 		if o.MaxConcurrent == 0 {
 			o.MaxConcurrent = DefaultMaxConcurrent
@@ -195,7 +196,7 @@ func (cfg Config) Check() error {
 		return errors.New("durations and sizes must not be negative")
 	}
 	if cfg.Issuer != "" {
-		if _, err := MetadataURLs(cfg.Issuer); err != nil {
+		if _, err := asclient.MetadataURLs(cfg.Issuer); err != nil {
 			return fmt.Errorf("issuer: %w", err)
 		}
 	}
@@ -240,14 +241,14 @@ func (cfg Config) checkIntrospect(i *IntrospectOptions) error {
 	}
 	// No audience is required: without assertion_audience and issuer, an
 	// assertion's aud is the URL of the endpoint it is sent to
-	// (AssertionAudience), and without an issuer that endpoint is
+	// (asclient.AssertionAudience), and without an issuer that endpoint is
 	// configured, so there always is one.
 	checkAssertion := func() error {
 		if i.AssertionLifetime < 0 {
 			return errors.New("assertion_lifetime must not be negative")
 		}
-		if i.AssertionLifetime > MaxAssertionLifetime {
-			return fmt.Errorf("assertion_lifetime %s is longer than %s: servers refuse long-lived assertions (keep it to minutes)", i.AssertionLifetime, MaxAssertionLifetime)
+		if i.AssertionLifetime > asclient.MaxAssertionLifetime {
+			return fmt.Errorf("assertion_lifetime %s is longer than %s: servers refuse long-lived assertions (keep it to minutes)", i.AssertionLifetime, asclient.MaxAssertionLifetime)
 		}
 		return nil
 	}
@@ -355,7 +356,7 @@ func New(cfg Config) (*Validator, error) {
 	defer pcancel()
 
 	if cfg.NeedsDiscovery() {
-		md, err := Discover(pctx, NewHTTPClient(DefaultHTTPTimeout), cfg.Issuer)
+		md, err := asclient.Discover(pctx, asclient.NewHTTPClient(asclient.DefaultHTTPTimeout), cfg.Issuer)
 		if err != nil {
 			return nil, fmt.Errorf("issuer: %w", err)
 		}
@@ -427,14 +428,14 @@ func (v *Validator) buildIntrospector(i *IntrospectOptions) error {
 	if err != nil {
 		return err
 	}
-	var obs IntrospectionObserver
+	var obs asclient.Observer
 	if v.cfg.Observer != nil {
 		obs = v.cfg.Observer
 	}
-	v.introspector = &Introspector{
+	v.introspector = &asclient.Introspector{
 		Endpoint:   endpoint,
 		Auth:       auth,
-		HTTPClient: NewHTTPClient(i.Timeout),
+		HTTPClient: asclient.NewHTTPClient(i.Timeout),
 		Timeout:    i.Timeout,
 		Issuer:     v.cfg.Issuer,
 		Leeway:     v.cfg.Leeway,
@@ -448,15 +449,15 @@ func (v *Validator) buildIntrospector(i *IntrospectOptions) error {
 // clientAuth builds how the gateway authenticates to the authorization
 // server. For bearer, the gateway's own token is fetched with
 // private_key_jwt when a key is configured, else with client_secret_basic.
-// The aud of each assertion is decided per call (AssertionAudience).
-func (v *Validator) clientAuth(i *IntrospectOptions) (ClientAuthenticator, error) {
+// The aud of each assertion is decided per call (asclient.AssertionAudience).
+func (v *Validator) clientAuth(i *IntrospectOptions) (asclient.ClientAuthenticator, error) {
 	aud, issuer := i.AssertionAudience, v.cfg.Issuer
-	keyAuth := func() (ClientAuthenticator, error) {
-		key, err := LoadPrivateKey(i.PrivateKeyFile, i.PrivateKeyID)
+	keyAuth := func() (asclient.ClientAuthenticator, error) {
+		key, err := asclient.LoadPrivateKey(i.PrivateKeyFile, i.PrivateKeyID)
 		if err != nil {
 			return nil, fmt.Errorf("private_key: %w", err)
 		}
-		a := PrivateKeyJWT{ClientID: i.ClientID, Key: key, Audience: aud, Issuer: issuer, Lifetime: i.AssertionLifetime}
+		a := asclient.PrivateKeyJWT{ClientID: i.ClientID, Key: key, Audience: aud, Issuer: issuer, Lifetime: i.AssertionLifetime}
 		if err := a.Validate(); err != nil {
 			return nil, err
 		}
@@ -464,9 +465,9 @@ func (v *Validator) clientAuth(i *IntrospectOptions) (ClientAuthenticator, error
 	}
 	switch i.AuthMethod {
 	case "client_secret_post":
-		return SecretPost{ClientID: i.ClientID, ClientSecret: i.ClientSecret}, nil
+		return asclient.SecretPost{ClientID: i.ClientID, ClientSecret: i.ClientSecret}, nil
 	case "client_secret_jwt":
-		a := ClientSecretJWT{ClientID: i.ClientID, Secret: i.ClientSecret, Audience: aud, Issuer: issuer, Lifetime: i.AssertionLifetime}
+		a := asclient.ClientSecretJWT{ClientID: i.ClientID, Secret: i.ClientSecret, Audience: aud, Issuer: issuer, Lifetime: i.AssertionLifetime}
 		if err := a.Validate(); err != nil {
 			return nil, err
 		}
@@ -474,7 +475,7 @@ func (v *Validator) clientAuth(i *IntrospectOptions) (ClientAuthenticator, error
 	case "private_key_jwt":
 		return keyAuth()
 	case "bearer":
-		var inner ClientAuthenticator = SecretBasic{ClientID: i.ClientID, ClientSecret: i.ClientSecret}
+		var inner asclient.ClientAuthenticator = asclient.SecretBasic{ClientID: i.ClientID, ClientSecret: i.ClientSecret}
 		if i.PrivateKeyFile != "" {
 			var err error
 			if inner, err = keyAuth(); err != nil {
@@ -488,15 +489,15 @@ func (v *Validator) clientAuth(i *IntrospectOptions) (ClientAuthenticator, error
 			}
 			endpoint = v.metadata.TokenEndpoint
 		}
-		var obs IntrospectionObserver
+		var obs asclient.Observer
 		if v.cfg.Observer != nil {
 			obs = v.cfg.Observer
 		}
-		b := &BearerAuth{
+		b := &asclient.BearerAuth{
 			TokenEndpoint: endpoint,
 			ClientAuth:    inner,
 			Scopes:        i.TokenScope,
-			HTTPClient:    NewHTTPClient(i.Timeout),
+			HTTPClient:    asclient.NewHTTPClient(i.Timeout),
 			Timeout:       i.Timeout,
 			Observer:      obs,
 		}
@@ -505,7 +506,7 @@ func (v *Validator) clientAuth(i *IntrospectOptions) (ClientAuthenticator, error
 		}
 		return b, nil
 	}
-	return SecretBasic{ClientID: i.ClientID, ClientSecret: i.ClientSecret}, nil
+	return asclient.SecretBasic{ClientID: i.ClientID, ClientSecret: i.ClientSecret}, nil
 }
 
 // buildJWT builds the key set (file, URL or discovered jwks_uri) and the
@@ -534,7 +535,7 @@ func (v *Validator) buildJWT(pctx, bg context.Context, j *JWTOptions) error {
 		}
 		rks, err := jwt.NewRemoteKeySet(bg, jwt.RemoteKeySetConfig{
 			URL:                u,
-			HTTPClient:         NewHTTPClient(DefaultHTTPTimeout),
+			HTTPClient:         asclient.NewHTTPClient(asclient.DefaultHTTPTimeout),
 			MinRefreshInterval: j.RefreshInterval,
 			Logger:             v.log.Named("jwks"),
 			Observer:           obs,

@@ -2,7 +2,10 @@ package introspect
 
 import (
 	"context"
+	"net/http"
+	"time"
 
+	"github.com/tokengate/tokengate/introspect/asclient"
 	"github.com/tokengate/tokengate/introspect/claims"
 	"github.com/tokengate/tokengate/introspect/jwt"
 )
@@ -78,3 +81,37 @@ func NewRemoteKeySet(ctx context.Context, cfg RemoteKeySetConfig) (*jwt.RemoteKe
 
 // LoadKeySetFile reads a JWK Set, a JWK, or PEM public keys from path.
 func LoadKeySetFile(path string) (*jwt.StaticKeySet, error) { return jwt.LoadKeySetFile(path) }
+
+// Talking to the authorization server (package asclient).
+type (
+	// Metadata is the part of an authorization server's metadata the
+	// gateway uses.
+	Metadata = asclient.Metadata
+	// Introspector is the RFC 7662 client.
+	Introspector = asclient.Introspector
+	// ClientAuthenticator adds the gateway's own client authentication to
+	// a call it makes to the authorization server.
+	ClientAuthenticator = asclient.ClientAuthenticator
+	// ASError is an OAuth error the authorization server returned to the
+	// gateway's own call.
+	ASError = asclient.ASError
+)
+
+// ClientAssertionTypeJWTBearer is the client_assertion_type of RFC 7523 §2.2.
+const ClientAssertionTypeJWTBearer = asclient.ClientAssertionTypeJWTBearer
+
+// Discover fetches the issuer's metadata (RFC 8414, then OpenID Connect
+// Discovery) and checks that it is about that issuer.
+func Discover(ctx context.Context, client *http.Client, issuer string) (*Metadata, error) {
+	return asclient.Discover(ctx, client, issuer)
+}
+
+// NewHTTPClient returns the client used for every call to an authorization
+// server: bounded in time, no redirects, no cookies.
+func NewHTTPClient(timeout time.Duration) *http.Client { return asclient.NewHTTPClient(timeout) }
+
+// AssertionTargetOf reports the aud of the client assertions auth sends on
+// a call to endpoint, and why; ok is false when auth sends none.
+func AssertionTargetOf(auth ClientAuthenticator, endpoint string) (asclient.AssertionTarget, bool) {
+	return asclient.AssertionTargetOf(auth, endpoint)
+}

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tokengate/tokengate/cache"
+	"github.com/tokengate/tokengate/introspect/asclient"
 	"github.com/tokengate/tokengate/introspect/jwt"
 )
 
@@ -27,13 +28,13 @@ type Validator struct {
 	cfg Config
 	log *zap.Logger
 	// metadata is the issuer's discovered metadata (nil: not needed).
-	metadata *Metadata
+	metadata *asclient.Metadata
 
 	cache *cache.Cache[*Verdict]
 	keyer cache.Keyer
 	// introspector handles opaque tokens (and JWTs from unknown issuers in
 	// hybrid mode). Nil: introspection is not configured.
-	introspector *Introspector
+	introspector *asclient.Introspector
 	// jwt verifies JWT access tokens locally against keys. Nil: JWTs are
 	// introspected.
 	jwt  TokenVerifier

@@ -1,4 +1,4 @@
-package introspect
+package asclient
 
 import (
 	"bytes"
@@ -35,6 +35,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
 	"github.com/tokengate/tokengate/internal/testas"
+	"github.com/tokengate/tokengate/introspect/claims"
 )
 
 // --- fixtures ---
@@ -522,7 +523,7 @@ func TestClientAssertionContents(t *testing.T) {
 			in := &Introspector{Endpoint: cap.srv.URL, Auth: tc.auth}
 			seen := map[string]bool{}
 			for i := 0; i < 100; i++ {
-				if _, err := in.Introspect(context.Background(), "opaque-token"); !errors.Is(err, ErrInvalidToken) {
+				if _, err := in.Introspect(context.Background(), "opaque-token"); !errors.Is(err, claims.ErrInvalidToken) {
 					t.Fatalf("want inactive, got %v", err)
 				}
 				form, header := cap.last()
@@ -723,7 +724,7 @@ func TestAssertionAudienceDefaultsToIssuerElseEndpoint(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := &Introspector{Endpoint: endpoint, Auth: tc.auth}
-			if _, err := in.Introspect(context.Background(), "opaque-token"); !errors.Is(err, ErrInvalidToken) {
+			if _, err := in.Introspect(context.Background(), "opaque-token"); !errors.Is(err, claims.ErrInvalidToken) {
 				t.Fatalf("want the server's active:false, got %v", err)
 			}
 			form, _ := cap.last()
@@ -757,7 +758,7 @@ func TestAssertionAudienceFollowsTheEndpointOfEachCall(t *testing.T) {
 	introspectURL := cap.srv.URL + "/oauth2/v1/introspect"
 
 	direct := &Introspector{Endpoint: introspectURL, Auth: auth}
-	if _, err := direct.Introspect(context.Background(), "opaque-token"); !errors.Is(err, ErrInvalidToken) {
+	if _, err := direct.Introspect(context.Background(), "opaque-token"); !errors.Is(err, claims.ErrInvalidToken) {
 		t.Fatalf("want active:false, got %v", err)
 	}
 	form, _ := cap.last()
@@ -770,7 +771,7 @@ func TestAssertionAudienceFollowsTheEndpointOfEachCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	viaToken := &Introspector{Endpoint: introspectURL, Auth: bearer}
-	if _, err := viaToken.Introspect(context.Background(), "opaque-token"); !errors.Is(err, ErrInvalidToken) {
+	if _, err := viaToken.Introspect(context.Background(), "opaque-token"); !errors.Is(err, claims.ErrInvalidToken) {
 		t.Fatalf("want active:false, got %v", err)
 	}
 	ts.mu.Lock()
@@ -794,16 +795,16 @@ func TestAssertionAudienceFollowsTheEndpointOfEachCall(t *testing.T) {
 
 // --- against the real authorization server ---
 
-// caIntrospectError introspects and returns the *Error and the *ASError in it.
-func caIntrospectError(t *testing.T, in *Introspector, tok string) (*Error, *ASError) {
+// caIntrospectError introspects and returns the *claims.Error and the *ASError in it.
+func caIntrospectError(t *testing.T, in *Introspector, tok string) (*claims.Error, *ASError) {
 	t.Helper()
 	d, err := in.Introspect(context.Background(), tok)
 	if err == nil {
 		t.Fatalf("introspection succeeded: %+v", d)
 	}
-	var e *Error
-	if !errors.As(err, &e) || e.Code != CodeUnavailable {
-		t.Fatalf("want a temporarily_unavailable *Error (never the caller's fault), got %v", err)
+	var e *claims.Error
+	if !errors.As(err, &e) || e.Code != claims.CodeUnavailable {
+		t.Fatalf("want a temporarily_unavailable *claims.Error (never the caller's fault), got %v", err)
 	}
 	var ase *ASError
 	if !errors.As(err, &ase) {

@@ -1,4 +1,4 @@
-package introspect
+package asclient
 
 import (
 	"context"
@@ -37,15 +37,15 @@ type Introspector struct {
 	Leeway time.Duration
 	Now    func() time.Time
 	// Observer, if set, receives each call's outcome and latency.
-	Observer IntrospectionObserver
+	Observer Observer
 
 	lastGood  atomic.Int64 // unix nanos of the last proper RFC 7662 answer
 	lastProbe atomic.Int64 // unix nanos of the last canary probe
 	probes    singleflight.Group
 }
 
-// IntrospectionObserver receives metrics about calls to the server.
-type IntrospectionObserver interface {
+// Observer receives metrics about calls to the server.
+type Observer interface {
 	// UpstreamCall is told the endpoint kind ("introspection", "token"),
 	// how long the call took, and the OAuth error code or a transport
 	// label ("" on success).
@@ -70,14 +70,14 @@ func NewHTTPClient(timeout time.Duration) *http.Client {
 	}
 }
 
-// Introspect asks whether token is active. It returns an invalid_token *Error
-// when the server says no, and a temporarily_unavailable *Error (wrapping an
+// Introspect asks whether token is active. It returns an invalid_token *claims.Error
+// when the server says no, and a temporarily_unavailable *claims.Error (wrapping an
 // *ASError where the server explained itself) when the gateway could not get
 // an answer.
-func (c *Introspector) Introspect(ctx context.Context, token string) (*Decision, error) {
+func (c *Introspector) Introspect(ctx context.Context, token string) (*claims.Decision, error) {
 	d, err := c.introspectOnce(ctx, token)
 	var ase *ASError
-	if r, ok := c.Auth.(Renewable); ok && err != nil && AsError(err).Code == CodeUnavailable && errors.As(err, &ase) &&
+	if r, ok := c.Auth.(Renewable); ok && err != nil && claims.AsError(err).Code == claims.CodeUnavailable && errors.As(err, &ase) &&
 		ase.Endpoint == c.Endpoint && ase.Status == http.StatusUnauthorized {
 		// Our own (bearer) credential may have been revoked or expired
 		// early at the server: renew it once and try again. Only a 401
@@ -90,16 +90,16 @@ func (c *Introspector) Introspect(ctx context.Context, token string) (*Decision,
 	return d, err
 }
 
-func (c *Introspector) introspectOnce(ctx context.Context, token string) (*Decision, error) {
+func (c *Introspector) introspectOnce(ctx context.Context, token string) (*claims.Decision, error) {
 	d, err := c.exchange(ctx, token)
-	if e, ok := err.(*Error); ok && e.Reason == reasonRefusedRequest && c.requestProven(ctx) {
+	if e, ok := err.(*claims.Error); ok && e.Reason == reasonRefusedRequest && c.requestProven(ctx) {
 		// The same request shape got a proper RFC 7662 answer recently, so
 		// the 400 is the server's verdict on this token (it would not parse
 		// it): the caller's 401, cached like active:false, and a healthy
 		// answer as far as the circuit breaker is concerned. Anyone can
 		// send junk; it must not look like the gateway's trouble.
 		ase := e.Err.(*ASError)
-		return nil, &Error{Code: CodeInvalidToken, Reason: "as_rejected_token",
+		return nil, &claims.Error{Code: claims.CodeInvalidToken, Reason: "as_rejected_token",
 			Description: "the token is not active (expired, revoked, or unknown to the authorization server)",
 			Hint: fmt.Sprintf("the authorization server would not introspect this token (HTTP %d %s) although it answers the gateway's requests for other tokens: its answer about this token",
 				ase.Status, ase.Code),
@@ -139,13 +139,13 @@ func (c *Introspector) requestProven(ctx context.Context) bool {
 		var b [16]byte
 		_, _ = rand.Read(b[:])
 		_, err := c.exchange(context.WithoutCancel(ctx), "tokengate-canary-"+hex.EncodeToString(b[:]))
-		return err == nil || AsError(err).Code == CodeInvalidToken, nil
+		return err == nil || claims.AsError(err).Code == claims.CodeInvalidToken, nil
 	})
 	return v.(bool)
 }
 
 // exchange makes one introspection call and reads the answer.
-func (c *Introspector) exchange(ctx context.Context, token string) (*Decision, error) {
+func (c *Introspector) exchange(ctx context.Context, token string) (*claims.Decision, error) {
 	timeout := c.Timeout
 	if timeout <= 0 {
 		timeout = DefaultHTTPTimeout
@@ -158,7 +158,7 @@ func (c *Introspector) exchange(ctx context.Context, token string) (*Decision, e
 	header := http.Header{}
 	if c.Auth != nil {
 		if err := c.Auth.Authenticate(ctx, c.Endpoint, form, header); err != nil {
-			var e *Error
+			var e *claims.Error
 			if errors.As(err, &e) {
 				// Already explained (e.g. the token endpoint refused the
 				// gateway): keep its hint rather than a generic one.
@@ -204,7 +204,7 @@ func (c *Introspector) exchange(ctx context.Context, token string) (*Decision, e
 			ase.Description = describeBody(resp, len(body))
 		}
 		if ok && ase.AboutToken() {
-			return nil, &Error{Code: CodeUnavailable, Reason: reasonRefusedRequest,
+			return nil, &claims.Error{Code: claims.CodeUnavailable, Reason: reasonRefusedRequest,
 				Description: "the authorization server could not be reached; try again later",
 				Hint:        "the authorization server refused the gateway's request even for its own canary token, so the request itself is at fault: " + ase.Hint(),
 				Err:         ase}
@@ -213,7 +213,7 @@ func (c *Introspector) exchange(ctx context.Context, token string) (*Decision, e
 		if resp.StatusCode >= 500 {
 			reason = "as_server_error"
 		}
-		return nil, &Error{Code: CodeUnavailable, Reason: reason,
+		return nil, &claims.Error{Code: claims.CodeUnavailable, Reason: reason,
 			Description: "the authorization server could not be reached; try again later",
 			Hint:        ase.Hint(), Err: ase}
 	}
@@ -227,11 +227,11 @@ func (c *Introspector) exchange(ctx context.Context, token string) (*Decision, e
 		now = c.Now
 	}
 	d, perr := ParseIntrospectionResponse(body, now(), c.Leeway, c.Issuer)
-	if perr == nil || perr.Code != CodeUnavailable {
+	if perr == nil || perr.Code != claims.CodeUnavailable {
 		c.lastGood.Store(time.Now().UnixNano())
 	}
 	if perr != nil {
-		if perr.Code == CodeUnavailable {
+		if perr.Code == claims.CodeUnavailable {
 			perr.Err = fmt.Errorf("%s: %w", c.Endpoint, perr.Err)
 		}
 		return nil, perr
@@ -245,8 +245,8 @@ func (c *Introspector) observe(start time.Time, code string) {
 	}
 }
 
-func (c *Introspector) unavailable(reason string, err error) *Error {
-	return Unavailable(reason, hintFor(reason, c.Endpoint), err)
+func (c *Introspector) unavailable(reason string, err error) *claims.Error {
+	return claims.Unavailable(reason, hintFor(reason, c.Endpoint), err)
 }
 
 func labelOr(s, alt string) string {
@@ -280,36 +280,36 @@ func hintFor(reason, endpoint string) string {
 // ParseIntrospectionResponse reads an RFC 7662 §2.2 response strictly.
 // Anything that is not a well-formed answer fails closed as the server's
 // fault (temporarily_unavailable), never as the caller's.
-func ParseIntrospectionResponse(body []byte, now time.Time, leeway time.Duration, issuer string) (*Decision, *Error) {
+func ParseIntrospectionResponse(body []byte, now time.Time, leeway time.Duration, issuer string) (*claims.Decision, *claims.Error) {
 	claimSet, err := claims.ParseStrictObject(body)
 	if err != nil {
-		return nil, Unavailable("bad_response", "the introspection response is not a JSON object", err)
+		return nil, claims.Unavailable("bad_response", "the introspection response is not a JSON object", err)
 	}
 	active, ok := claimSet["active"].(bool)
 	if !ok {
 		// "active" missing, a string ("true"), or a number: a broken
 		// server. Accepting "true" as a string would be fail-open.
-		return nil, Unavailable("bad_response", "the introspection response lacks a boolean \"active\" member (RFC 7662 §2.2)",
+		return nil, claims.Unavailable("bad_response", "the introspection response lacks a boolean \"active\" member (RFC 7662 §2.2)",
 			fmt.Errorf("active is %T", claimSet["active"]))
 	}
 	if !active {
-		return nil, InvalidToken("inactive", "the token is not active (expired, revoked, or unknown to the authorization server)", nil)
+		return nil, claims.InvalidToken("inactive", "the token is not active (expired, revoked, or unknown to the authorization server)", nil)
 	}
 	d, err := claims.NewDecision(claimSet, "introspection")
 	if err != nil {
-		return nil, Unavailable("bad_response", "the introspection response has a claim of the wrong type", err)
+		return nil, claims.Unavailable("bad_response", "the introspection response has a claim of the wrong type", err)
 	}
 	// A server that introspects refresh tokens too says so (RFC 7662
 	// token_type; token_use in ORY Hydra and others): only access tokens
 	// may open the API.
 	if tt, _ := claimSet["token_type"].(string); strings.EqualFold(tt, "refresh_token") {
-		return nil, InvalidToken("not_access_token", "the token is not an access token", nil)
+		return nil, claims.InvalidToken("not_access_token", "the token is not an access token", nil)
 	}
 	if tu, ok := claimSet["token_use"].(string); ok && !strings.EqualFold(tu, "access_token") && !strings.EqualFold(tu, "access") {
-		return nil, InvalidToken("not_access_token", "the token is not an access token", nil)
+		return nil, claims.InvalidToken("not_access_token", "the token is not an access token", nil)
 	}
 	if issuer != "" && d.Issuer != "" && d.Issuer != issuer {
-		return nil, InvalidToken("issuer", "the token was issued by another issuer", nil)
+		return nil, claims.InvalidToken("issuer", "the token was issued by another issuer", nil)
 	}
 	if e := d.CheckTimes(now, leeway); e != nil {
 		return nil, e

@@ -1,4 +1,4 @@
-package introspect
+package asclient
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/testas"
+	"github.com/tokengate/tokengate/introspect/claims"
 	"github.com/tokengate/tokengate/introspect/internal/httpbody"
 )
 
@@ -169,7 +170,7 @@ func (f *caBearerFront) stats() (calls, rejected, distinctBearers int) {
 	return f.calls, f.rejected, len(f.bearers)
 }
 
-func caNewBearer(s *testas.Server, clock *caClock, obs IntrospectionObserver, scopes ...string) *BearerAuth {
+func caNewBearer(s *testas.Server, clock *caClock, obs Observer, scopes ...string) *BearerAuth {
 	if scopes == nil {
 		scopes = []string{"introspect"}
 	}
@@ -356,9 +357,9 @@ func TestBearerAuthDiagnostics(t *testing.T) {
 		if got := obs.list(); !slices.Equal(got, []string{"token:invalid_client", "token:invalid_client"}) {
 			t.Errorf("observer saw %v", got)
 		}
-		var e *Error
+		var e *claims.Error
 		_, err := in.Introspect(context.Background(), tok)
-		if !errors.As(err, &e) || e.Code != CodeUnavailable {
+		if !errors.As(err, &e) || e.Code != claims.CodeUnavailable {
 			t.Errorf("want temporarily_unavailable, got %v", err)
 		}
 	})
@@ -384,8 +385,8 @@ func TestBearerAuthDiagnostics(t *testing.T) {
 		dead.Close()
 		b := &BearerAuth{TokenEndpoint: dead.URL + "/token", ClientAuth: SecretBasic{ClientID: "x", ClientSecret: "y"}}
 		_, err := (&Introspector{Endpoint: front.srv.URL, Auth: b}).Introspect(context.Background(), tok)
-		var e *Error
-		if !errors.As(err, &e) || e.Code != CodeUnavailable {
+		var e *claims.Error
+		if !errors.As(err, &e) || e.Code != claims.CodeUnavailable {
 			t.Fatalf("got %v", err)
 		}
 		// The token endpoint's own error comes through unwrapped, so the
@@ -572,8 +573,8 @@ func TestBearerAuthTokenResponseChecks(t *testing.T) {
 			b := &BearerAuth{TokenEndpoint: ts.srv.URL, ClientAuth: SecretBasic{ClientID: "gw", ClientSecret: "s"}, Now: clock.Now}
 			tok, err := b.Token(context.Background())
 			if !tc.ok {
-				var e *Error
-				if err == nil || !errors.As(err, &e) || e.Code != CodeUnavailable || e.Reason != "bad_response" {
+				var e *claims.Error
+				if err == nil || !errors.As(err, &e) || e.Code != claims.CodeUnavailable || e.Reason != "bad_response" {
 					t.Fatalf("got %q, %v", tok, err)
 				}
 				t.Log(err)
@@ -625,8 +626,8 @@ func TestBearerAuthTimeouts(t *testing.T) {
 	b := &BearerAuth{TokenEndpoint: ts.srv.URL, ClientAuth: SecretBasic{ClientID: "gw", ClientSecret: "s"}, Timeout: 100 * time.Millisecond}
 	start := time.Now()
 	_, err := b.Token(context.Background())
-	var e *Error
-	if !errors.As(err, &e) || e.Code != CodeUnavailable || e.Reason != "timeout" {
+	var e *claims.Error
+	if !errors.As(err, &e) || e.Code != claims.CodeUnavailable || e.Reason != "timeout" {
 		t.Errorf("got %v", err)
 	}
 	if d := time.Since(start); d > time.Second {

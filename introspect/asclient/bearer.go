@@ -1,4 +1,4 @@
-package introspect
+package asclient
 
 import (
 	"context"
@@ -76,7 +76,7 @@ type BearerAuth struct {
 	MaxResponseBytes int64
 	Now              func() time.Time
 	// Observer receives UpstreamCall("token", ...) for every token request.
-	Observer IntrospectionObserver
+	Observer Observer
 	// AssumedLifetime applies when expires_in is missing. Default
 	// DefaultAssumedTokenLifetime.
 	AssumedLifetime time.Duration
@@ -186,7 +186,7 @@ func (b *BearerAuth) Renew() {
 
 // Token returns the gateway's current access token, fetching one if there is
 // none or it is about to expire. Concurrent callers share one token request.
-// An error is a temporarily_unavailable *Error; when the token endpoint
+// An error is a temporarily_unavailable *claims.Error; when the token endpoint
 // refused us it wraps an *ASError whose Hint says what to fix.
 func (b *BearerAuth) Token(ctx context.Context) (string, error) {
 	if tok, err, ok := b.cached(b.now()); ok {
@@ -204,7 +204,7 @@ func (b *BearerAuth) Token(ctx context.Context) (string, error) {
 		}
 		return r.Val.(string), nil
 	case <-ctx.Done():
-		return "", Unavailable("timeout", "the token endpoint did not answer in time: check it is up and reachable, or raise introspect.timeout",
+		return "", claims.Unavailable("timeout", "the token endpoint did not answer in time: check it is up and reachable, or raise introspect.timeout",
 			fmt.Errorf("waiting for a token from %s: %w", b.TokenEndpoint, ctx.Err()))
 	}
 }
@@ -276,10 +276,10 @@ func (b *BearerAuth) fetch(ctx context.Context) (string, time.Duration, error) {
 	defer cancel()
 
 	if b.ClientAuth == nil {
-		return "", 0, Unavailable("client_auth", "auth_method bearer needs client credentials for the token request", errors.New("no client authentication configured"))
+		return "", 0, claims.Unavailable("client_auth", "auth_method bearer needs client credentials for the token request", errors.New("no client authentication configured"))
 	}
 	if _, self := b.ClientAuth.(*BearerAuth); self {
-		return "", 0, Unavailable("client_auth", "auth_method bearer cannot authenticate its own token request with a bearer token", errors.New("recursive bearer authentication"))
+		return "", 0, claims.Unavailable("client_auth", "auth_method bearer cannot authenticate its own token request with a bearer token", errors.New("recursive bearer authentication"))
 	}
 	// RFC 6749 §4.4.2: grant_type and scope, form-encoded; lower-case names.
 	form := url.Values{"grant_type": {"client_credentials"}}
@@ -290,11 +290,11 @@ func (b *BearerAuth) fetch(ctx context.Context) (string, time.Duration, error) {
 	// An assertion in this request is meant for the token endpoint, not for
 	// the introspection endpoint the gateway's token is then used at.
 	if err := b.ClientAuth.Authenticate(ctx, b.TokenEndpoint, form, header); err != nil {
-		return "", 0, Unavailable("client_auth", "the gateway could not build its client credentials for the token request: check client_secret / private_key", err)
+		return "", 0, claims.Unavailable("client_auth", "the gateway could not build its client credentials for the token request: check client_secret / private_key", err)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.TokenEndpoint, strings.NewReader(form.Encode()))
 	if err != nil {
-		return "", 0, Unavailable("bad_endpoint", "introspect.token_endpoint is not a usable URL", err)
+		return "", 0, claims.Unavailable("bad_endpoint", "introspect.token_endpoint is not a usable URL", err)
 	}
 	for k, v := range header {
 		req.Header[k] = v
@@ -311,13 +311,13 @@ func (b *BearerAuth) fetch(ctx context.Context) (string, time.Duration, error) {
 		if reason == "timeout" {
 			hint = "the token endpoint did not answer in time: check it is up and reachable, or raise introspect.timeout"
 		}
-		return "", 0, Unavailable(reason, hint, fmt.Errorf("calling %s: %w", b.TokenEndpoint, err))
+		return "", 0, claims.Unavailable(reason, hint, fmt.Errorf("calling %s: %w", b.TokenEndpoint, err))
 	}
 	defer resp.Body.Close()
 	body, err := httpbody.Read(resp.Body, responseLimit(b.MaxResponseBytes))
 	if err != nil {
 		b.observe(start, "bad_response")
-		return "", 0, Unavailable("bad_response", "the token endpoint's answer is not an RFC 6749 token response: check introspect.token_endpoint",
+		return "", 0, claims.Unavailable("bad_response", "the token endpoint's answer is not an RFC 6749 token response: check introspect.token_endpoint",
 			fmt.Errorf("reading the response of %s: %w", b.TokenEndpoint, err))
 	}
 	if resp.StatusCode != http.StatusOK {
@@ -327,14 +327,14 @@ func (b *BearerAuth) fetch(ctx context.Context) (string, time.Duration, error) {
 		if !ok && resp.StatusCode < 500 {
 			ase.Description = describeBody(resp, len(body))
 		}
-		return "", 0, &Error{Code: CodeUnavailable, Reason: "token_rejected",
+		return "", 0, &claims.Error{Code: claims.CodeUnavailable, Reason: "token_rejected",
 			Description: "the authorization server could not be reached; try again later",
 			Hint:        ase.Hint(), Err: ase}
 	}
 	tok, lifetime, perr := b.parseTokenResponse(body)
 	if perr != nil {
 		b.observe(start, "bad_response")
-		return "", 0, Unavailable("bad_response", "the token endpoint's answer is not a usable RFC 6749 §5.1 token response: check introspect.token_endpoint",
+		return "", 0, claims.Unavailable("bad_response", "the token endpoint's answer is not a usable RFC 6749 §5.1 token response: check introspect.token_endpoint",
 			fmt.Errorf("%s (%s): %w", b.TokenEndpoint, describeBody(resp, len(body)), perr))
 	}
 	b.observe(start, "")

@@ -16,7 +16,6 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tokengate/tokengate/introspect/claims"
-	"github.com/tokengate/tokengate/introspect/internal/httpbody"
 )
 
 // Defaults for BearerAuth.
@@ -53,9 +52,9 @@ const (
 )
 
 // BearerAuth is auth_method bearer: the gateway authenticates to the
-// introspection endpoint with its own access token (the Oath seed: "make sure
-// you are passing Authorization Bearer header" ... "has introspect scope"),
-// obtained by the client_credentials grant (RFC 6749 §4.4) from
+// introspection endpoint with its own access token (Oath's authorization
+// server requires this: "make sure you are passing Authorization Bearer
+// header" with a token that "has introspect scope"), obtained by the client_credentials grant (RFC 6749 §4.4) from
 // TokenEndpoint. The token is cached until shortly before it expires and
 // refreshed by one request however many callers need it.
 //
@@ -204,8 +203,7 @@ func (b *BearerAuth) Token(ctx context.Context) (string, error) {
 		}
 		return r.Val.(string), nil
 	case <-ctx.Done():
-		return "", claims.Unavailable("timeout", "the token endpoint did not answer in time: check it is up and reachable, or raise introspect.timeout",
-			fmt.Errorf("waiting for a token from %s: %w", b.TokenEndpoint, ctx.Err()))
+		return "", claims.Unavailable("timeout", tokenHints.timeout, fmt.Errorf("waiting for a token from %s: %w", b.TokenEndpoint, ctx.Err()))
 	}
 }
 
@@ -268,77 +266,46 @@ func cacheFor(lifetime time.Duration) time.Duration {
 // fetch performs one client_credentials request and returns the token and
 // its lifetime (possibly ≤ 0: born expired).
 func (b *BearerAuth) fetch(ctx context.Context) (string, time.Duration, error) {
-	timeout := b.Timeout
-	if timeout <= 0 {
-		timeout = DefaultHTTPTimeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-
 	if b.ClientAuth == nil {
 		return "", 0, claims.Unavailable("client_auth", "auth_method bearer needs client credentials for the token request", errors.New("no client authentication configured"))
 	}
 	if _, self := b.ClientAuth.(*BearerAuth); self {
 		return "", 0, claims.Unavailable("client_auth", "auth_method bearer cannot authenticate its own token request with a bearer token", errors.New("recursive bearer authentication"))
 	}
+	// An assertion in this request is meant for the token endpoint, not for
+	// the introspection endpoint the gateway's token is then used at: the
+	// call authenticates to TokenEndpoint.
+	call := formPost{endpoint: b.TokenEndpoint, kind: "token", hints: &tokenHints, auth: b.ClientAuth,
+		client: b.httpClient(callTimeout(b.Timeout)), timeout: b.Timeout, maxBytes: b.MaxResponseBytes, observer: b.Observer}
 	// RFC 6749 §4.4.2: grant_type and scope, form-encoded; lower-case names.
 	form := url.Values{"grant_type": {"client_credentials"}}
 	if len(b.Scopes) > 0 {
 		form.Set("scope", strings.Join(b.Scopes, " "))
 	}
-	header := http.Header{}
-	// An assertion in this request is meant for the token endpoint, not for
-	// the introspection endpoint the gateway's token is then used at.
-	if err := b.ClientAuth.Authenticate(ctx, b.TokenEndpoint, form, header); err != nil {
-		return "", 0, claims.Unavailable("client_auth", "the gateway could not build its client credentials for the token request: check client_secret / private_key", err)
+	r, refusal, err := call.send(ctx, form)
+	switch {
+	case err != nil:
+		return "", 0, err
+	case refusal != nil:
+		return "", 0, claims.Unavailable("token_rejected", refusal.Hint(), refusal)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.TokenEndpoint, strings.NewReader(form.Encode()))
-	if err != nil {
-		return "", 0, claims.Unavailable("bad_endpoint", "introspect.token_endpoint is not a usable URL", err)
-	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-
-	start := time.Now()
-	resp, err := b.httpClient(timeout).Do(req)
-	if err != nil {
-		b.observe(start, "transport")
-		reason := transportReason(err)
-		hint := "could not connect to the token endpoint " + b.TokenEndpoint + ": check the URL, DNS, and that the server is up"
-		if reason == "timeout" {
-			hint = "the token endpoint did not answer in time: check it is up and reachable, or raise introspect.timeout"
-		}
-		return "", 0, claims.Unavailable(reason, hint, fmt.Errorf("calling %s: %w", b.TokenEndpoint, err))
-	}
-	defer resp.Body.Close()
-	body, err := httpbody.Read(resp.Body, responseLimit(b.MaxResponseBytes))
-	if err != nil {
-		b.observe(start, "bad_response")
-		return "", 0, claims.Unavailable("bad_response", "the token endpoint's answer is not an RFC 6749 token response: check introspect.token_endpoint",
-			fmt.Errorf("reading the response of %s: %w", b.TokenEndpoint, err))
-	}
-	if resp.StatusCode != http.StatusOK {
-		code, desc, ok := parseASError(body)
-		b.observe(start, labelOr(code, fmt.Sprintf("http_%d", resp.StatusCode)))
-		ase := &ASError{Endpoint: b.TokenEndpoint, Status: resp.StatusCode, Code: code, Description: desc}
-		if !ok && resp.StatusCode < 500 {
-			ase.Description = describeBody(resp, len(body))
-		}
-		return "", 0, &claims.Error{Code: claims.CodeUnavailable, Reason: "token_rejected",
-			Description: "the authorization server could not be reached; try again later",
-			Hint:        ase.Hint(), Err: ase}
-	}
-	tok, lifetime, perr := b.parseTokenResponse(body)
+	tok, lifetime, perr := b.parseTokenResponse(r.body)
 	if perr != nil {
-		b.observe(start, "bad_response")
+		r.done("bad_response")
 		return "", 0, claims.Unavailable("bad_response", "the token endpoint's answer is not a usable RFC 6749 §5.1 token response: check introspect.token_endpoint",
-			fmt.Errorf("%s (%s): %w", b.TokenEndpoint, describeBody(resp, len(body)), perr))
+			fmt.Errorf("%s (%s): %w", b.TokenEndpoint, r.describe(), perr))
 	}
-	b.observe(start, "")
+	r.done("")
 	return tok, lifetime, nil
+}
+
+// tokenHints word the operator hints of a token request.
+var tokenHints = callHints{
+	clientAuth:  "the gateway could not build its client credentials for the token request: check client_secret / private_key",
+	badEndpoint: "introspect.token_endpoint is not a usable URL",
+	timeout:     "the token endpoint did not answer in time: check it is up and reachable, or raise introspect.timeout",
+	unreachable: "could not connect to the token endpoint %s: check the URL, DNS, and that the server is up",
+	badResponse: "the token endpoint's answer is not an RFC 6749 token response: check introspect.token_endpoint",
 }
 
 func (b *BearerAuth) parseTokenResponse(body []byte) (string, time.Duration, error) {
@@ -405,12 +372,6 @@ func (b *BearerAuth) httpClient(timeout time.Duration) *http.Client {
 		b.client = NewHTTPClient(timeout)
 	}
 	return b.client
-}
-
-func (b *BearerAuth) observe(start time.Time, code string) {
-	if b.Observer != nil {
-		b.Observer.UpstreamCall("token", time.Since(start), code)
-	}
 }
 
 func (b *BearerAuth) now() time.Time {

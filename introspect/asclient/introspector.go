@@ -52,24 +52,6 @@ type Observer interface {
 	UpstreamCall(endpoint string, d time.Duration, errCode string)
 }
 
-// NewHTTPClient returns the client used for every call to an authorization
-// server: bounded in time, no redirects, no cookies.
-func NewHTTPClient(timeout time.Duration) *http.Client {
-	if timeout <= 0 {
-		timeout = DefaultHTTPTimeout
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 64
-	tr.ResponseHeaderTimeout = timeout
-	return &http.Client{
-		Timeout:   timeout,
-		Transport: tr,
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		},
-	}
-}
-
 // Introspect asks whether token is active. It returns an invalid_token *claims.Error
 // when the server says no, and a temporarily_unavailable *claims.Error (wrapping an
 // *ASError where the server explained itself) when the gateway could not get
@@ -144,89 +126,37 @@ func (c *Introspector) requestProven(ctx context.Context) bool {
 	return v.(bool)
 }
 
+// introspectionHints word the operator hints of an introspection call.
+var introspectionHints = callHints{
+	clientAuth:  "the gateway could not build its own client credentials: check client_secret / private_key",
+	timeout:     "the authorization server did not answer in time: check it is up and reachable from this host, or raise introspect.timeout",
+	unreachable: "could not connect to %s: check the URL, DNS, and that the server is up",
+	badResponse: "the server's answer is not an RFC 7662 JSON response: check that the endpoint is the introspection endpoint (not a login page or proxy)",
+}
+
 // exchange makes one introspection call and reads the answer.
 func (c *Introspector) exchange(ctx context.Context, token string) (*claims.Decision, error) {
-	timeout := c.Timeout
-	if timeout <= 0 {
-		timeout = DefaultHTTPTimeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-
+	call := formPost{endpoint: c.Endpoint, kind: "introspection", hints: &introspectionHints, auth: c.Auth,
+		client: c.HTTPClient, timeout: c.Timeout, maxBytes: c.MaxResponseBytes, observer: c.Observer}
 	// RFC 7662 §2.1: token and token_type_hint, form-encoded, POST.
-	form := url.Values{"token": {token}, "token_type_hint": {"access_token"}}
-	header := http.Header{}
-	if c.Auth != nil {
-		if err := c.Auth.Authenticate(ctx, c.Endpoint, form, header); err != nil {
-			var e *claims.Error
-			if errors.As(err, &e) {
-				// Already explained (e.g. the token endpoint refused the
-				// gateway): keep its hint rather than a generic one.
-				return nil, e
-			}
-			return nil, c.unavailable("client_auth", err)
-		}
+	r, refusal, err := call.send(ctx, url.Values{"token": {token}, "token_type_hint": {"access_token"}})
+	switch {
+	case err != nil:
+		return nil, err
+	case refusal != nil:
+		return nil, refusedIntrospection(refusal)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Endpoint, strings.NewReader(form.Encode()))
-	if err != nil {
-		return nil, c.unavailable("bad_endpoint", err)
+	if !httpbody.IsJSON(r.resp.Header.Get("Content-Type")) {
+		r.done("bad_response")
+		return nil, claims.Unavailable("bad_response", introspectionHints.badResponse,
+			fmt.Errorf("%s answered %s, not JSON: is the endpoint URL right?", c.Endpoint, r.describe()))
 	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-
-	client := c.HTTPClient
-	if client == nil {
-		client = NewHTTPClient(timeout)
-	}
-	start := time.Now()
-	resp, err := client.Do(req)
-	if err != nil {
-		c.observe(start, "transport")
-		return nil, c.unavailable(transportReason(err), fmt.Errorf("calling %s: %w", c.Endpoint, err))
-	}
-	defer resp.Body.Close()
-	body, err := httpbody.Read(resp.Body, responseLimit(c.MaxResponseBytes))
-	if err != nil {
-		c.observe(start, "bad_response")
-		return nil, c.unavailable("bad_response", fmt.Errorf("reading the response of %s: %w", c.Endpoint, err))
-	}
-	if resp.StatusCode != http.StatusOK {
-		code, desc, ok := parseASError(body)
-		if !ok {
-			code = ""
-		}
-		c.observe(start, labelOr(code, fmt.Sprintf("http_%d", resp.StatusCode)))
-		ase := &ASError{Endpoint: c.Endpoint, Status: resp.StatusCode, Code: code, Description: desc}
-		if !ok && resp.StatusCode < 500 {
-			ase.Description = describeBody(resp, len(body))
-		}
-		if ok && ase.AboutToken() {
-			return nil, &claims.Error{Code: claims.CodeUnavailable, Reason: reasonRefusedRequest,
-				Description: "the authorization server could not be reached; try again later",
-				Hint:        "the authorization server refused the gateway's request even for its own canary token, so the request itself is at fault: " + ase.Hint(),
-				Err:         ase}
-		}
-		reason := "as_rejected_gateway"
-		if resp.StatusCode >= 500 {
-			reason = "as_server_error"
-		}
-		return nil, &claims.Error{Code: claims.CodeUnavailable, Reason: reason,
-			Description: "the authorization server could not be reached; try again later",
-			Hint:        ase.Hint(), Err: ase}
-	}
-	if !httpbody.IsJSON(resp.Header.Get("Content-Type")) {
-		c.observe(start, "bad_response")
-		return nil, c.unavailable("bad_response", fmt.Errorf("%s answered %s, not JSON: is the endpoint URL right?", c.Endpoint, describeBody(resp, len(body))))
-	}
-	c.observe(start, "")
+	r.done("")
 	now := time.Now
 	if c.Now != nil {
 		now = c.Now
 	}
-	d, perr := ParseIntrospectionResponse(body, now(), c.Leeway, c.Issuer)
+	d, perr := ParseIntrospectionResponse(r.body, now(), c.Leeway, c.Issuer)
 	if perr == nil || perr.Code != claims.CodeUnavailable {
 		c.lastGood.Store(time.Now().UnixNano())
 	}
@@ -239,42 +169,20 @@ func (c *Introspector) exchange(ctx context.Context, token string) (*claims.Deci
 	return d, nil
 }
 
-func (c *Introspector) observe(start time.Time, code string) {
-	if c.Observer != nil {
-		c.Observer.UpstreamCall("introspection", time.Since(start), code)
+// refusedIntrospection is the gateway's trouble when the server refused to
+// introspect. A 400 that may be about the token itself is marked
+// reasonRefusedRequest, for introspectOnce to tell which it is.
+func refusedIntrospection(refusal *ASError) *claims.Error {
+	if refusal.AboutToken() {
+		return claims.Unavailable(reasonRefusedRequest,
+			"the authorization server refused the gateway's request even for its own canary token, so the request itself is at fault: "+refusal.Hint(),
+			refusal)
 	}
-}
-
-func (c *Introspector) unavailable(reason string, err error) *claims.Error {
-	return claims.Unavailable(reason, hintFor(reason, c.Endpoint), err)
-}
-
-func labelOr(s, alt string) string {
-	if s != "" {
-		return s
+	reason := "as_rejected_gateway"
+	if refusal.Status >= 500 {
+		reason = "as_server_error"
 	}
-	return alt
-}
-
-func transportReason(err error) string {
-	if errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "Timeout") {
-		return "timeout"
-	}
-	return "unreachable"
-}
-
-func hintFor(reason, endpoint string) string {
-	switch reason {
-	case "timeout":
-		return "the authorization server did not answer in time: check it is up and reachable from this host, or raise introspect.timeout"
-	case "unreachable":
-		return "could not connect to " + endpoint + ": check the URL, DNS, and that the server is up"
-	case "bad_response":
-		return "the server's answer is not an RFC 7662 JSON response: check that the endpoint is the introspection endpoint (not a login page or proxy)"
-	case "client_auth":
-		return "the gateway could not build its own client credentials: check client_secret / private_key"
-	}
-	return ""
+	return claims.Unavailable(reason, refusal.Hint(), refusal)
 }
 
 // ParseIntrospectionResponse reads an RFC 7662 §2.2 response strictly.

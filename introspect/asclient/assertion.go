@@ -17,12 +17,13 @@ import (
 )
 
 // ClientAssertionTypeJWTBearer is the only client_assertion_type of RFC 7523
-// §2.2. Both seeds list a typo here as a classic cause of invalid_client, so
-// the value is a constant, never built from parts.
+// §2.2. Oath's and Redox's troubleshooting pages both list a typo here as a
+// classic cause of invalid_client, so the value is a constant, never built
+// from parts.
 const ClientAssertionTypeJWTBearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
-// Assertion lifetimes. RFC 7523 §3 only asks for an exp; the Oath seed
-// rejects exp more than 24 h ahead and recommends about 10 minutes, Redox
+// Assertion lifetimes. RFC 7523 §3 only asks for an exp; Oath's server
+// rejects exp more than 24 h ahead and recommends about 10 minutes, Redox's
 // wants iat within the last 5 minutes. A short default keeps a leaked
 // assertion nearly worthless; an hour is the most we ever sign.
 const (
@@ -71,8 +72,9 @@ func (a ClientSecretJWT) Validate() error {
 	switch a.alg() {
 	case jwa.HS256, jwa.HS384, jwa.HS512:
 	default:
-		// Not even "none" by accident: the Oath seed's "No enum constant
-		// ...JwsAlgorithm.none" is what a server says to an alg-less JWT.
+		// Not even "none" by accident: "No enum constant
+		// ...JwsAlgorithm.none" is what Oath's server says to an alg-less
+		// JWT.
 		return fmt.Errorf("client_secret_jwt: algorithm %q is not HS256, HS384 or HS512", a.Alg)
 	}
 	return validateAssertionLifetime(a.Lifetime)
@@ -239,7 +241,7 @@ func validateAssertionLifetime(lifetime time.Duration) error {
 		return fmt.Errorf("client assertion: lifetime %v is negative", lifetime)
 	}
 	if lifetime > MaxAssertionLifetime {
-		// The Oath seed: "exp should be less than 24 hrs ... preferable
+		// Oath's server: "exp should be less than 24 hrs ... preferable
 		// currentTime + 600". Hours-long assertions are replayable for hours.
 		return fmt.Errorf("client assertion: lifetime %v is longer than %v; a few minutes is what servers accept", lifetime, MaxAssertionLifetime)
 	}
@@ -250,7 +252,7 @@ func validateAssertionLifetime(lifetime time.Duration) error {
 }
 
 // setAssertion writes RFC 7521 §4.2 parameters, names all lower case as
-// RFC 6749 §3.1/§3.2 and the Oath seed require.
+// RFC 6749 §3.1/§3.2 and Oath's server require.
 func setAssertion(form url.Values, clientID, assertion string) {
 	form.Set("client_assertion_type", ClientAssertionTypeJWTBearer)
 	form.Set("client_assertion", assertion)
@@ -264,8 +266,8 @@ func setAssertion(form url.Values, clientID, assertion string) {
 }
 
 // assertionClaims is the RFC 7523 §3 claim set. A struct (not a map) keeps
-// iat/exp integers — the seeds' "exp and iat should be numeric ... not
-// strings" — and aud a single string, which every server accepts
+// iat/exp integers — Oath's and Redox's servers refuse them as strings
+// ("exp and iat should be numeric ... not strings") — and aud a single string, which every server accepts
 // (RFC 7519 §4.1.3 allows a string; some servers reject an array).
 type assertionClaims struct {
 	Iss string `json:"iss"`
@@ -298,8 +300,8 @@ func signAssertion(clientID, aud string, lifetime time.Duration, now func() time
 		return "", err
 	}
 	hdr := jws.NewHeaders()
-	// alg is always written by jws.Sign (the seeds' missing-alg mistake
-	// cannot happen); typ "JWT" and kid (Redox: "JWT header kid property is
+	// alg is always written by jws.Sign (an assertion without alg, which
+	// servers refuse, cannot happen); typ "JWT" and kid (Redox: "JWT header kid property is
 	// required") are set explicitly.
 	if err := hdr.Set(jws.TypeKey, "JWT"); err != nil {
 		return "", err

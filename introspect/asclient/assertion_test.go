@@ -637,7 +637,7 @@ func TestClientAssertionValidation(t *testing.T) {
 		want string
 	}{
 		{"lifetime over an hour", ClientSecretJWT{ClientID: "gw", Secret: "s", Audience: "a", Lifetime: 2 * time.Hour}, "longer than 1h0m0s"},
-		{"lifetime 24h (the Oath seed's limit)", PrivateKeyJWT{ClientID: "gw", Key: key, Audience: "a", Lifetime: 24 * time.Hour}, "longer than"},
+		{"lifetime 24h (Oath's server's limit)", PrivateKeyJWT{ClientID: "gw", Key: key, Audience: "a", Lifetime: 24 * time.Hour}, "longer than"},
 		{"negative lifetime", PrivateKeyJWT{ClientID: "gw", Key: key, Audience: "a", Lifetime: -time.Minute}, "negative"},
 		{"sub-second lifetime", PrivateKeyJWT{ClientID: "gw", Key: key, Audience: "a", Lifetime: time.Millisecond}, "shorter than a second"},
 		{"no client id", ClientSecretJWT{Secret: "s", Audience: "a"}, "client_id"},
@@ -938,7 +938,7 @@ func TestClientSecretMethodsAtRealAS(t *testing.T) {
 // AS (zitadel/oidc) does not implement: it verifies the HMAC assertion as an
 // RFC 7523 server would (signature with the client's secret, iss = sub =
 // client_id, aud = the issuer, exp in the future, iat not in the future,
-// jti not replayed), answering failures with the Oath seed's words, and then
+// jti not replayed), answering failures with Oath's server's words, and then
 // forwards the token to the real AS's introspection endpoint with the
 // gateway's real credentials. The introspection answer is the real one.
 func caSecretJWTServer(t *testing.T, s *testas.Server, clientID, secret string) *httptest.Server {

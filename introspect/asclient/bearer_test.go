@@ -71,12 +71,12 @@ func (o *caObserver) list() []string {
 }
 
 // caBearerFront is an introspection endpoint that takes a Bearer token as
-// client authentication, as the Oath seed's server does. The real AS
+// client authentication, as Oath's authorization server does. The real AS
 // (zitadel/oidc) accepts only client secrets or assertions at introspection
 // (op.webServer.introspectionHandler: "client must be authenticated"), so
 // this front does what such a server does, using the real AS for every
 // decision: it introspects the gateway's bearer token at the real AS (as
-// the AS's own "gateway" client), refuses it with the seed's errors if it is
+// the AS's own "gateway" client), refuses it with Oath's errors if it is
 // inactive (401 invalid_token) or lacks the introspect scope (403
 // insufficient_scope), and otherwise forwards the introspection to the real
 // AS and returns its answer unchanged.
@@ -364,7 +364,7 @@ func TestBearerAuthDiagnostics(t *testing.T) {
 		}
 	})
 
-	t.Run("unknown scope (the Oath seed's introspects typo)", func(t *testing.T) {
+	t.Run("unknown scope (Oath's troubleshooting page's introspects typo)", func(t *testing.T) {
 		b := caNewBearer(s, nil, nil, "introspects")
 		_, ase := caIntrospectError(t, &Introspector{Endpoint: front.srv.URL, Auth: b}, tok)
 		if ase.Code != "invalid_scope" || ase.Endpoint != s.TokenURL() || !strings.Contains(ase.Hint(), "token_scope") {

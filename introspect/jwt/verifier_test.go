@@ -290,7 +290,7 @@ func TestJWTVerifierRejections(t *testing.T) {
 			reason: "malformed", desc: "typ header",
 		},
 		{
-			name:   "exp as a string is malformed, as the seeds warn",
+			name:   "exp as a string is malformed, as authorization servers' own libraries treat it",
 			token:  jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["exp"] = "1748779500" })),
 			reason: "malformed", desc: "exp claim must be a JSON number",
 		},

@@ -579,7 +579,7 @@ func (v *Validator) buildJWT(pctx, bg context.Context, j *JWTOptions) error {
 		return err
 	}
 	v.keys = keys
-	v.jwt = verifier
+	v.localJWT = verifier
 	v.jwtIssuer = v.cfg.Issuer
 	return nil
 }

@@ -35,10 +35,10 @@ type Validator struct {
 	// introspector handles opaque tokens (and JWTs from unknown issuers in
 	// hybrid mode). Nil: introspection is not configured.
 	introspector *asclient.Introspector
-	// jwt verifies JWT access tokens locally against keys. Nil: JWTs are
+	// localJWT verifies JWT access tokens locally against keys. Nil: JWTs are
 	// introspected.
-	jwt  TokenVerifier
-	keys jwt.KeySet
+	localJWT TokenVerifier
+	keys     jwt.KeySet
 	// jwtIssuer routes JWT-shaped tokens: in hybrid mode only tokens whose
 	// (unverified) iss equals it are verified locally.
 	jwtIssuer string
@@ -302,7 +302,7 @@ const (
 // PathOf says how token would be checked. It is the one routing rule: the
 // validator follows it and the doctor explains it.
 func (v *Validator) PathOf(token string) Path {
-	local := v.jwt != nil && jwt.LooksLike(token)
+	local := v.localJWT != nil && jwt.LooksLike(token)
 	if local && v.introspector != nil && v.jwtIssuer != "" && unverifiedIssuer(token) != v.jwtIssuer {
 		// Hybrid mode: a JWT from an issuer we hold no keys for is the
 		// introspection endpoint's to judge.
@@ -322,9 +322,9 @@ func (v *Validator) PathOf(token string) Path {
 func (v *Validator) check(ctx context.Context, token string) (*Decision, error) {
 	switch v.PathOf(token) {
 	case PathJWT:
-		return v.jwt.Verify(ctx, token)
+		return v.localJWT.Verify(ctx, token)
 	case PathJWTThenIntrospection:
-		d, err := v.jwt.Verify(ctx, token)
+		d, err := v.localJWT.Verify(ctx, token)
 		if err != nil {
 			return nil, err
 		}
@@ -335,7 +335,7 @@ func (v *Validator) check(ctx context.Context, token string) (*Decision, error) 
 	case PathIntrospection:
 		return v.introspect(ctx, token)
 	}
-	if v.jwt != nil {
+	if v.localJWT != nil {
 		return nil, InvalidToken("malformed", "the token is not a JWT access token", nil)
 	}
 	return nil, Unavailable("not_configured", "configure introspect or jwt", nil)

@@ -267,8 +267,9 @@ func setAssertion(form url.Values, clientID, assertion string) {
 
 // assertionClaims is the RFC 7523 §3 claim set. A struct (not a map) keeps
 // iat/exp integers — Oath's and Redox's servers refuse them as strings
-// ("exp and iat should be numeric ... not strings") — and aud a single string, which every server accepts
-// (RFC 7519 §4.1.3 allows a string; some servers reject an array).
+// ("exp and iat should be numeric ... not strings") — and aud a single
+// string, which every server accepts (RFC 7519 §4.1.3 allows a string; some
+// servers reject an array).
 type assertionClaims struct {
 	Iss string `json:"iss"`
 	Sub string `json:"sub"`

@@ -54,9 +54,10 @@ const (
 // BearerAuth is auth_method bearer: the gateway authenticates to the
 // introspection endpoint with its own access token (Oath's authorization
 // server requires this: "make sure you are passing Authorization Bearer
-// header" with a token that "has introspect scope"), obtained by the client_credentials grant (RFC 6749 §4.4) from
-// TokenEndpoint. The token is cached until shortly before it expires and
-// refreshed by one request however many callers need it.
+// header" with a token that "has introspect scope"), obtained by the
+// client_credentials grant (RFC 6749 §4.4) from TokenEndpoint. The token is
+// cached until shortly before it expires and refreshed by one request
+// however many callers need it.
 //
 // Use a *BearerAuth; do not copy it after first use.
 type BearerAuth struct {

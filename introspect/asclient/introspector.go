@@ -52,10 +52,10 @@ type Observer interface {
 	UpstreamCall(endpoint string, d time.Duration, errCode string)
 }
 
-// Introspect asks whether token is active. It returns an invalid_token *claims.Error
-// when the server says no, and a temporarily_unavailable *claims.Error (wrapping an
-// *ASError where the server explained itself) when the gateway could not get
-// an answer.
+// Introspect asks whether token is active. It returns an invalid_token
+// *claims.Error when the server says no, and a temporarily_unavailable
+// *claims.Error (wrapping an *ASError where the server explained itself)
+// when the gateway could not get an answer.
 func (c *Introspector) Introspect(ctx context.Context, token string) (*claims.Decision, error) {
 	d, err := c.introspectOnce(ctx, token)
 	var ase *ASError

@@ -333,7 +333,10 @@ func (v *Verifier) parseHeader(seg string) (parsedHeader, error) {
 }
 
 // checkClaims applies the claim rules and builds the Decision (unsigned
-// until the caller verifies the signature).
+// until the caller verifies the signature). It reads with the same claim
+// readers as claims.NewDecision but not with its RFC 7662 tolerances: in a
+// JWT, null is not absent, scope must be a string, iss, aud and exp are
+// required, and each failure has its own reason for the log.
 func (v *Verifier) checkClaims(claimSet map[string]any) (*claims.Decision, error) {
 	d := &claims.Decision{Claims: claimSet, Source: "jwt"}
 

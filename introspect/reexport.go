@@ -64,16 +64,6 @@ type (
 // serialization; it verifies nothing.
 func LooksLikeJWT(token string) bool { return jwt.LooksLike(token) }
 
-// UnverifiedHeader reads a JWT's JOSE header without verifying anything,
-// with the verifier's own decoder: for explaining a token, never for
-// trusting it.
-func UnverifiedHeader(token string) (map[string]any, error) { return jwt.UnverifiedHeader(token) }
-
-// UnverifiedClaims reads a JWT's claims without verifying anything, with the
-// verifier's own decoder: for routing and explaining a token, never for
-// trusting it.
-func UnverifiedClaims(token string) (map[string]any, error) { return jwt.UnverifiedClaims(token) }
-
 // NewRemoteKeySet builds a key set served from a JWKS URL.
 func NewRemoteKeySet(ctx context.Context, cfg RemoteKeySetConfig) (*jwt.RemoteKeySet, error) {
 	return jwt.NewRemoteKeySet(ctx, cfg)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/tokengate/tokengate/introspect/internal/httpbody"
 )
@@ -25,6 +26,8 @@ type Metadata struct {
 	IntrospectionAuthAlgValues []string `json:"introspection_endpoint_auth_signing_alg_values_supported,omitempty"`
 	// Source is the URL the metadata came from.
 	Source string `json:"-"`
+	// Date is the server's Date header, for the doctor's clock-offset check.
+	Date time.Time `json:"-"`
 }
 
 // MetadataURLs returns the discovery URLs to try for an issuer, in order:
@@ -105,5 +108,8 @@ func fetchMetadata(ctx context.Context, client *http.Client, u string) (*Metadat
 		return nil, errors.New("metadata has no issuer")
 	}
 	md.Source = u
+	if d, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
+		md.Date = d
+	}
 	return &md, nil
 }

@@ -66,6 +66,22 @@ func (f *jwtRemoteFixture) verify(t *testing.T, tok string) error {
 	return err
 }
 
+func TestRemoteKeySetReportsItsURLAndLastFetchError(t *testing.T) {
+	k := jwtKeys(t)
+	f := newJWTRemoteFixture(t, jwtSet(t, jwtPublicJWK(t, k.rsa1, "rsa-1", jwa.RS256)), nil)
+	if f.ks.URL() != f.srv.URL+"/jwks" || f.ks.LastError() != nil {
+		t.Fatalf("before any fetch: URL %q, LastError %v", f.ks.URL(), f.ks.LastError())
+	}
+	f.srv.SetResponse(http.StatusInternalServerError, "text/plain", []byte("down"), nil)
+	if err := f.ks.Refresh(context.Background()); err == nil || f.ks.LastError() == nil || f.ks.LastError().Error() != err.Error() {
+		t.Fatalf("failed fetch: Refresh %v, LastError %v", err, f.ks.LastError())
+	}
+	f.srv.SetKeys(t, jwtSet(t, jwtPublicJWK(t, k.rsa1, "rsa-1", jwa.RS256)))
+	if err := f.ks.Refresh(context.Background()); err != nil || f.ks.LastError() != nil {
+		t.Fatalf("good fetch: Refresh %v, LastError %v", err, f.ks.LastError())
+	}
+}
+
 func TestRemoteKeySetDoesNotFetchUntilAsked(t *testing.T) {
 	k := jwtKeys(t)
 	f := newJWTRemoteFixture(t, jwtSet(t, jwtPublicJWK(t, k.rsa1, "rsa-1", jwa.RS256)), nil)

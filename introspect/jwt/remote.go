@@ -161,6 +161,17 @@ func (s *RemoteKeySet) Close() {
 	<-s.loopDone
 }
 
+// URL is the JWKS URL the set fetches.
+func (s *RemoteKeySet) URL() string { return s.url }
+
+// LastError is the error of the last fetch: why the set holds no keys (or
+// old ones). It is nil before the first fetch and after one that worked.
+func (s *RemoteKeySet) LastError() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastErr
+}
+
 // Len is the number of usable keys in the current set.
 func (s *RemoteKeySet) Len() int { return s.snap.Load().len() }
 

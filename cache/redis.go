@@ -132,16 +132,7 @@ func newRedisClient(raw string) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, redactErr(err)
 		}
-		opt.ContextTimeoutEnabled = true
-		if opt.PipelinePoolSize == 0 {
-			opt.PipelinePoolSize = -1
-		}
-		if opt.DialTimeout == 0 {
-			opt.DialTimeout = defaultDialTimeout
-		}
-		if opt.ClientName == "" {
-			opt.ClientName = "tokengate"
-		}
+		clientDefaults{&opt.ContextTimeoutEnabled, &opt.DialTimeout, &opt.ClientName, &opt.PipelinePoolSize}.apply()
 		return redis.NewFailoverClient(opt), nil
 	case q.Has("addr") || q.Has("cluster"):
 		if q.Has("cluster") {
@@ -156,34 +147,45 @@ func newRedisClient(raw string) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, redactErr(err)
 		}
-		opt.ContextTimeoutEnabled = true
-		if opt.DialTimeout == 0 {
-			opt.DialTimeout = defaultDialTimeout
-		}
-		if opt.ClientName == "" {
-			opt.ClientName = "tokengate"
-		}
+		// A Cluster client creates no pipeline pool unless a pipeline buffer
+		// size is set, so there is none to turn off.
+		clientDefaults{&opt.ContextTimeoutEnabled, &opt.DialTimeout, &opt.ClientName, nil}.apply()
 		return redis.NewClusterClient(opt), nil
 	default:
 		opt, err := redis.ParseURL(raw)
 		if err != nil {
 			return nil, redactErr(err)
 		}
-		// Without this go-redis ignores context deadlines for socket I/O and
-		// uses its 5 s read/write timeouts: our per-call bound would not hold.
-		opt.ContextTimeoutEnabled = true
-		// Our only pipeline is a two-command GET+PTTL; a second pool with
-		// 128 KiB buffers per connection buys nothing for it.
-		if opt.PipelinePoolSize == 0 {
-			opt.PipelinePoolSize = -1
-		}
-		if opt.DialTimeout == 0 {
-			opt.DialTimeout = defaultDialTimeout
-		}
-		if opt.ClientName == "" {
-			opt.ClientName = "tokengate"
-		}
+		clientDefaults{&opt.ContextTimeoutEnabled, &opt.DialTimeout, &opt.ClientName, &opt.PipelinePoolSize}.apply()
 		return redis.NewClient(opt), nil
+	}
+}
+
+// clientDefaults points at the settings of one of go-redis's option types
+// (Options, FailoverOptions, ClusterOptions: each topology has its own
+// type, and its own URL parser) that every topology gets the same way.
+type clientDefaults struct {
+	contextTimeout *bool
+	dialTimeout    *time.Duration
+	clientName     *string
+	pipelinePool   *int // nil: the topology has no pipeline pool to size
+}
+
+// apply sets what the URL left unset.
+func (d clientDefaults) apply() {
+	// Without this go-redis ignores context deadlines for socket I/O and
+	// uses its 5 s read/write timeouts: our per-call bound would not hold.
+	*d.contextTimeout = true
+	if *d.dialTimeout == 0 {
+		*d.dialTimeout = defaultDialTimeout
+	}
+	if *d.clientName == "" {
+		*d.clientName = "tokengate"
+	}
+	// Our only pipeline is a two-command GET+PTTL; a second pool with
+	// 128 KiB buffers per connection buys nothing for it.
+	if d.pipelinePool != nil && *d.pipelinePool == 0 {
+		*d.pipelinePool = -1
 	}
 }
 

@@ -29,7 +29,9 @@ type metrics struct {
 	memHit, memMiss, redisHit, redisMiss prometheus.Counter
 }
 
-const ns, sub = "caddy", "bearer_auth"
+// The metric names are caddy_bearer_auth_<name>, beside Caddy's own
+// caddy_http_* metrics.
+const metricsNamespace, metricsSubsystem = "caddy", "bearer_auth"
 
 var (
 	globalMetricsOnce sync.Once
@@ -43,20 +45,20 @@ var outcomes = []string{"allowed", "no_credentials", "invalid_request", "invalid
 func getMetrics() *metrics {
 	globalMetricsOnce.Do(func() {
 		m := &metrics{
-			decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
 				Name: "decisions_total", Help: "Requests decided by bearer_auth, by outcome."}, []string{"outcome"}),
-			cacheRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			cacheRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
 				Name: "cache_requests_total", Help: "Decision cache lookups by tier (memory, redis) and result (hit, miss)."}, []string{"tier", "result"}),
-			upstreamDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
+			upstreamDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
 				Name: "upstream_request_duration_seconds", Help: "Latency of calls to the authorization server, by endpoint.",
 				Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"endpoint"}),
-			upstreamErrs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			upstreamErrs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
 				Name: "upstream_errors_total", Help: "Failed calls to the authorization server, by endpoint and OAuth error code (or transport label)."}, []string{"endpoint", "error"}),
-			jwksRefreshes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			jwksRefreshes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
 				Name: "jwks_refreshes_total", Help: "JWKS fetches, by result (ok, error)."}, []string{"result"}),
-			redisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			redisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
 				Name: "redis_errors_total", Help: "Failed Redis operations of the shared cache tier, by operation."}, []string{"op"}),
-			coalesced: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			coalesced: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
 				Name: "coalesced_requests_total", Help: "Requests that waited for another request's validation of the same token instead of calling upstream."}),
 			byOutcome: map[string]prometheus.Counter{},
 		}

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 
@@ -9,6 +10,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/tokengate/tokengate/introspect"
 )
@@ -127,7 +129,7 @@ func (h *Handler) logRejection(r *http.Request, e *introspect.Error, status int,
 		fields = append(fields, zap.String("check", e.Hint))
 	}
 	var ase *introspect.ASError
-	if asErrorAs(e, &ase) {
+	if errors.As(e.Err, &ase) {
 		fields = append(fields, zap.String("as_endpoint", ase.Endpoint), zap.Int("as_status", ase.Status),
 			zap.String("as_error", ase.Code), zap.String("as_error_description", ase.Description))
 	} else if e.Err != nil && status == http.StatusServiceUnavailable {
@@ -198,8 +200,10 @@ func quoteRealm(realm string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(realm) + `"`
 }
 
+// remoteIP is the client IP Caddy determined (trusted_proxies applied),
+// else the connection's address.
 func remoteIP(r *http.Request) string {
-	if ip, ok := caddyClientIP(r); ok {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
 		return ip
 	}
 	return r.RemoteAddr

@@ -16,6 +16,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tokengate/tokengate/cache"
+	"github.com/tokengate/tokengate/introspect/asclient"
+	"github.com/tokengate/tokengate/introspect/jwt"
 )
 
 // Config is everything a Validator is built from. New applies the defaults
@@ -73,9 +75,9 @@ type IntrospectOptions struct {
 	// Issuer, else the endpoint the assertion is sent to).
 	AssertionAudience string
 	// AssertionLifetime of client assertions. Default 2m; at most
-	// MaxAssertionLifetime.
+	// asclient.MaxAssertionLifetime.
 	AssertionLifetime time.Duration
-	// Timeout bounds one call. Default DefaultHTTPTimeout.
+	// Timeout bounds one call. Default asclient.DefaultHTTPTimeout.
 	Timeout time.Duration
 	// MaxConcurrent caps calls in flight. Default 64.
 	MaxConcurrent int
@@ -122,8 +124,8 @@ type CacheOptions struct {
 // Observer receives every metric the validator's parts report.
 type Observer interface {
 	cache.Observer
-	IntrospectionObserver
-	JWKSObserver
+	asclient.Observer
+	jwt.JWKSObserver
 }
 
 // Defaults of Config.
@@ -167,7 +169,7 @@ func (cfg Config) WithDefaults() Config {
 			o.AuthMethod = "client_secret_basic"
 		}
 		if o.Timeout == 0 {
-			o.Timeout = DefaultHTTPTimeout
+			o.Timeout = asclient.DefaultHTTPTimeout
 		}
 		if o.MaxConcurrent == 0 {
 			o.MaxConcurrent = DefaultMaxConcurrent
@@ -194,7 +196,7 @@ func (cfg Config) Check() error {
 		return errors.New("durations and sizes must not be negative")
 	}
 	if cfg.Issuer != "" {
-		if _, err := MetadataURLs(cfg.Issuer); err != nil {
+		if _, err := asclient.MetadataURLs(cfg.Issuer); err != nil {
 			return fmt.Errorf("issuer: %w", err)
 		}
 	}
@@ -239,14 +241,14 @@ func (cfg Config) checkIntrospect(i *IntrospectOptions) error {
 	}
 	// No audience is required: without assertion_audience and issuer, an
 	// assertion's aud is the URL of the endpoint it is sent to
-	// (AssertionAudience), and without an issuer that endpoint is
+	// (asclient.AssertionAudience), and without an issuer that endpoint is
 	// configured, so there always is one.
 	checkAssertion := func() error {
 		if i.AssertionLifetime < 0 {
 			return errors.New("assertion_lifetime must not be negative")
 		}
-		if i.AssertionLifetime > MaxAssertionLifetime {
-			return fmt.Errorf("assertion_lifetime %s is longer than %s: servers refuse long-lived assertions (keep it to minutes)", i.AssertionLifetime, MaxAssertionLifetime)
+		if i.AssertionLifetime > asclient.MaxAssertionLifetime {
+			return fmt.Errorf("assertion_lifetime %s is longer than %s: servers refuse long-lived assertions (keep it to minutes)", i.AssertionLifetime, asclient.MaxAssertionLifetime)
 		}
 		return nil
 	}
@@ -301,7 +303,7 @@ func (cfg Config) checkJWT(j *JWTOptions) error {
 	}
 	// The verifier's own rule, so that what passes here also builds.
 	for _, a := range j.Algorithms {
-		if err := jwtCheckConfiguredAlg(jwa.SignatureAlgorithm(a)); err != nil {
+		if err := jwt.CheckAlgorithm(jwa.SignatureAlgorithm(a)); err != nil {
 			return fmt.Errorf("algorithms: %w", err)
 		}
 	}
@@ -329,15 +331,6 @@ func (cfg Config) NeedsDiscovery() bool {
 	return cfg.JWT != nil && cfg.JWT.JWKSURL == "" && cfg.JWT.JWKSFile == ""
 }
 
-// AcceptedTypes is the RFC 9068 default (at+jwt) plus what the operator
-// names: extra values are accepted besides the standard type, never instead.
-func AcceptedTypes(extra []string) []string {
-	if len(extra) == 0 {
-		return nil // the verifier's default: at+jwt, application/at+jwt
-	}
-	return append(slices.Clone(jwtDefaultTypes), extra...)
-}
-
 // New builds a Validator from cfg: defaults, Check, discovery when needed
 // (once), the key set (its first fetch bounded by ProvisionTimeout), the
 // gateway's client authentication, the introspection client, the breaker
@@ -363,7 +356,7 @@ func New(cfg Config) (*Validator, error) {
 	defer pcancel()
 
 	if cfg.NeedsDiscovery() {
-		md, err := Discover(pctx, NewHTTPClient(DefaultHTTPTimeout), cfg.Issuer)
+		md, err := asclient.Discover(pctx, asclient.NewHTTPClient(asclient.DefaultHTTPTimeout), cfg.Issuer)
 		if err != nil {
 			return nil, fmt.Errorf("issuer: %w", err)
 		}
@@ -435,14 +428,14 @@ func (v *Validator) buildIntrospector(i *IntrospectOptions) error {
 	if err != nil {
 		return err
 	}
-	var obs IntrospectionObserver
+	var obs asclient.Observer
 	if v.cfg.Observer != nil {
 		obs = v.cfg.Observer
 	}
-	v.introspector = &Introspector{
+	v.introspector = &asclient.Introspector{
 		Endpoint:   endpoint,
 		Auth:       auth,
-		HTTPClient: NewHTTPClient(i.Timeout),
+		HTTPClient: asclient.NewHTTPClient(i.Timeout),
 		Timeout:    i.Timeout,
 		Issuer:     v.cfg.Issuer,
 		Leeway:     v.cfg.Leeway,
@@ -456,15 +449,15 @@ func (v *Validator) buildIntrospector(i *IntrospectOptions) error {
 // clientAuth builds how the gateway authenticates to the authorization
 // server. For bearer, the gateway's own token is fetched with
 // private_key_jwt when a key is configured, else with client_secret_basic.
-// The aud of each assertion is decided per call (AssertionAudience).
-func (v *Validator) clientAuth(i *IntrospectOptions) (ClientAuthenticator, error) {
+// The aud of each assertion is decided per call (asclient.AssertionAudience).
+func (v *Validator) clientAuth(i *IntrospectOptions) (asclient.ClientAuthenticator, error) {
 	aud, issuer := i.AssertionAudience, v.cfg.Issuer
-	keyAuth := func() (ClientAuthenticator, error) {
-		key, err := LoadPrivateKey(i.PrivateKeyFile, i.PrivateKeyID)
+	keyAuth := func() (asclient.ClientAuthenticator, error) {
+		key, err := asclient.LoadPrivateKey(i.PrivateKeyFile, i.PrivateKeyID)
 		if err != nil {
 			return nil, fmt.Errorf("private_key: %w", err)
 		}
-		a := PrivateKeyJWT{ClientID: i.ClientID, Key: key, Audience: aud, Issuer: issuer, Lifetime: i.AssertionLifetime}
+		a := asclient.PrivateKeyJWT{ClientID: i.ClientID, Key: key, Audience: aud, Issuer: issuer, Lifetime: i.AssertionLifetime}
 		if err := a.Validate(); err != nil {
 			return nil, err
 		}
@@ -472,9 +465,9 @@ func (v *Validator) clientAuth(i *IntrospectOptions) (ClientAuthenticator, error
 	}
 	switch i.AuthMethod {
 	case "client_secret_post":
-		return SecretPost{ClientID: i.ClientID, ClientSecret: i.ClientSecret}, nil
+		return asclient.SecretPost{ClientID: i.ClientID, ClientSecret: i.ClientSecret}, nil
 	case "client_secret_jwt":
-		a := ClientSecretJWT{ClientID: i.ClientID, Secret: i.ClientSecret, Audience: aud, Issuer: issuer, Lifetime: i.AssertionLifetime}
+		a := asclient.ClientSecretJWT{ClientID: i.ClientID, Secret: i.ClientSecret, Audience: aud, Issuer: issuer, Lifetime: i.AssertionLifetime}
 		if err := a.Validate(); err != nil {
 			return nil, err
 		}
@@ -482,7 +475,7 @@ func (v *Validator) clientAuth(i *IntrospectOptions) (ClientAuthenticator, error
 	case "private_key_jwt":
 		return keyAuth()
 	case "bearer":
-		var inner ClientAuthenticator = SecretBasic{ClientID: i.ClientID, ClientSecret: i.ClientSecret}
+		var inner asclient.ClientAuthenticator = asclient.SecretBasic{ClientID: i.ClientID, ClientSecret: i.ClientSecret}
 		if i.PrivateKeyFile != "" {
 			var err error
 			if inner, err = keyAuth(); err != nil {
@@ -496,15 +489,15 @@ func (v *Validator) clientAuth(i *IntrospectOptions) (ClientAuthenticator, error
 			}
 			endpoint = v.metadata.TokenEndpoint
 		}
-		var obs IntrospectionObserver
+		var obs asclient.Observer
 		if v.cfg.Observer != nil {
 			obs = v.cfg.Observer
 		}
-		b := &BearerAuth{
+		b := &asclient.BearerAuth{
 			TokenEndpoint: endpoint,
 			ClientAuth:    inner,
 			Scopes:        i.TokenScope,
-			HTTPClient:    NewHTTPClient(i.Timeout),
+			HTTPClient:    asclient.NewHTTPClient(i.Timeout),
 			Timeout:       i.Timeout,
 			Observer:      obs,
 		}
@@ -513,7 +506,7 @@ func (v *Validator) clientAuth(i *IntrospectOptions) (ClientAuthenticator, error
 		}
 		return b, nil
 	}
-	return SecretBasic{ClientID: i.ClientID, ClientSecret: i.ClientSecret}, nil
+	return asclient.SecretBasic{ClientID: i.ClientID, ClientSecret: i.ClientSecret}, nil
 }
 
 // buildJWT builds the key set (file, URL or discovered jwks_uri) and the
@@ -521,9 +514,9 @@ func (v *Validator) clientAuth(i *IntrospectOptions) (ClientAuthenticator, error
 // unless AllowStartWithoutKeys says the operator prefers to start and
 // answer 503 until the keys arrive.
 func (v *Validator) buildJWT(pctx, bg context.Context, j *JWTOptions) error {
-	var keys KeySet
+	var keys jwt.KeySet
 	if j.JWKSFile != "" {
-		ks, err := LoadKeySetFile(j.JWKSFile)
+		ks, err := jwt.LoadKeySetFile(j.JWKSFile)
 		if err != nil {
 			return fmt.Errorf("jwks_file: %w", err)
 		}
@@ -536,13 +529,13 @@ func (v *Validator) buildJWT(pctx, bg context.Context, j *JWTOptions) error {
 			}
 			u = v.metadata.JWKSURI
 		}
-		var obs JWKSObserver
+		var obs jwt.JWKSObserver
 		if v.cfg.Observer != nil {
 			obs = v.cfg.Observer
 		}
-		rks, err := NewRemoteKeySet(bg, RemoteKeySetConfig{
+		rks, err := jwt.NewRemoteKeySet(bg, jwt.RemoteKeySetConfig{
 			URL:                u,
-			HTTPClient:         NewHTTPClient(DefaultHTTPTimeout),
+			HTTPClient:         asclient.NewHTTPClient(asclient.DefaultHTTPTimeout),
 			MinRefreshInterval: j.RefreshInterval,
 			Logger:             v.log.Named("jwks"),
 			Observer:           obs,
@@ -574,11 +567,11 @@ func (v *Validator) buildJWT(pctx, bg context.Context, j *JWTOptions) error {
 	for _, a := range j.Algorithms {
 		algs = append(algs, jwa.SignatureAlgorithm(a))
 	}
-	verifier, err := NewJWTVerifier(keys, JWTConfig{
+	verifier, err := jwt.NewVerifier(keys, jwt.Config{
 		Issuer:        v.cfg.Issuer,
 		Audience:      v.cfg.Audience,
 		Algorithms:    algs,
-		Types:         AcceptedTypes(j.Types),
+		Types:         jwt.AcceptedTypes(j.Types),
 		Leeway:        v.cfg.Leeway,
 		MaxTokenBytes: v.cfg.MaxTokenLength,
 	})
@@ -586,7 +579,7 @@ func (v *Validator) buildJWT(pctx, bg context.Context, j *JWTOptions) error {
 		return err
 	}
 	v.keys = keys
-	v.jwt = verifier
+	v.localJWT = verifier
 	v.jwtIssuer = v.cfg.Issuer
 	return nil
 }

@@ -53,3 +53,14 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+func containsAny(have, want []string) bool {
+	for _, w := range want {
+		for _, h := range have {
+			if h == w {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -6,6 +6,9 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/tokengate/tokengate/introspect/claims"
+	"github.com/tokengate/tokengate/introspect/internal/httpbody"
 )
 
 // DefaultMaxTokenLength bounds the Authorization header (and any other token
@@ -74,11 +77,11 @@ func (x Extractor) Extract(r *http.Request) (string, Transport, *Error) {
 
 	values := r.Header.Values("Authorization")
 	if len(values) > 1 {
-		return "", TransportNone, invalidRequest("multiple_authorization_headers", "more than one Authorization header")
+		return "", TransportNone, claims.InvalidRequest("multiple_authorization_headers", "more than one Authorization header")
 	}
 	if len(values) == 1 {
 		if len(values[0]) > limit+len("Bearer ") {
-			return "", TransportNone, invalidRequest("header_too_long", "the Authorization header is too long")
+			return "", TransportNone, claims.InvalidRequest("header_too_long", "the Authorization header is too long")
 		}
 		t, isBearer, err := ParseAuthorization(values[0])
 		if err != nil {
@@ -117,7 +120,7 @@ func (x Extractor) Extract(r *http.Request) (string, Transport, *Error) {
 
 	if found > 1 {
 		// RFC 6750 §2: clients MUST NOT use more than one method per request.
-		return "", TransportNone, invalidRequest("multiple_tokens", "the token was sent in more than one way")
+		return "", TransportNone, claims.InvalidRequest("multiple_tokens", "the token was sent in more than one way")
 	}
 	return token, from, nil
 }
@@ -132,12 +135,12 @@ func ParseAuthorization(v string) (token string, isBearer bool, err *Error) {
 	}
 	rest := v[len(scheme):]
 	if rest == "" {
-		return "", true, invalidRequest("empty_token", "the Bearer scheme carries no token")
+		return "", true, claims.InvalidRequest("empty_token", "the Bearer scheme carries no token")
 	}
 	if rest[0] != ' ' {
 		// "Bearerx..." is a different (unknown) scheme, not ours.
 		if rest[0] == '\t' {
-			return "", true, invalidRequest("bad_syntax", "the Bearer scheme must be followed by a single space")
+			return "", true, claims.InvalidRequest("bad_syntax", "the Bearer scheme must be followed by a single space")
 		}
 		return "", false, nil
 	}
@@ -145,45 +148,10 @@ func ParseAuthorization(v string) (token string, isBearer bool, err *Error) {
 	// after the scheme are tolerated; anything after the token is not.
 	rest = strings.TrimLeft(rest, " ")
 	if rest == "" {
-		return "", true, invalidRequest("empty_token", "the Bearer scheme carries no token")
+		return "", true, claims.InvalidRequest("empty_token", "the Bearer scheme carries no token")
 	}
-	t, e := checkToken(rest, len(rest))
+	t, e := claims.CheckB64Token(rest, len(rest))
 	return t, true, e
-}
-
-// checkToken enforces the b64token grammar of RFC 6750 §2.1:
-// 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
-func checkToken(t string, limit int) (string, *Error) {
-	if t == "" {
-		return "", invalidRequest("empty_token", "the token is empty")
-	}
-	if len(t) > limit {
-		return "", invalidRequest("token_too_long", "the token is too long")
-	}
-	i := 0
-	for ; i < len(t); i++ {
-		c := t[i]
-		if !isB64TokenChar(c) {
-			break
-		}
-	}
-	if i == 0 {
-		return "", invalidRequest("bad_syntax", "the token is not a valid b64token")
-	}
-	for ; i < len(t); i++ {
-		if t[i] != '=' {
-			if t[i] == ' ' || t[i] == '\t' {
-				return "", invalidRequest("bad_syntax", "the Authorization header carries more than one token")
-			}
-			return "", invalidRequest("bad_syntax", "the token contains characters outside the b64token set")
-		}
-	}
-	return t, nil
-}
-
-func isB64TokenChar(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-		c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/'
 }
 
 // isFormBody reports a form-encoded body whatever the method. The media type
@@ -208,13 +176,13 @@ func formToken(r *http.Request, limit int) (string, bool, *Error) {
 	if r.ContentLength > MaxFormBody {
 		return "", false, bodyTooLarge()
 	}
-	body, err := readBounded(r.Body, MaxFormBody)
+	body, err := httpbody.Read(r.Body, MaxFormBody)
 	var mbe *http.MaxBytesError
 	switch {
-	case errors.Is(err, errTooLarge) || errors.As(err, &mbe):
+	case errors.Is(err, httpbody.ErrTooLarge) || errors.As(err, &mbe):
 		return "", false, bodyTooLarge()
 	case err != nil:
-		return "", false, invalidRequest("bad_body", "the request body could not be read")
+		return "", false, claims.InvalidRequest("bad_body", "the request body could not be read")
 	}
 	_ = r.Body.Close()
 	raw := string(body)
@@ -226,7 +194,7 @@ func formToken(r *http.Request, limit int) (string, bool, *Error) {
 	if ok && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		// RFC 6750 §2.2: the form parameter only with a method whose body
 		// has defined semantics; "the GET method MUST NOT be used".
-		return "", false, invalidRequest("form_token_on_get", "a token in the request body cannot be used with GET")
+		return "", false, claims.InvalidRequest("form_token_on_get", "a token in the request body cannot be used with GET")
 	}
 	return t, ok, nil
 }
@@ -243,9 +211,9 @@ func bodyTooLarge() *Error {
 func tokenParam(s string, limit int, in Transport) (string, bool, *Error) {
 	malformed := func() (string, bool, *Error) {
 		if in == TransportQuery {
-			return "", false, invalidRequest("bad_query", "the query string is malformed")
+			return "", false, claims.InvalidRequest("bad_query", "the query string is malformed")
 		}
-		return "", false, invalidRequest("bad_body", "the form body is malformed")
+		return "", false, claims.InvalidRequest("bad_body", "the form body is malformed")
 	}
 	var token string
 	found := false
@@ -267,15 +235,15 @@ func tokenParam(s string, limit int, in Transport) (string, bool, *Error) {
 		}
 		if name != "access_token" {
 			if foldsToAccessToken(name) {
-				return "", false, invalidRequest("token_name_variant", "a parameter name is read as access_token by some servers")
+				return "", false, claims.InvalidRequest("token_name_variant", "a parameter name is read as access_token by some servers")
 			}
 			continue
 		}
 		if found {
-			return "", false, invalidRequest("multiple_tokens", "access_token given more than once")
+			return "", false, claims.InvalidRequest("multiple_tokens", "access_token given more than once")
 		}
 		value, _ := url.QueryUnescape(rawValue)
-		t, e := checkToken(value, limit)
+		t, e := claims.CheckB64Token(value, limit)
 		if e != nil {
 			return "", false, e
 		}

@@ -20,7 +20,8 @@ func formRequest(method, body string) *http.Request {
 }
 
 // TestExtractorReadsFormsAsUpstreamsDo: one token per request as the
-// upstream will see it (DESIGN.md), or invalid_request.
+// upstream will see it (the upstream must never find a second token the
+// gateway did not check), or invalid_request.
 func TestExtractorReadsFormsAsUpstreamsDo(t *testing.T) {
 	tests := []struct {
 		name, method, auth, body string

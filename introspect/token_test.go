@@ -5,7 +5,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/tokengate/tokengate/introspect/claims"
 )
 
 func TestParseAuthorizationFollowsRFC6750(t *testing.T) {
@@ -95,62 +96,6 @@ func TestExtractorRejectsTokensSentTwoWaysAndHonoursDisabledTransports(t *testin
 	}
 }
 
-func TestParseIntrospectionResponseFailsClosed(t *testing.T) {
-	now := time.Unix(1_700_000_000, 0)
-	tests := []struct {
-		body string
-		code Code
-	}{
-		{`{"active":true,"scope":"a b","client_id":"c","exp":1700000100}`, ""},
-		{`{"active":false}`, CodeInvalidToken},
-		{`{"active":"true"}`, CodeUnavailable},
-		{`{"active":1}`, CodeUnavailable},
-		{`{"scope":"a"}`, CodeUnavailable},
-		{`<html>login</html>`, CodeUnavailable},
-		{`[]`, CodeUnavailable},
-		{`null`, CodeUnavailable},
-		{`{"active":true} {"active":false}`, CodeUnavailable},
-		{`{"active":true,"exp":"1700000100"}`, CodeUnavailable},
-		{`{"active":true,"exp":1699999999}`, CodeInvalidToken},
-		{`{"active":true,"nbf":1700000100}`, CodeInvalidToken},
-		{`{"active":true,"iss":"https://other"}`, CodeInvalidToken},
-		{`{"active":true,"iss":"https://as"}`, ""},
-		{`{"active":true,"client_id":["a"]}`, CodeUnavailable},
-		{`{"active":true,"aud":["x","y"]}`, ""},
-		{`{"active":true,"token_type":"refresh_token"}`, CodeInvalidToken},
-		{`{"active":true,"token_use":"refresh_token"}`, CodeInvalidToken},
-		{`{"active":true,"token_type":"Bearer","token_use":"access_token"}`, ""},
-		// One strict reader for both token paths: duplicates at any depth
-		// and anything after the object fail closed.
-		{`{"active":false,"active":true}`, CodeUnavailable},
-		{`{"active":true,"client_id":"a","client_id":"b"}`, CodeUnavailable},
-		{`{"active":true,"ext":{"role":"user","role":"admin"}}`, CodeUnavailable},
-		{`{"active":true,"ext":[{"a":1,"a":2}]}`, CodeUnavailable},
-		{`{"active":true}garbage`, CodeUnavailable},
-		{`{"active":true} x`, CodeUnavailable},
-		{`{"active":true}}`, CodeUnavailable},
-		{`{"active":true}]`, CodeUnavailable},
-		{"{\"active\":true,\"sub\":\"\xff\"}", CodeUnavailable},
-		{`{"active":true,"ext":{"a":1,"b":{"a":1}}}`, ""},
-		{`{"active":true,"s":"a:b","t":"{\"x\":1,\"x\":2}"}`, ""},
-		// iat in the future beyond leeway: the same rule as for JWTs.
-		{`{"active":true,"iat":1700000100}`, CodeInvalidToken},
-	}
-	for _, tt := range tests {
-		d, err := ParseIntrospectionResponse([]byte(tt.body), now, 0, "https://as")
-		switch {
-		case tt.code == "" && (err != nil || d == nil):
-			t.Errorf("%s: unexpected error %v", tt.body, err)
-		case tt.code != "" && (err == nil || err.Code != tt.code):
-			t.Errorf("%s: got %v, want %s", tt.body, err, tt.code)
-		}
-	}
-	d, _ := ParseIntrospectionResponse([]byte(`{"active":true,"scope":"read write","client_id":"c","aud":"api","exp":1700000100}`), now, 0, "")
-	if d.ScopeString() != "read write" || d.ClientID != "c" || d.UserID() != "c" || d.Audience[0] != "api" || !d.ExpiresAt.Equal(time.Unix(1700000100, 0)) {
-		t.Errorf("decision %+v", d)
-	}
-}
-
 func FuzzParseAuthorization(f *testing.F) {
 	for _, s := range []string{"Bearer abc", "bearer a.b.c", "Bearer a b", "Bearer", "Basic x", "Bearer abc==", "Bearer =", "Bearer \x00"} {
 		f.Add(s)
@@ -173,28 +118,8 @@ func FuzzParseAuthorization(f *testing.F) {
 		if !strings.HasSuffix(h, tok) || strings.ContainsAny(tok, " \t\r\n\"\\,;") {
 			t.Fatalf("accepted %q from %q", tok, h)
 		}
-		if _, e := checkToken(tok, len(tok)); e != nil {
+		if _, e := claims.CheckB64Token(tok, len(tok)); e != nil {
 			t.Fatalf("accepted a non-b64token %q", tok)
-		}
-	})
-}
-
-func FuzzParseIntrospectionResponse(f *testing.F) {
-	for _, s := range []string{`{"active":true}`, `{"active":false}`, `{"active":"true"}`, `{"active":true,"exp":1e400}`,
-		`{"active":true,"scope":["a"],"aud":[1]}`, `{"active":true,"exp":-1}`, `{`, `{"active":true,"nested":{"a":[{"b":null}]}}`} {
-		f.Add([]byte(s))
-	}
-	now := time.Unix(1_700_000_000, 0)
-	f.Fuzz(func(t *testing.T, body []byte) {
-		d, err := ParseIntrospectionResponse(body, now, 0, "")
-		if (d == nil) == (err == nil) {
-			t.Fatalf("exactly one of decision and error must be set: %v %v", d, err)
-		}
-		if d != nil && !strings.Contains(string(body), "true") {
-			t.Fatalf("accepted a response without active:true: %s", body)
-		}
-		if err != nil && err.Code != CodeInvalidToken && err.Code != CodeUnavailable {
-			t.Fatalf("unexpected code %s", err.Code)
 		}
 	})
 }

@@ -2,10 +2,7 @@ package introspect
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +11,8 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tokengate/tokengate/cache"
+	"github.com/tokengate/tokengate/introspect/asclient"
+	"github.com/tokengate/tokengate/introspect/jwt"
 )
 
 // TokenVerifier checks a token by itself (locally, or by asking a server).
@@ -29,17 +28,17 @@ type Validator struct {
 	cfg Config
 	log *zap.Logger
 	// metadata is the issuer's discovered metadata (nil: not needed).
-	metadata *Metadata
+	metadata *asclient.Metadata
 
 	cache *cache.Cache[*Verdict]
 	keyer cache.Keyer
 	// introspector handles opaque tokens (and JWTs from unknown issuers in
 	// hybrid mode). Nil: introspection is not configured.
-	introspector *Introspector
-	// jwt verifies JWT access tokens locally against keys. Nil: JWTs are
+	introspector *asclient.Introspector
+	// localJWT verifies JWT access tokens locally against keys. Nil: JWTs are
 	// introspected.
-	jwt  TokenVerifier
-	keys KeySet
+	localJWT TokenVerifier
+	keys     jwt.KeySet
 	// jwtIssuer routes JWT-shaped tokens: in hybrid mode only tokens whose
 	// (unverified) iss equals it are verified locally.
 	jwtIssuer string
@@ -204,8 +203,8 @@ func (v *Validator) fromVerdict(vd *Verdict) (*Decision, error) {
 	}
 	// The cache TTL is bounded by exp, but a shared tier's clock or a
 	// slow path could still hand us a stale entry: check again, cheaply.
-	if d := vd.Decision; !d.ExpiresAt.IsZero() && usableFor(d, v.now(), v.cfg.Leeway) <= 0 {
-		return nil, checkTimes(d, v.now(), v.cfg.Leeway)
+	if d := vd.Decision; !d.ExpiresAt.IsZero() && d.UsableFor(v.now(), v.cfg.Leeway) <= 0 {
+		return nil, d.CheckTimes(v.now(), v.cfg.Leeway)
 	}
 	return vd.Decision, nil
 }
@@ -230,10 +229,10 @@ func (v *Validator) decide(ctx context.Context, token string) (*Verdict, time.Du
 		return nil, 0, e
 	}
 	now := v.now()
-	left := usableFor(d, now, v.cfg.Leeway)
+	left := d.UsableFor(now, v.cfg.Leeway)
 	ttl := min(v.cfg.Cache.TTL, left)
 	if ttl <= 0 {
-		return &Verdict{Rejection: checkTimes(d, now, v.cfg.Leeway)}, v.cfg.Cache.NegativeTTL, nil
+		return &Verdict{Rejection: d.CheckTimes(now, v.cfg.Leeway)}, v.cfg.Cache.NegativeTTL, nil
 	}
 	if v.cfg.Cache.StaleGrace > 0 {
 		// Keep the entry past its TTL for the grace period (still never
@@ -303,7 +302,7 @@ const (
 // PathOf says how token would be checked. It is the one routing rule: the
 // validator follows it and the doctor explains it.
 func (v *Validator) PathOf(token string) Path {
-	local := v.jwt != nil && LooksLikeJWT(token)
+	local := v.localJWT != nil && jwt.LooksLike(token)
 	if local && v.introspector != nil && v.jwtIssuer != "" && unverifiedIssuer(token) != v.jwtIssuer {
 		// Hybrid mode: a JWT from an issuer we hold no keys for is the
 		// introspection endpoint's to judge.
@@ -323,9 +322,9 @@ func (v *Validator) PathOf(token string) Path {
 func (v *Validator) check(ctx context.Context, token string) (*Decision, error) {
 	switch v.PathOf(token) {
 	case PathJWT:
-		return v.jwt.Verify(ctx, token)
+		return v.localJWT.Verify(ctx, token)
 	case PathJWTThenIntrospection:
-		d, err := v.jwt.Verify(ctx, token)
+		d, err := v.localJWT.Verify(ctx, token)
 		if err != nil {
 			return nil, err
 		}
@@ -336,7 +335,7 @@ func (v *Validator) check(ctx context.Context, token string) (*Decision, error) 
 	case PathIntrospection:
 		return v.introspect(ctx, token)
 	}
-	if v.jwt != nil {
+	if v.localJWT != nil {
 		return nil, InvalidToken("malformed", "the token is not a JWT access token", nil)
 	}
 	return nil, Unavailable("not_configured", "configure introspect or jwt", nil)
@@ -383,21 +382,13 @@ func (v *Validator) introspectNow(ctx context.Context, token string) (*Decision,
 }
 
 // unverifiedIssuer reads iss from a JWT payload without verifying it; used
-// only to route the token, never to trust it.
+// only to route the token, never to trust it. A payload the verifier could
+// not read either has no issuer.
 func unverifiedIssuer(token string) string {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 || len(parts[1]) > DefaultMaxTokenLength {
-		return ""
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	c, err := jwt.UnverifiedClaims(token)
 	if err != nil {
 		return ""
 	}
-	var c struct {
-		Iss string `json:"iss"`
-	}
-	if json.Unmarshal(payload, &c) != nil {
-		return ""
-	}
-	return c.Iss
+	iss, _ := c["iss"].(string)
+	return iss
 }

@@ -4,48 +4,32 @@ package introspect
 //
 //	go test -run '^$' -bench 'ValidatorWarm|PolicyAuthorize|Extract' -benchmem ./introspect/
 //	go test -run '^$' -bench 'DecisionCacheMillion' -benchtime 1x ./introspect/
-//	go test -run '^$' -bench 'Verify' -benchmem ./introspect/   (cold: ours vs bare jwx)
+//	go test -run '^$' -bench 'Verify' -benchmem ./introspect/jwt/   (cold: ours vs bare jwx)
 //
-// The decisions are what the JWT verifier builds from a realistic RFC 9068
-// access token: ten claims parsed by the verifier's own parser and checked
-// by its own claim rules, each decision with its own strings, as in
-// production (every cached decision comes from a different token).
+// The decisions are built from a realistic RFC 9068 access token: ten claims
+// parsed by the one strict JSON reader and read by the shared claim readers,
+// each decision with its own strings, as in production (every cached
+// decision comes from a different token).
 
 import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v2/jwa"
-	"github.com/lestrrat-go/jwx/v2/jws"
-
 	"github.com/tokengate/tokengate/cache"
+	"github.com/tokengate/tokengate/introspect/claims"
 )
 
 const (
 	benchIssuer   = "https://idp.example.com/realms/acme"
 	benchAudience = "https://api.example.com/orders"
 )
-
-// benchVerifier checks claims like production does, with the real clock.
-func benchVerifier(tb testing.TB) *JWTVerifier {
-	tb.Helper()
-	return jwtTestVerifier(tb, jwtStandardSet(tb), func(c *JWTConfig) {
-		c.Issuer = benchIssuer
-		c.Audience = []string{benchAudience}
-		c.Now = time.Now
-	})
-}
 
 // benchClaimsJSON is the payload of a typical RFC 9068 access token with
 // ten claims; i makes sub, client_id and jti unique.
@@ -55,13 +39,13 @@ func benchClaimsJSON(i int, now time.Time) []byte {
 		benchIssuer, i, benchAudience, i%1000, now.Unix(), now.Unix(), now.Add(time.Hour).Unix(), now.Add(-time.Minute).Unix(), i)
 }
 
-// benchDecision builds decision i the way Verify does (minus the signature).
-func benchDecision(tb testing.TB, v *JWTVerifier, i int, now time.Time) *Decision {
-	claims, err := parseStrictObject(benchClaimsJSON(i, now))
+// benchDecision builds decision i from its claims.
+func benchDecision(tb testing.TB, i int, now time.Time) *Decision {
+	obj, err := claims.ParseStrictObject(benchClaimsJSON(i, now))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	d, err := v.checkClaims(claims)
+	d, err := claims.NewDecision(obj, "jwt")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -98,7 +82,7 @@ func BenchmarkValidatorWarm(b *testing.B) {
 	for _, tc := range []struct{ name, token string }{{"jwt", benchJWT(now)}, {"opaque", opaque}} {
 		b.Run(tc.name, func(b *testing.B) {
 			v := benchValidator(b, 1000)
-			d := benchDecision(b, benchVerifier(b), 1, now)
+			d := benchDecision(b, 1, now)
 			v.cache.Set(context.Background(), v.keyer.Key(tc.token), &Verdict{Decision: d}, time.Hour)
 			p := Policy{Scopes: []string{"orders:read"}, Audience: []string{benchAudience}}
 			ctx := context.Background()
@@ -119,7 +103,7 @@ func BenchmarkValidatorWarm(b *testing.B) {
 
 // BenchmarkPolicyAuthorize is the per-route check on its own.
 func BenchmarkPolicyAuthorize(b *testing.B) {
-	d := benchDecision(b, benchVerifier(b), 1, time.Now())
+	d := benchDecision(b, 1, time.Now())
 	p := Policy{Scopes: []string{"orders:read", "orders:write"}, AnyScope: []string{"profile", "email"},
 		Audience: []string{"https://other.example.com", benchAudience}}
 	b.ReportAllocs()
@@ -158,7 +142,6 @@ func BenchmarkDecisionCacheMillion(b *testing.B) {
 		b.Skip("allocates about 2 GB")
 	}
 	const n = 1_000_000
-	v := benchVerifier(b)
 	now := time.Now()
 	heap := func() uint64 {
 		var ms runtime.MemStats
@@ -174,7 +157,7 @@ func BenchmarkDecisionCacheMillion(b *testing.B) {
 		base := heap()
 		ds := make([]*Decision, n)
 		for i := range ds {
-			ds[i] = benchDecision(b, v, i, now)
+			ds[i] = benchDecision(b, i, now)
 		}
 		perDecision = float64(heap()-base) / n
 		runtime.KeepAlive(ds)
@@ -194,7 +177,7 @@ func BenchmarkDecisionCacheMillion(b *testing.B) {
 		for i := range n {
 			binary.LittleEndian.PutUint64(k[:], uint64(i))
 			k[31] = 0xa5
-			ds[i] = benchDecision(b, v, i, now)
+			ds[i] = benchDecision(b, i, now)
 			c.Set(ctx, k, &Verdict{Decision: ds[i]}, time.Hour)
 		}
 		held = c.Len()
@@ -221,21 +204,6 @@ func BenchmarkDecisionCacheMillion(b *testing.B) {
 	b.ReportMetric(float64(held), "entries")
 }
 
-// BenchmarkJWXVerifyES256Only is bare jws.Verify of an ES256 token, the
-// floor of the cold path with the demo key (compare BenchmarkVerifyES256
-// here and BenchmarkHandlerColdJWT in caddymodule).
-func BenchmarkJWXVerifyES256Only(b *testing.B) {
-	k := jwtKeys(b)
-	key := jwtPublicJWK(b, k.ec1, "ec-1", jwa.ES256)
-	token := []byte(jwtSign(b, "ES256", k.ec1, jwtHeader("ES256", "ec-1"), jwtClaims()))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := jws.Verify(token, jws.WithKey(jwa.ES256, key)); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 // benchPlaceholders has the shape of caddymodule's placeholder memo: three
 // boxed strings and a closure over the decision.
 func benchPlaceholders(d *Decision) any {
@@ -243,38 +211,4 @@ func benchPlaceholders(d *Decision) any {
 		userID, clientID, scope any
 		claims                  func(string) (any, bool)
 	}{d.UserID(), d.ClientID, d.ScopeString(), func(k string) (any, bool) { return d.Claim(k) }}
-}
-
-func TestDecisionMemoBuildsOncePerDecision(t *testing.T) {
-	d := benchDecision(t, benchVerifier(t), 7, time.Now())
-	var builds atomic.Int32
-	build := func(d *Decision) any { builds.Add(1); return d.UserID() + "!" }
-	var wg sync.WaitGroup
-	got := make([]any, 8)
-	for i := range got {
-		wg.Add(1)
-		go func() { defer wg.Done(); got[i] = d.Memo(build) }()
-	}
-	wg.Wait()
-	for range 3 {
-		got = append(got, d.Memo(build))
-	}
-	for _, g := range got {
-		if g != got[0] || g != d.Subject+"!" {
-			t.Fatalf("Memo returned %v and %v", got[0], g)
-		}
-	}
-	if n := builds.Load(); n < 1 || n > 8 {
-		t.Fatalf("build ran %d times for 8 concurrent first callers", n)
-	}
-	before := builds.Load()
-	d.Memo(build)
-	if builds.Load() != before {
-		t.Fatal("build ran again after the memo was set")
-	}
-	// The memo is not part of what is cached in Redis.
-	b, err := json.Marshal(&Verdict{Decision: d})
-	if err != nil || strings.Contains(string(b), "memo") {
-		t.Fatalf("JSON %s, %v", b, err)
-	}
 }

@@ -1,4 +1,4 @@
-package introspect
+package jwt
 
 import (
 	"context"
@@ -60,8 +60,23 @@ func BenchmarkLooksLikeJWT(b *testing.B) {
 	token := jwtSign(b, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtClaims())
 	b.ReportAllocs()
 	for b.Loop() {
-		if !LooksLikeJWT(token) {
+		if !LooksLike(token) {
 			b.Fatal("not JWT-shaped")
+		}
+	}
+}
+
+// BenchmarkJWXVerifyES256Only is bare jws.Verify of an ES256 token, the
+// floor of the cold path with the demo key (compare BenchmarkVerifyES256
+// here and BenchmarkHandlerColdJWT in caddymodule).
+func BenchmarkJWXVerifyES256Only(b *testing.B) {
+	k := jwtKeys(b)
+	key := jwtPublicJWK(b, k.ec1, "ec-1", jwa.ES256)
+	token := []byte(jwtSign(b, "ES256", k.ec1, jwtHeader("ES256", "ec-1"), jwtClaims()))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := jws.Verify(token, jws.WithKey(jwa.ES256, key)); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

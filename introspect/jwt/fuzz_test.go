@@ -1,4 +1,4 @@
-package introspect
+package jwt
 
 import (
 	"context"
@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
+
+	"github.com/tokengate/tokengate/introspect/claims"
 )
 
 // The fuzz targets use fixed keys (an RSA key from testdata, an Ed25519 key
@@ -50,7 +52,7 @@ func FuzzJWTVerify(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	v, err := NewJWTVerifier(ks, JWTConfig{
+	v, err := NewVerifier(ks, Config{
 		Issuer:   jwtTestIssuer,
 		Audience: []string{jwtTestAudience},
 		Now:      func() time.Time { return jwtTestNow },
@@ -82,9 +84,9 @@ func FuzzJWTVerify(f *testing.F) {
 			if d != nil {
 				t.Fatal("rejected with a decision")
 			}
-			var e *Error
-			if !errors.As(err, &e) || e.Code != CodeInvalidToken || e.Description == "" {
-				t.Fatalf("rejection %v is not an invalid_token *Error with a description (a static key set is never unavailable)", err)
+			var e *claims.Error
+			if !errors.As(err, &e) || e.Code != claims.CodeInvalidToken || e.Description == "" {
+				t.Fatalf("rejection %v is not an invalid_token *claims.Error with a description (a static key set is never unavailable)", err)
 			}
 			return
 		}
@@ -141,7 +143,7 @@ func FuzzLooksLikeJWT(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, token string) {
-		if !LooksLikeJWT(token) {
+		if !LooksLike(token) {
 			return
 		}
 		segs := strings.Split(token, ".")

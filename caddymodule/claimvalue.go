@@ -2,24 +2,9 @@ package caddymodule
 
 import (
 	"encoding/json"
-	"errors"
-	"net/http"
 	"strconv"
 	"strings"
-
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-
-	"github.com/tokengate/tokengate/introspect"
 )
-
-func caddyClientIP(r *http.Request) (string, bool) {
-	ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
-	return ip, ok && ip != ""
-}
-
-func asErrorAs(e *introspect.Error, target **introspect.ASError) bool {
-	return e.Err != nil && errors.As(e.Err, target)
-}
 
 // claimString renders a claim for a placeholder or header: strings as they
 // are, numbers in their JSON form, arrays of scalars comma-separated, and

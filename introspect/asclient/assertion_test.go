@@ -1,4 +1,4 @@
-package introspect
+package asclient
 
 import (
 	"bytes"
@@ -35,6 +35,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
 	"github.com/tokengate/tokengate/internal/testas"
+	"github.com/tokengate/tokengate/introspect/claims"
 )
 
 // --- fixtures ---
@@ -319,7 +320,7 @@ func TestLoadPrivateKeyRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	encrypted := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Headers: map[string]string{"Proc-Type": "4,ENCRYPTED", "DEK-Info": "AES-128-CBC,00"}, Bytes: []byte{1, 2, 3}})
-	pubJWK, _ := json.Marshal(jwtPublicJWK(t, k.ec, "", ""))
+	pubJWK := caJWKJSON(t, &k.ec.PublicKey, map[string]any{"use": "sig"})
 	twoKeySet := []byte(`{"keys":[` + string(caJWKJSON(t, k.ec, map[string]any{"kid": "a"})) + `,` + string(caJWKJSON(t, k.ecOther, map[string]any{"kid": "b"})) + `]}`)
 	mismatch := caJWKJSON(t, k.ec, nil)
 	var m map[string]any
@@ -522,7 +523,7 @@ func TestClientAssertionContents(t *testing.T) {
 			in := &Introspector{Endpoint: cap.srv.URL, Auth: tc.auth}
 			seen := map[string]bool{}
 			for i := 0; i < 100; i++ {
-				if _, err := in.Introspect(context.Background(), "opaque-token"); !errors.Is(err, ErrInvalidToken) {
+				if _, err := in.Introspect(context.Background(), "opaque-token"); !errors.Is(err, claims.ErrInvalidToken) {
 					t.Fatalf("want inactive, got %v", err)
 				}
 				form, header := cap.last()
@@ -636,7 +637,7 @@ func TestClientAssertionValidation(t *testing.T) {
 		want string
 	}{
 		{"lifetime over an hour", ClientSecretJWT{ClientID: "gw", Secret: "s", Audience: "a", Lifetime: 2 * time.Hour}, "longer than 1h0m0s"},
-		{"lifetime 24h (the Oath seed's limit)", PrivateKeyJWT{ClientID: "gw", Key: key, Audience: "a", Lifetime: 24 * time.Hour}, "longer than"},
+		{"lifetime 24h (Oath's server's limit)", PrivateKeyJWT{ClientID: "gw", Key: key, Audience: "a", Lifetime: 24 * time.Hour}, "longer than"},
 		{"negative lifetime", PrivateKeyJWT{ClientID: "gw", Key: key, Audience: "a", Lifetime: -time.Minute}, "negative"},
 		{"sub-second lifetime", PrivateKeyJWT{ClientID: "gw", Key: key, Audience: "a", Lifetime: time.Millisecond}, "shorter than a second"},
 		{"no client id", ClientSecretJWT{Secret: "s", Audience: "a"}, "client_id"},
@@ -723,7 +724,7 @@ func TestAssertionAudienceDefaultsToIssuerElseEndpoint(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := &Introspector{Endpoint: endpoint, Auth: tc.auth}
-			if _, err := in.Introspect(context.Background(), "opaque-token"); !errors.Is(err, ErrInvalidToken) {
+			if _, err := in.Introspect(context.Background(), "opaque-token"); !errors.Is(err, claims.ErrInvalidToken) {
 				t.Fatalf("want the server's active:false, got %v", err)
 			}
 			form, _ := cap.last()
@@ -757,7 +758,7 @@ func TestAssertionAudienceFollowsTheEndpointOfEachCall(t *testing.T) {
 	introspectURL := cap.srv.URL + "/oauth2/v1/introspect"
 
 	direct := &Introspector{Endpoint: introspectURL, Auth: auth}
-	if _, err := direct.Introspect(context.Background(), "opaque-token"); !errors.Is(err, ErrInvalidToken) {
+	if _, err := direct.Introspect(context.Background(), "opaque-token"); !errors.Is(err, claims.ErrInvalidToken) {
 		t.Fatalf("want active:false, got %v", err)
 	}
 	form, _ := cap.last()
@@ -770,7 +771,7 @@ func TestAssertionAudienceFollowsTheEndpointOfEachCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	viaToken := &Introspector{Endpoint: introspectURL, Auth: bearer}
-	if _, err := viaToken.Introspect(context.Background(), "opaque-token"); !errors.Is(err, ErrInvalidToken) {
+	if _, err := viaToken.Introspect(context.Background(), "opaque-token"); !errors.Is(err, claims.ErrInvalidToken) {
 		t.Fatalf("want active:false, got %v", err)
 	}
 	ts.mu.Lock()
@@ -794,16 +795,16 @@ func TestAssertionAudienceFollowsTheEndpointOfEachCall(t *testing.T) {
 
 // --- against the real authorization server ---
 
-// caIntrospectError introspects and returns the *Error and the *ASError in it.
-func caIntrospectError(t *testing.T, in *Introspector, tok string) (*Error, *ASError) {
+// caIntrospectError introspects and returns the *claims.Error and the *ASError in it.
+func caIntrospectError(t *testing.T, in *Introspector, tok string) (*claims.Error, *ASError) {
 	t.Helper()
 	d, err := in.Introspect(context.Background(), tok)
 	if err == nil {
 		t.Fatalf("introspection succeeded: %+v", d)
 	}
-	var e *Error
-	if !errors.As(err, &e) || e.Code != CodeUnavailable {
-		t.Fatalf("want a temporarily_unavailable *Error (never the caller's fault), got %v", err)
+	var e *claims.Error
+	if !errors.As(err, &e) || e.Code != claims.CodeUnavailable {
+		t.Fatalf("want a temporarily_unavailable *claims.Error (never the caller's fault), got %v", err)
 	}
 	var ase *ASError
 	if !errors.As(err, &ase) {
@@ -937,7 +938,7 @@ func TestClientSecretMethodsAtRealAS(t *testing.T) {
 // AS (zitadel/oidc) does not implement: it verifies the HMAC assertion as an
 // RFC 7523 server would (signature with the client's secret, iss = sub =
 // client_id, aud = the issuer, exp in the future, iat not in the future,
-// jti not replayed), answering failures with the Oath seed's words, and then
+// jti not replayed), answering failures with Oath's server's words, and then
 // forwards the token to the real AS's introspection endpoint with the
 // gateway's real credentials. The introspection answer is the real one.
 func caSecretJWTServer(t *testing.T, s *testas.Server, clientID, secret string) *httptest.Server {

@@ -1,4 +1,4 @@
-package introspect
+package asclient
 
 import (
 	"encoding/json"
@@ -79,9 +79,10 @@ func sanitizeLog(s string) string {
 	}, s)
 }
 
-// descriptionHints come from real authorization servers' troubleshooting pages
-// (the seeds): their error_description wording, and what a client should
-// check when it sees it. Matched case-insensitively as substrings, first match wins.
+// descriptionHints come from real authorization servers' troubleshooting
+// pages (Oath's, Redox's) and what zitadel-based servers answer: their
+// error_description wording, and what a client should check when it sees
+// it. Matched case-insensitively as substrings, first match wins.
 var descriptionHints = []struct{ contains, hint string }{
 	{"audience", "the client assertion's aud: set introspect.assertion_audience to the value this server expects (its issuer, its token endpoint URL, or a realm-specific audience)"},
 	{"expired or is not valid", "the client assertion's exp/iat: check this machine's clock against the server's, and keep the assertion lifetime short (the server may refuse exp more than 24h ahead)"},

@@ -1,4 +1,4 @@
-package introspect
+package asclient
 
 import (
 	"context"
@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/testas"
+	"github.com/tokengate/tokengate/introspect/claims"
+	"github.com/tokengate/tokengate/introspect/internal/httpbody"
 )
 
 const (
@@ -69,12 +71,12 @@ func (o *caObserver) list() []string {
 }
 
 // caBearerFront is an introspection endpoint that takes a Bearer token as
-// client authentication, as the Oath seed's server does. The real AS
+// client authentication, as Oath's authorization server does. The real AS
 // (zitadel/oidc) accepts only client secrets or assertions at introspection
 // (op.webServer.introspectionHandler: "client must be authenticated"), so
 // this front does what such a server does, using the real AS for every
 // decision: it introspects the gateway's bearer token at the real AS (as
-// the AS's own "gateway" client), refuses it with the seed's errors if it is
+// the AS's own "gateway" client), refuses it with Oath's errors if it is
 // inactive (401 invalid_token) or lacks the introspect scope (403
 // insufficient_scope), and otherwise forwards the introspection to the real
 // AS and returns its answer unchanged.
@@ -168,7 +170,7 @@ func (f *caBearerFront) stats() (calls, rejected, distinctBearers int) {
 	return f.calls, f.rejected, len(f.bearers)
 }
 
-func caNewBearer(s *testas.Server, clock *caClock, obs IntrospectionObserver, scopes ...string) *BearerAuth {
+func caNewBearer(s *testas.Server, clock *caClock, obs Observer, scopes ...string) *BearerAuth {
 	if scopes == nil {
 		scopes = []string{"introspect"}
 	}
@@ -355,14 +357,14 @@ func TestBearerAuthDiagnostics(t *testing.T) {
 		if got := obs.list(); !slices.Equal(got, []string{"token:invalid_client", "token:invalid_client"}) {
 			t.Errorf("observer saw %v", got)
 		}
-		var e *Error
+		var e *claims.Error
 		_, err := in.Introspect(context.Background(), tok)
-		if !errors.As(err, &e) || e.Code != CodeUnavailable {
+		if !errors.As(err, &e) || e.Code != claims.CodeUnavailable {
 			t.Errorf("want temporarily_unavailable, got %v", err)
 		}
 	})
 
-	t.Run("unknown scope (the Oath seed's introspects typo)", func(t *testing.T) {
+	t.Run("unknown scope (Oath's troubleshooting page's introspects typo)", func(t *testing.T) {
 		b := caNewBearer(s, nil, nil, "introspects")
 		_, ase := caIntrospectError(t, &Introspector{Endpoint: front.srv.URL, Auth: b}, tok)
 		if ase.Code != "invalid_scope" || ase.Endpoint != s.TokenURL() || !strings.Contains(ase.Hint(), "token_scope") {
@@ -383,8 +385,8 @@ func TestBearerAuthDiagnostics(t *testing.T) {
 		dead.Close()
 		b := &BearerAuth{TokenEndpoint: dead.URL + "/token", ClientAuth: SecretBasic{ClientID: "x", ClientSecret: "y"}}
 		_, err := (&Introspector{Endpoint: front.srv.URL, Auth: b}).Introspect(context.Background(), tok)
-		var e *Error
-		if !errors.As(err, &e) || e.Code != CodeUnavailable {
+		var e *claims.Error
+		if !errors.As(err, &e) || e.Code != claims.CodeUnavailable {
 			t.Fatalf("got %v", err)
 		}
 		// The token endpoint's own error comes through unwrapped, so the
@@ -571,8 +573,8 @@ func TestBearerAuthTokenResponseChecks(t *testing.T) {
 			b := &BearerAuth{TokenEndpoint: ts.srv.URL, ClientAuth: SecretBasic{ClientID: "gw", ClientSecret: "s"}, Now: clock.Now}
 			tok, err := b.Token(context.Background())
 			if !tc.ok {
-				var e *Error
-				if err == nil || !errors.As(err, &e) || e.Code != CodeUnavailable || e.Reason != "bad_response" {
+				var e *claims.Error
+				if err == nil || !errors.As(err, &e) || e.Code != claims.CodeUnavailable || e.Reason != "bad_response" {
 					t.Fatalf("got %q, %v", tok, err)
 				}
 				t.Log(err)
@@ -599,7 +601,7 @@ func TestBearerAuthTokenResponseChecks(t *testing.T) {
 		ts := newCATokenServer(t)
 		ts.set(200, "application/json", `{"access_token":"`+strings.Repeat("a", 2000)+`"}`)
 		b := &BearerAuth{TokenEndpoint: ts.srv.URL, ClientAuth: SecretBasic{ClientID: "gw", ClientSecret: "s"}, MaxResponseBytes: 1024}
-		if _, err := b.Token(context.Background()); err == nil || !errors.Is(err, errTooLarge) {
+		if _, err := b.Token(context.Background()); err == nil || !errors.Is(err, httpbody.ErrTooLarge) {
 			t.Errorf("got %v", err)
 		}
 	})
@@ -624,8 +626,8 @@ func TestBearerAuthTimeouts(t *testing.T) {
 	b := &BearerAuth{TokenEndpoint: ts.srv.URL, ClientAuth: SecretBasic{ClientID: "gw", ClientSecret: "s"}, Timeout: 100 * time.Millisecond}
 	start := time.Now()
 	_, err := b.Token(context.Background())
-	var e *Error
-	if !errors.As(err, &e) || e.Code != CodeUnavailable || e.Reason != "timeout" {
+	var e *claims.Error
+	if !errors.As(err, &e) || e.Code != claims.CodeUnavailable || e.Reason != "timeout" {
 		t.Errorf("got %v", err)
 	}
 	if d := time.Since(start); d > time.Second {

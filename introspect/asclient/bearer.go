@@ -1,4 +1,4 @@
-package introspect
+package asclient
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/tokengate/tokengate/introspect/claims"
 )
 
 // Defaults for BearerAuth.
@@ -50,11 +52,12 @@ const (
 )
 
 // BearerAuth is auth_method bearer: the gateway authenticates to the
-// introspection endpoint with its own access token (the Oath seed: "make sure
-// you are passing Authorization Bearer header" ... "has introspect scope"),
-// obtained by the client_credentials grant (RFC 6749 §4.4) from
-// TokenEndpoint. The token is cached until shortly before it expires and
-// refreshed by one request however many callers need it.
+// introspection endpoint with its own access token (Oath's authorization
+// server requires this: "make sure you are passing Authorization Bearer
+// header" with a token that "has introspect scope"), obtained by the
+// client_credentials grant (RFC 6749 §4.4) from TokenEndpoint. The token is
+// cached until shortly before it expires and refreshed by one request
+// however many callers need it.
 //
 // Use a *BearerAuth; do not copy it after first use.
 type BearerAuth struct {
@@ -73,7 +76,7 @@ type BearerAuth struct {
 	MaxResponseBytes int64
 	Now              func() time.Time
 	// Observer receives UpstreamCall("token", ...) for every token request.
-	Observer IntrospectionObserver
+	Observer Observer
 	// AssumedLifetime applies when expires_in is missing. Default
 	// DefaultAssumedTokenLifetime.
 	AssumedLifetime time.Duration
@@ -183,7 +186,7 @@ func (b *BearerAuth) Renew() {
 
 // Token returns the gateway's current access token, fetching one if there is
 // none or it is about to expire. Concurrent callers share one token request.
-// An error is a temporarily_unavailable *Error; when the token endpoint
+// An error is a temporarily_unavailable *claims.Error; when the token endpoint
 // refused us it wraps an *ASError whose Hint says what to fix.
 func (b *BearerAuth) Token(ctx context.Context) (string, error) {
 	if tok, err, ok := b.cached(b.now()); ok {
@@ -201,8 +204,7 @@ func (b *BearerAuth) Token(ctx context.Context) (string, error) {
 		}
 		return r.Val.(string), nil
 	case <-ctx.Done():
-		return "", Unavailable("timeout", "the token endpoint did not answer in time: check it is up and reachable, or raise introspect.timeout",
-			fmt.Errorf("waiting for a token from %s: %w", b.TokenEndpoint, ctx.Err()))
+		return "", claims.Unavailable("timeout", tokenHints.timeout, fmt.Errorf("waiting for a token from %s: %w", b.TokenEndpoint, ctx.Err()))
 	}
 }
 
@@ -265,81 +267,50 @@ func cacheFor(lifetime time.Duration) time.Duration {
 // fetch performs one client_credentials request and returns the token and
 // its lifetime (possibly ≤ 0: born expired).
 func (b *BearerAuth) fetch(ctx context.Context) (string, time.Duration, error) {
-	timeout := b.Timeout
-	if timeout <= 0 {
-		timeout = DefaultHTTPTimeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-
 	if b.ClientAuth == nil {
-		return "", 0, Unavailable("client_auth", "auth_method bearer needs client credentials for the token request", errors.New("no client authentication configured"))
+		return "", 0, claims.Unavailable("client_auth", "auth_method bearer needs client credentials for the token request", errors.New("no client authentication configured"))
 	}
 	if _, self := b.ClientAuth.(*BearerAuth); self {
-		return "", 0, Unavailable("client_auth", "auth_method bearer cannot authenticate its own token request with a bearer token", errors.New("recursive bearer authentication"))
+		return "", 0, claims.Unavailable("client_auth", "auth_method bearer cannot authenticate its own token request with a bearer token", errors.New("recursive bearer authentication"))
 	}
+	// An assertion in this request is meant for the token endpoint, not for
+	// the introspection endpoint the gateway's token is then used at: the
+	// call authenticates to TokenEndpoint.
+	call := formPost{endpoint: b.TokenEndpoint, kind: "token", hints: &tokenHints, auth: b.ClientAuth,
+		client: b.httpClient(callTimeout(b.Timeout)), timeout: b.Timeout, maxBytes: b.MaxResponseBytes, observer: b.Observer}
 	// RFC 6749 §4.4.2: grant_type and scope, form-encoded; lower-case names.
 	form := url.Values{"grant_type": {"client_credentials"}}
 	if len(b.Scopes) > 0 {
 		form.Set("scope", strings.Join(b.Scopes, " "))
 	}
-	header := http.Header{}
-	// An assertion in this request is meant for the token endpoint, not for
-	// the introspection endpoint the gateway's token is then used at.
-	if err := b.ClientAuth.Authenticate(ctx, b.TokenEndpoint, form, header); err != nil {
-		return "", 0, Unavailable("client_auth", "the gateway could not build its client credentials for the token request: check client_secret / private_key", err)
+	r, refusal, err := call.send(ctx, form)
+	switch {
+	case err != nil:
+		return "", 0, err
+	case refusal != nil:
+		return "", 0, claims.Unavailable("token_rejected", refusal.Hint(), refusal)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.TokenEndpoint, strings.NewReader(form.Encode()))
-	if err != nil {
-		return "", 0, Unavailable("bad_endpoint", "introspect.token_endpoint is not a usable URL", err)
-	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-
-	start := time.Now()
-	resp, err := b.httpClient(timeout).Do(req)
-	if err != nil {
-		b.observe(start, "transport")
-		reason := transportReason(err)
-		hint := "could not connect to the token endpoint " + b.TokenEndpoint + ": check the URL, DNS, and that the server is up"
-		if reason == "timeout" {
-			hint = "the token endpoint did not answer in time: check it is up and reachable, or raise introspect.timeout"
-		}
-		return "", 0, Unavailable(reason, hint, fmt.Errorf("calling %s: %w", b.TokenEndpoint, err))
-	}
-	defer resp.Body.Close()
-	body, err := readBounded(resp.Body, b.MaxResponseBytes)
-	if err != nil {
-		b.observe(start, "bad_response")
-		return "", 0, Unavailable("bad_response", "the token endpoint's answer is not an RFC 6749 token response: check introspect.token_endpoint",
-			fmt.Errorf("reading the response of %s: %w", b.TokenEndpoint, err))
-	}
-	if resp.StatusCode != http.StatusOK {
-		code, desc, ok := parseASError(body)
-		b.observe(start, labelOr(code, fmt.Sprintf("http_%d", resp.StatusCode)))
-		ase := &ASError{Endpoint: b.TokenEndpoint, Status: resp.StatusCode, Code: code, Description: desc}
-		if !ok && resp.StatusCode < 500 {
-			ase.Description = describeBody(resp, len(body))
-		}
-		return "", 0, &Error{Code: CodeUnavailable, Reason: "token_rejected",
-			Description: "the authorization server could not be reached; try again later",
-			Hint:        ase.Hint(), Err: ase}
-	}
-	tok, lifetime, perr := b.parseTokenResponse(body)
+	tok, lifetime, perr := b.parseTokenResponse(r.body)
 	if perr != nil {
-		b.observe(start, "bad_response")
-		return "", 0, Unavailable("bad_response", "the token endpoint's answer is not a usable RFC 6749 §5.1 token response: check introspect.token_endpoint",
-			fmt.Errorf("%s (%s): %w", b.TokenEndpoint, describeBody(resp, len(body)), perr))
+		r.done("bad_response")
+		return "", 0, claims.Unavailable("bad_response", "the token endpoint's answer is not a usable RFC 6749 §5.1 token response: check introspect.token_endpoint",
+			fmt.Errorf("%s (%s): %w", b.TokenEndpoint, r.describe(), perr))
 	}
-	b.observe(start, "")
+	r.done("")
 	return tok, lifetime, nil
 }
 
+// tokenHints word the operator hints of a token request.
+var tokenHints = callHints{
+	clientAuth:  "the gateway could not build its client credentials for the token request: check client_secret / private_key",
+	badEndpoint: "introspect.token_endpoint is not a usable URL",
+	timeout:     "the token endpoint did not answer in time: check it is up and reachable, or raise introspect.timeout",
+	unreachable: "could not connect to the token endpoint %s: check the URL, DNS, and that the server is up",
+	badResponse: "the token endpoint's answer is not an RFC 6749 token response: check introspect.token_endpoint",
+}
+
 func (b *BearerAuth) parseTokenResponse(body []byte) (string, time.Duration, error) {
-	m, err := parseStrictObject(body)
+	m, err := claims.ParseStrictObject(body)
 	if err != nil {
 		return "", 0, err
 	}
@@ -349,7 +320,7 @@ func (b *BearerAuth) parseTokenResponse(body []byte) (string, time.Duration, err
 	}
 	// The token goes into our Authorization header: it must be a b64token
 	// (RFC 6750 §2.1), which also rules out header injection.
-	if _, terr := checkToken(tok, maxAccessTokenBytes); terr != nil {
+	if _, terr := claims.CheckB64Token(tok, maxAccessTokenBytes); terr != nil {
 		return "", 0, fmt.Errorf("the access_token is unusable: %s", terr.Description)
 	}
 	// RFC 6749 §7.1: we can only present a Bearer token. token_type is
@@ -402,12 +373,6 @@ func (b *BearerAuth) httpClient(timeout time.Duration) *http.Client {
 		b.client = NewHTTPClient(timeout)
 	}
 	return b.client
-}
-
-func (b *BearerAuth) observe(start time.Time, code string) {
-	if b.Observer != nil {
-		b.Observer.UpstreamCall("token", time.Since(start), code)
-	}
 }
 
 func (b *BearerAuth) now() time.Time {

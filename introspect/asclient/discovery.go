@@ -1,4 +1,4 @@
-package introspect
+package asclient
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/tokengate/tokengate/introspect/internal/httpbody"
 )
 
 // Metadata is the part of an authorization server's metadata (RFC 8414, or
@@ -24,7 +26,7 @@ type Metadata struct {
 	IntrospectionAuthAlgValues []string `json:"introspection_endpoint_auth_signing_alg_values_supported,omitempty"`
 	// Source is the URL the metadata came from.
 	Source string `json:"-"`
-	// Date is the server's Date header, for clock-offset checks.
+	// Date is the server's Date header, for the doctor's clock-offset check.
 	Date time.Time `json:"-"`
 }
 
@@ -88,14 +90,14 @@ func fetchMetadata(ctx context.Context, client *http.Client, u string) (*Metadat
 		return nil, err
 	}
 	defer resp.Body.Close()
-	body, err := readBounded(resp.Body, DefaultMaxResponseBytes)
+	body, err := httpbody.Read(resp.Body, DefaultMaxResponseBytes)
 	if err != nil {
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
-	if !isJSON(resp.Header.Get("Content-Type")) {
+	if !httpbody.IsJSON(resp.Header.Get("Content-Type")) {
 		return nil, fmt.Errorf("not JSON (%s)", describeBody(resp, len(body)))
 	}
 	var md Metadata

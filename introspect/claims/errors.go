@@ -1,8 +1,10 @@
-// Package introspect decides whether a bearer token is good: token syntax,
-// RFC 7662 introspection, local JWT verification, discovery, the authorization
-// policy, and the typed decision and error values. It never imports Caddy, so a
-// plain net/http middleware can use it too.
-package introspect
+// Package claims holds what every way of checking a token shares: the
+// Decision about a good token, the typed Error of a rejection, and the
+// strict readers they are built with — the one JSON object reader, the
+// claim readers (NumericDate, String, StringOrList), the one time check,
+// and the RFC 6750 b64token grammar. The JWT verifier and the
+// introspection client both import it; it imports neither.
+package claims
 
 import (
 	"errors"
@@ -42,8 +44,8 @@ type Error struct {
 	// gateway's side (credentials, clock, audience, ...).
 	Hint string
 	// TooLarge marks an invalid_request refused because the request body is
-	// over the bound the gateway reads it within (MaxFormBody): HTTP 413
-	// (RFC 9110 §15.5.14) rather than 400.
+	// over the bound the gateway reads it within: HTTP 413 (RFC 9110
+	// §15.5.14) rather than 400.
 	TooLarge bool `json:",omitempty"`
 	// Err is the cause, for logs. It is not serialised: a rejection cached
 	// in the shared Redis tier keeps its code and description only.
@@ -96,7 +98,9 @@ func AsError(err error) *Error {
 	return &Error{Code: CodeUnavailable, Description: "the token could not be checked right now", Reason: "internal_error", Err: err}
 }
 
-func invalidRequest(reason, description string) *Error {
+// InvalidRequest builds an invalid_request rejection: the request, not the
+// token, is malformed (RFC 6750 §3.1).
+func InvalidRequest(reason, description string) *Error {
 	return &Error{Code: CodeInvalidRequest, Reason: reason, Description: description}
 }
 

@@ -1,4 +1,4 @@
-package introspect
+package jwt
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
+
+	"github.com/tokengate/tokengate/introspect/internal/httpbody"
 )
 
 // KeySet supplies the keys that verify JWT access tokens. The
@@ -36,7 +38,7 @@ type KeySet interface {
 
 	// Algorithms lists the asymmetric algorithms the keys declare (their
 	// "alg"; for a key without one: RS256 for RSA, ES256/ES384/ES512 by
-	// curve, EdDSA for Ed25519). JWTVerifier uses it as the default
+	// curve, EdDSA for Ed25519). Verifier uses it as the default
 	// allowlist.
 	Algorithms() []jwa.SignatureAlgorithm
 }
@@ -56,175 +58,49 @@ var (
 	ErrAmbiguousKey = errors.New("introspect: several keys fit the token's alg and nothing tells them apart")
 )
 
-// jwtSupportedAlgs is the universe of algorithms a JWT access token may be
-// signed with here: asymmetric only (RFC 8725 §3.1/§3.2). "none" and HS*
-// are not in it and cannot be configured: a resource server that shares a
-// MAC key with the AS could mint tokens itself, and HS* with a public key
-// as the secret is the classic algorithm-confusion attack.
-var jwtSupportedAlgs = []jwa.SignatureAlgorithm{
-	jwa.RS256, jwa.RS384, jwa.RS512,
-	jwa.PS256, jwa.PS384, jwa.PS512,
-	jwa.ES256, jwa.ES384, jwa.ES512,
-	jwa.EdDSA,
-}
-
-func jwtIsSupportedAlg(alg jwa.SignatureAlgorithm) bool {
-	return slices.Contains(jwtSupportedAlgs, alg)
-}
-
-// jwtMinRSABits is the minimum RSA modulus for RS*/PS* (RFC 7518 §3.3,
-// §3.5: "A key of size 2048 bits or larger MUST be used").
-const jwtMinRSABits = 2048
-
-// jwtKeyUsable reports why key must never verify a signature, or nil.
-// It is applied when a set is loaded and again by the verifier.
-func jwtKeyUsable(key jwk.Key) error {
-	// RFC 7517 §4.2: "use" is "sig" or "enc"; only "sig" keys verify.
-	if u := key.KeyUsage(); u != "" && u != string(jwk.ForSignature) {
-		return fmt.Errorf("key use is %q, not sig", u)
-	}
-	// RFC 7517 §4.3: with key_ops, the key may only do what it lists.
-	if ops := key.KeyOps(); len(ops) > 0 && !slices.Contains(ops, jwk.KeyOpVerify) {
-		return errors.New("key_ops does not include verify")
-	}
-	// A key that declares an algorithm we never accept (an encryption
-	// algorithm such as RSA-OAEP, HS256, none) is not a signing key for us.
-	if a := key.Algorithm().String(); a != "" {
-		if !jwtIsSupportedAlg(jwa.SignatureAlgorithm(a)) {
-			return fmt.Errorf("key alg %q is not an accepted signature algorithm", a)
-		}
-		if !jwtKeyFits(key, jwa.SignatureAlgorithm(a)) {
-			return fmt.Errorf("key alg %q does not match its key type %q", a, key.KeyType())
-		}
-	}
-	switch k := key.(type) {
-	case jwk.RSAPublicKey:
-		if bits := jwtBitLen(k.N()); bits < jwtMinRSABits {
-			return fmt.Errorf("RSA key is %d bits, below the %d required by RFC 7518 §3.3", bits, jwtMinRSABits)
-		}
-	case jwk.ECDSAPublicKey:
-		switch k.Crv() {
-		case jwa.P256, jwa.P384, jwa.P521:
-		default:
-			return fmt.Errorf("EC curve %q is not supported", k.Crv())
-		}
-	case jwk.OKPPublicKey:
-		if k.Crv() != jwa.Ed25519 {
-			return fmt.Errorf("OKP curve %q is not a signature curve", k.Crv())
-		}
-	default:
-		// Symmetric keys land here: they are never used (no HS*).
-		return fmt.Errorf("key type %q (%T) cannot verify an accepted algorithm", key.KeyType(), key)
-	}
-	return key.Validate()
-}
-
-// jwtBitLen is the bit length of a big-endian unsigned integer.
-func jwtBitLen(b []byte) int {
-	b = bytes.TrimLeft(b, "\x00")
-	if len(b) == 0 {
-		return 0
-	}
-	n := (len(b) - 1) * 8
-	for top := b[0]; top != 0; top >>= 1 {
-		n++
-	}
-	return n
-}
-
-// jwtKeyFits reports whether key may verify a signature made with alg: the
-// key type (and curve) must be the one the algorithm family is defined for,
-// and the key's own "alg", if set, must be exactly alg (RFC 8725 §3.1,
-// RFC 7517 §4.4). This is what stops HS256-with-the-RSA-public-key and
-// ES256-with-an-RSA-key confusions.
-func jwtKeyFits(key jwk.Key, alg jwa.SignatureAlgorithm) bool {
-	if a := key.Algorithm().String(); a != "" && a != string(alg) {
-		return false
-	}
-	switch alg {
-	case jwa.RS256, jwa.RS384, jwa.RS512, jwa.PS256, jwa.PS384, jwa.PS512:
-		_, ok := key.(jwk.RSAPublicKey)
-		return ok
-	case jwa.ES256, jwa.ES384, jwa.ES512:
-		k, ok := key.(jwk.ECDSAPublicKey)
-		return ok && k.Crv() == jwtCurveFor[alg]
-	case jwa.EdDSA:
-		k, ok := key.(jwk.OKPPublicKey)
-		return ok && k.Crv() == jwa.Ed25519
-	}
-	return false
-}
-
-// jwtCurveFor pins each ECDSA algorithm to its curve (RFC 7518 §3.4).
-var jwtCurveFor = map[jwa.SignatureAlgorithm]jwa.EllipticCurveAlgorithm{
-	jwa.ES256: jwa.P256, jwa.ES384: jwa.P384, jwa.ES512: jwa.P521,
-}
-
-// jwtDeclaredAlg is the algorithm a key is for: its "alg", or for a key
-// without one the algorithm its type implies (RS256 is the RFC 9068 §2.1 /
-// OpenID default for RSA; an EC curve names its ES* algorithm).
-func jwtDeclaredAlg(key jwk.Key) jwa.SignatureAlgorithm {
-	if a := key.Algorithm().String(); a != "" {
-		return jwa.SignatureAlgorithm(a)
-	}
-	switch k := key.(type) {
-	case jwk.RSAPublicKey:
-		return jwa.RS256
-	case jwk.ECDSAPublicKey:
-		for alg, crv := range jwtCurveFor {
-			if k.Crv() == crv {
-				return alg
-			}
-		}
-	case jwk.OKPPublicKey:
-		return jwa.EdDSA
-	}
-	return ""
-}
-
-// jwksSnapshot is an immutable, already-filtered key set. Remote sets swap
+// snapshot is an immutable, already-filtered key set. Remote sets swap
 // whole snapshots, so a refresh replaces the keys atomically and keys the AS
 // removed stop being accepted.
-type jwksSnapshot struct {
+type snapshot struct {
 	keys  []jwk.Key
 	byKid map[string][]jwk.Key
 	algs  []jwa.SignatureAlgorithm
 }
 
-// jwksSkipped describes a key that was left out of a set, for the log.
-type jwksSkipped struct {
+// skippedKey describes a key that was left out of a set, for the log.
+type skippedKey struct {
 	Index  int
 	Kid    string
 	Reason string
 }
 
-// newJWKSSnapshot keeps the usable public keys of keys, in order.
-func newJWKSSnapshot(keys []jwk.Key) (*jwksSnapshot, []jwksSkipped) {
-	s := &jwksSnapshot{byKid: make(map[string][]jwk.Key)}
-	var skipped []jwksSkipped
+// newSnapshot keeps the usable public keys of keys, in order.
+func newSnapshot(keys []jwk.Key) (*snapshot, []skippedKey) {
+	s := &snapshot{byKid: make(map[string][]jwk.Key)}
+	var skipped []skippedKey
 	for i, k := range keys {
 		// A file may hold private keys; only the public half is kept, so a
 		// private key never sits in a long-lived verification set.
 		pub, err := k.PublicKey()
 		if err == nil {
-			err = jwtKeyUsable(pub)
+			err = keyUsable(pub)
 		}
 		if err != nil {
-			skipped = append(skipped, jwksSkipped{Index: i, Kid: k.KeyID(), Reason: err.Error()})
+			skipped = append(skipped, skippedKey{Index: i, Kid: k.KeyID(), Reason: err.Error()})
 			continue
 		}
 		s.keys = append(s.keys, pub)
 		if kid := pub.KeyID(); kid != "" {
 			s.byKid[kid] = append(s.byKid[kid], pub)
 		}
-		if a := jwtDeclaredAlg(pub); a != "" && !slices.Contains(s.algs, a) {
+		if a := declaredAlg(pub); a != "" && !slices.Contains(s.algs, a) {
 			s.algs = append(s.algs, a)
 		}
 	}
 	return s, skipped
 }
 
-func (s *jwksSnapshot) len() int {
+func (s *snapshot) len() int {
 	if s == nil {
 		return 0
 	}
@@ -235,7 +111,7 @@ func (s *jwksSnapshot) len() int {
 // that kid are candidates (RFC 7517 §4.5 allows one kid for keys of
 // different types, so alg still has to single one out). Without a kid,
 // every key is a candidate and exactly one may fit.
-func (s *jwksSnapshot) lookup(kid string, alg jwa.SignatureAlgorithm) (jwk.Key, error) {
+func (s *snapshot) lookup(kid string, alg jwa.SignatureAlgorithm) (jwk.Key, error) {
 	if s == nil {
 		return nil, ErrUnknownKey
 	}
@@ -245,7 +121,7 @@ func (s *jwksSnapshot) lookup(kid string, alg jwa.SignatureAlgorithm) (jwk.Key, 
 	}
 	var found jwk.Key
 	for _, k := range candidates {
-		if !jwtKeyFits(k, alg) {
+		if !keyFits(k, alg) {
 			continue
 		}
 		if found != nil {
@@ -259,7 +135,7 @@ func (s *jwksSnapshot) lookup(kid string, alg jwa.SignatureAlgorithm) (jwk.Key, 
 	return found, nil
 }
 
-func (s *jwksSnapshot) algorithms() []jwa.SignatureAlgorithm {
+func (s *snapshot) algorithms() []jwa.SignatureAlgorithm {
 	if s == nil {
 		return nil
 	}
@@ -269,8 +145,8 @@ func (s *jwksSnapshot) algorithms() []jwa.SignatureAlgorithm {
 // StaticKeySet is a fixed key set, from a file or built in memory. It never
 // refreshes; reload the configuration to change it.
 type StaticKeySet struct {
-	snap    *jwksSnapshot
-	skipped []jwksSkipped
+	snap    *snapshot
+	skipped []skippedKey
 }
 
 // NewStaticKeySet keeps the usable public keys of set. It fails when none
@@ -284,15 +160,15 @@ func NewStaticKeySet(set jwk.Set) (*StaticKeySet, error) {
 		k, _ := set.Key(i)
 		keys = append(keys, k)
 	}
-	snap, skipped := newJWKSSnapshot(keys)
+	snap, skipped := newSnapshot(keys)
 	if snap.len() == 0 {
-		return nil, fmt.Errorf("introspect: key set has no usable signature verification key%s", jwksSkippedSummary(skipped))
+		return nil, fmt.Errorf("introspect: key set has no usable signature verification key%s", skippedSummary(skipped))
 	}
 	return &StaticKeySet{snap: snap, skipped: skipped}, nil
 }
 
-// jwtMaxKeyFileBytes bounds LoadKeySetFile; a real JWKS is a few KiB.
-const jwtMaxKeyFileBytes = 1 << 20
+// maxKeyFileBytes bounds LoadKeySetFile; a real JWKS is a few KiB.
+const maxKeyFileBytes = 1 << 20
 
 // LoadKeySetFile reads a JWK Set, a single JWK, or one or more PEM public
 // keys (or certificates' keys) from path.
@@ -302,9 +178,9 @@ func LoadKeySetFile(path string) (*StaticKeySet, error) {
 		return nil, fmt.Errorf("introspect: reading key file: %w", err)
 	}
 	defer f.Close()
-	raw, err := readBounded(f, jwtMaxKeyFileBytes)
+	raw, err := httpbody.Read(f, maxKeyFileBytes)
 	if err != nil {
-		return nil, fmt.Errorf("introspect: reading key file %s (limit %d bytes): %w", path, jwtMaxKeyFileBytes, err)
+		return nil, fmt.Errorf("introspect: reading key file %s (limit %d bytes): %w", path, maxKeyFileBytes, err)
 	}
 	data := bytes.TrimSpace(raw)
 	var set jwk.Set
@@ -348,7 +224,7 @@ func (s *StaticKeySet) Skipped() []string {
 	return out
 }
 
-func jwksSkippedSummary(skipped []jwksSkipped) string {
+func skippedSummary(skipped []skippedKey) string {
 	if len(skipped) == 0 {
 		return ""
 	}

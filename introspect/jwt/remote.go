@@ -1,16 +1,11 @@
-package introspect
+package jwt
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
 	"net/url"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,15 +18,15 @@ import (
 
 // Defaults and bounds of RemoteKeySet.
 const (
-	jwksDefaultTimeout     = 10 * time.Second
-	jwksDefaultMaxBytes    = 1 << 20
-	jwksDefaultMinRefresh  = 10 * time.Second
-	jwksDefaultRefresh     = 5 * time.Minute
-	jwksMaxAgeFloor        = time.Minute
-	jwksMaxAgeCeiling      = 24 * time.Hour
-	jwksSingleflightKey    = "jwks"
-	jwksMaxErrorBodyDrain  = 4 << 10
-	jwksAcceptHeaderValues = "application/jwk-set+json, application/json;q=0.9"
+	defaultFetchTimeout = 10 * time.Second
+	defaultMaxJWKSBytes = 1 << 20
+	defaultMinRefresh   = 10 * time.Second
+	defaultRefresh      = 5 * time.Minute
+	maxAgeFloor         = time.Minute
+	maxAgeCeiling       = 24 * time.Hour
+	fetchFlightKey      = "jwks"
+	maxErrorBodyDrain   = 4 << 10
+	jwksAccept          = "application/jwk-set+json, application/json;q=0.9"
 )
 
 // RemoteKeySetConfig configures a RemoteKeySet.
@@ -74,8 +69,10 @@ type RemoteKeySetConfig struct {
 // a token names a kid it does not know, so a key rotation at the AS is
 // picked up within MinRefreshInterval.
 //
-// It is written on top of jwk.Parse rather than jwk.Cache because the
-// latter has no kid-triggered, rate-limited refresh (STYLE.md §4).
+// It is written on top of jwk.ParseKey rather than jwx's jwk.Cache, which
+// refreshes only as Cache-Control/Expires say and whose Refresh fetches
+// every time it is called: an unknown kid must trigger a refresh, and a
+// flood of random kids must not trigger more than one per interval.
 type RemoteKeySet struct {
 	url        string
 	logURL     string
@@ -94,7 +91,7 @@ type RemoteKeySet struct {
 	kick      chan struct{}
 	closeOnce sync.Once
 
-	snap atomic.Pointer[jwksSnapshot]
+	snap atomic.Pointer[snapshot]
 	sf   singleflight.Group
 
 	mu        sync.Mutex
@@ -132,16 +129,16 @@ func NewRemoteKeySet(ctx context.Context, cfg RemoteKeySetConfig) (*RemoteKeySet
 		kick:       make(chan struct{}, 1),
 	}
 	if s.client == nil {
-		s.client = &http.Client{Timeout: jwksDefaultTimeout}
+		s.client = &http.Client{Timeout: defaultFetchTimeout}
 	}
 	if s.maxBytes == 0 {
-		s.maxBytes = jwksDefaultMaxBytes
+		s.maxBytes = defaultMaxJWKSBytes
 	}
 	if s.minRefresh == 0 {
-		s.minRefresh = jwksDefaultMinRefresh
+		s.minRefresh = defaultMinRefresh
 	}
 	if s.defRefresh == 0 {
-		s.defRefresh = jwksDefaultRefresh
+		s.defRefresh = defaultRefresh
 	}
 	if s.log == nil {
 		s.log = zap.NewNop()
@@ -162,6 +159,17 @@ func NewRemoteKeySet(ctx context.Context, cfg RemoteKeySetConfig) (*RemoteKeySet
 func (s *RemoteKeySet) Close() {
 	s.closeOnce.Do(s.cancel)
 	<-s.loopDone
+}
+
+// URL is the JWKS URL the set fetches.
+func (s *RemoteKeySet) URL() string { return s.url }
+
+// LastError is the error of the last fetch: why the set holds no keys (or
+// old ones). It is nil before the first fetch and after one that worked.
+func (s *RemoteKeySet) LastError() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastErr
 }
 
 // Len is the number of usable keys in the current set.
@@ -211,7 +219,7 @@ func (s *RemoteKeySet) Key(ctx context.Context, kid string, alg jwa.SignatureAlg
 // MinRefreshInterval ago; the check runs inside the flight, so a caller
 // arriving just after a fetch finished cannot start a second one.
 func (s *RemoteKeySet) do(ctx context.Context, gated bool) error {
-	ch := s.sf.DoChan(jwksSingleflightKey, func() (any, error) {
+	ch := s.sf.DoChan(fetchFlightKey, func() (any, error) {
 		s.mu.Lock()
 		if gated && !s.lastFetch.IsZero() && s.now().Sub(s.lastFetch) < s.minRefresh {
 			err := s.lastErr
@@ -233,7 +241,7 @@ func (s *RemoteKeySet) do(ctx context.Context, gated bool) error {
 // removedKids lists the kids of old that next no longer has. A key removed at
 // the authorization server is usually a retired or compromised one: tokens it
 // signed must stop being accepted now, not when their cached decisions expire.
-func removedKids(old, next *jwksSnapshot) []string {
+func removedKids(old, next *snapshot) []string {
 	if old == nil {
 		return nil
 	}
@@ -254,7 +262,7 @@ func (s *RemoteKeySet) fetchAndSwap() error {
 		// An empty set would lock every caller out; far more likely a
 		// misconfigured or half-deployed AS than a deliberate revocation of
 		// all keys, so keep the last good set and say so.
-		err = fmt.Errorf("jwks has no usable signature verification key%s", jwksSkippedSummary(skipped))
+		err = fmt.Errorf("jwks has no usable signature verification key%s", skippedSummary(skipped))
 	}
 	s.mu.Lock()
 	s.lastErr = err
@@ -313,124 +321,13 @@ func (s *RemoteKeySet) backoff(n int) time.Duration {
 // fetchSafe is fetch with a panic (jwx parsing foreign input) turned into a
 // failed fetch: singleflight re-panics on a fresh goroutine, where nothing
 // could recover it, so it must not get that far.
-func (s *RemoteKeySet) fetchSafe() (snap *jwksSnapshot, skipped []jwksSkipped, interval time.Duration, err error) {
+func (s *RemoteKeySet) fetchSafe() (snap *snapshot, skipped []skippedKey, interval time.Duration, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			snap, skipped, interval, err = nil, nil, 0, fmt.Errorf("panic while fetching jwks: %v", r)
 		}
 	}()
 	return s.fetch()
-}
-
-// fetch GETs and parses the JWKS. Only a 200 response with a JSON media
-// type and a body within MaxBytes is accepted. Errors never include the
-// body (it is the AS's, and could be large or sensitive).
-func (s *RemoteKeySet) fetch() (*jwksSnapshot, []jwksSkipped, time.Duration, error) {
-	req, err := http.NewRequestWithContext(s.ctx, http.MethodGet, s.url, nil)
-	if err != nil {
-		return nil, nil, 0, err
-	}
-	req.Header.Set("Accept", jwksAcceptHeaderValues)
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return nil, nil, 0, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		// Drain a little so the connection can be reused.
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, jwksMaxErrorBodyDrain))
-		return nil, nil, 0, fmt.Errorf("unexpected HTTP status %d", resp.StatusCode)
-	}
-	if ct := resp.Header.Get("Content-Type"); !jwksIsJSONMediaType(ct) {
-		return nil, nil, 0, fmt.Errorf("unexpected Content-Type %q (want application/json or application/jwk-set+json)", ct)
-	}
-	body, err := readBounded(resp.Body, s.maxBytes)
-	if errors.Is(err, errTooLarge) {
-		return nil, nil, 0, fmt.Errorf("body larger than %d bytes", s.maxBytes)
-	}
-	if err != nil {
-		return nil, nil, 0, fmt.Errorf("reading body: %w", err)
-	}
-	snap, skipped, err := parseJWKSDocument(body)
-	if err != nil {
-		return nil, nil, 0, err
-	}
-	return snap, skipped, jwksFreshness(resp.Header, s.defRefresh), nil
-}
-
-// parseJWKSDocument parses a JWK Set (RFC 7517 §5). Each key is parsed on
-// its own, so one key of a type we do not know (or a malformed one) is
-// skipped instead of failing the whole set.
-func parseJWKSDocument(body []byte) (*jwksSnapshot, []jwksSkipped, error) {
-	var doc struct {
-		Keys *[]json.RawMessage `json:"keys"`
-	}
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return nil, nil, errors.New("body is not a JWK Set: invalid JSON")
-	}
-	if doc.Keys == nil {
-		return nil, nil, errors.New(`body is not a JWK Set: no "keys" member`)
-	}
-	keys := make([]jwk.Key, 0, len(*doc.Keys))
-	var parseSkipped []jwksSkipped
-	index := make([]int, 0, len(*doc.Keys))
-	for i, raw := range *doc.Keys {
-		k, err := jwk.ParseKey(raw)
-		if err != nil {
-			parseSkipped = append(parseSkipped, jwksSkipped{Index: i, Reason: "unparsable key: " + err.Error()})
-			continue
-		}
-		keys = append(keys, k)
-		index = append(index, i)
-	}
-	snap, skipped := newJWKSSnapshot(keys)
-	for j := range skipped {
-		skipped[j].Index = index[skipped[j].Index] // back to the document's numbering
-	}
-	return snap, append(parseSkipped, skipped...), nil
-}
-
-// jwksIsJSONMediaType accepts application/json, application/jwk-set+json
-// (RFC 7517 §8.5.1) and other +json types.
-func jwksIsJSONMediaType(ct string) bool {
-	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil {
-		return false
-	}
-	return mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
-}
-
-// jwksFreshness is how long a JWKS response may be used before the
-// background refresh fetches it again: Cache-Control max-age minus Age
-// (RFC 9111 §4.2.1, §4.2.3), clamped to [1m, 24h]; no-store or no-cache
-// count as the 1m floor; without a usable max-age, def. Expires is ignored.
-func jwksFreshness(h http.Header, def time.Duration) time.Duration {
-	maxAge := -1
-	for _, line := range h.Values("Cache-Control") {
-		for _, dir := range strings.Split(line, ",") {
-			name, val, _ := strings.Cut(strings.TrimSpace(dir), "=")
-			switch strings.ToLower(strings.TrimSpace(name)) {
-			case "no-store", "no-cache":
-				return jwksMaxAgeFloor
-			case "max-age":
-				n, err := strconv.Atoi(strings.Trim(strings.TrimSpace(val), `"`))
-				if err != nil || n < 0 {
-					continue
-				}
-				if maxAge < 0 || n < maxAge {
-					maxAge = n // RFC 9111 §4.2.1: be conservative with duplicates
-				}
-			}
-		}
-	}
-	if maxAge < 0 {
-		return def
-	}
-	d := time.Duration(min(maxAge, int(jwksMaxAgeCeiling/time.Second)+1)) * time.Second
-	if age, err := strconv.Atoi(strings.TrimSpace(h.Get("Age"))); err == nil && age > 0 {
-		d -= time.Duration(min(age, int(jwksMaxAgeCeiling/time.Second))) * time.Second
-	}
-	return min(max(d, jwksMaxAgeFloor), jwksMaxAgeCeiling)
 }
 
 // loop refreshes in the background at the time the last fetch scheduled.

@@ -1,4 +1,4 @@
-package introspect
+package jwt
 
 import (
 	"context"
@@ -13,11 +13,13 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
+
+	"github.com/tokengate/tokengate/introspect/claims"
 )
 
-func jwtTestVerifier(t testing.TB, ks KeySet, mod func(*JWTConfig)) *JWTVerifier {
+func jwtTestVerifier(t testing.TB, ks KeySet, mod func(*Config)) *Verifier {
 	t.Helper()
-	cfg := JWTConfig{
+	cfg := Config{
 		Issuer:   jwtTestIssuer,
 		Audience: []string{jwtTestAudience},
 		Now:      func() time.Time { return jwtTestNow },
@@ -25,7 +27,7 @@ func jwtTestVerifier(t testing.TB, ks KeySet, mod func(*JWTConfig)) *JWTVerifier
 	if mod != nil {
 		mod(&cfg)
 	}
-	v, err := NewJWTVerifier(ks, cfg)
+	v, err := NewVerifier(ks, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,10 +46,10 @@ func jwtHdrWith(alg, kid string, mod func(h map[string]any)) map[string]any {
 	return h
 }
 
-// jwtWantRejection asserts err is an invalid_token *Error with the reason
+// jwtWantRejection asserts err is an invalid_token *claims.Error with the reason
 // and a description containing desc, and that the description never echoes
 // the token.
-func jwtWantRejection(t *testing.T, token string, d *Decision, err error, reason, desc string) {
+func jwtWantRejection(t *testing.T, token string, d *claims.Decision, err error, reason, desc string) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("accepted (decision %+v), want rejection %q", d, reason)
@@ -55,11 +57,11 @@ func jwtWantRejection(t *testing.T, token string, d *Decision, err error, reason
 	if d != nil {
 		t.Errorf("rejected but returned a decision")
 	}
-	var e *Error
+	var e *claims.Error
 	if !errors.As(err, &e) {
-		t.Fatalf("error %T %v is not an *Error", err, err)
+		t.Fatalf("error %T %v is not an *claims.Error", err, err)
 	}
-	if e.Code != CodeInvalidToken {
+	if e.Code != claims.CodeInvalidToken {
 		t.Errorf("code = %s, want invalid_token (%v)", e.Code, err)
 	}
 	if e.Reason != reason {
@@ -92,7 +94,7 @@ func TestJWTVerifierAcceptsGoodTokens(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := &Decision{
+			want := &claims.Decision{
 				Subject:   "user-42",
 				ClientID:  "client-7",
 				Scopes:    []string{"read", "write"},
@@ -163,7 +165,7 @@ func TestJWTVerifierRejections(t *testing.T) {
 
 	tests := []struct {
 		name   string
-		cfg    func(*JWTConfig)
+		cfg    func(*Config)
 		token  string
 		reason string
 		desc   string
@@ -190,7 +192,7 @@ func TestJWTVerifierRejections(t *testing.T) {
 		},
 		{
 			name:   "an alg outside the explicit allowlist is rejected before key lookup",
-			cfg:    func(c *JWTConfig) { c.Algorithms = []jwa.SignatureAlgorithm{jwa.ES256} },
+			cfg:    func(c *Config) { c.Algorithms = []jwa.SignatureAlgorithm{jwa.ES256} },
 			token:  good,
 			reason: "alg", desc: "algorithm not allowed",
 		},
@@ -201,7 +203,7 @@ func TestJWTVerifierRejections(t *testing.T) {
 		},
 		{
 			name:   "PS256 signed by an RSA key whose own alg is RS256 is rejected even when PS256 is allowed",
-			cfg:    func(c *JWTConfig) { c.Algorithms = []jwa.SignatureAlgorithm{jwa.RS256, jwa.PS256} },
+			cfg:    func(c *Config) { c.Algorithms = []jwa.SignatureAlgorithm{jwa.RS256, jwa.PS256} },
 			token:  jwtSign(t, "PS256", k.rsa1, jwtHeader("PS256", "rsa-1"), jwtClaims()),
 			reason: "unknown_key", desc: "unknown signing key",
 		},
@@ -222,13 +224,13 @@ func TestJWTVerifierRejections(t *testing.T) {
 		},
 		{
 			name:   "a token expired by 1s beyond the leeway is rejected",
-			cfg:    func(c *JWTConfig) { c.Now = func() time.Time { return exp.Add(leeway + time.Second) } },
+			cfg:    func(c *Config) { c.Now = func() time.Time { return exp.Add(leeway + time.Second) } },
 			token:  good,
 			reason: "expired", desc: "token expired",
 		},
 		{
 			name:   "a token expired exactly at the end of the leeway is rejected",
-			cfg:    func(c *JWTConfig) { c.Now = func() time.Time { return exp.Add(leeway) } },
+			cfg:    func(c *Config) { c.Now = func() time.Time { return exp.Add(leeway) } },
 			token:  good,
 			reason: "expired", desc: "token expired",
 		},
@@ -288,7 +290,7 @@ func TestJWTVerifierRejections(t *testing.T) {
 			reason: "malformed", desc: "typ header",
 		},
 		{
-			name:   "exp as a string is malformed, as the seeds warn",
+			name:   "exp as a string is malformed, as authorization servers' own libraries treat it",
 			token:  jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["exp"] = "1748779500" })),
 			reason: "malformed", desc: "exp claim must be a JSON number",
 		},
@@ -339,7 +341,7 @@ func TestJWTVerifierRejections(t *testing.T) {
 		},
 		{
 			name:   "an oversize token is rejected before parsing",
-			cfg:    func(c *JWTConfig) { c.MaxTokenBytes = 100 },
+			cfg:    func(c *Config) { c.MaxTokenBytes = 100 },
 			token:  good,
 			reason: "size", desc: "longer than 100 bytes",
 		},
@@ -436,12 +438,12 @@ func TestJWTVerifierLeewayAndTypes(t *testing.T) {
 	typJWT := jwtSign(t, "RS256", k.rsa1, jwtHdrWith("RS256", "rsa-1", func(h map[string]any) { h["typ"] = "JWT" }), jwtClaims())
 	tests := []struct {
 		name  string
-		cfg   func(*JWTConfig)
+		cfg   func(*Config)
 		token string
 	}{
 		{
 			name:  "a token expired by less than the leeway is accepted",
-			cfg:   func(c *JWTConfig) { c.Now = func() time.Time { return exp.Add(29 * time.Second) } },
+			cfg:   func(c *Config) { c.Now = func() time.Time { return exp.Add(29 * time.Second) } },
 			token: jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtClaims()),
 		},
 		{
@@ -454,12 +456,12 @@ func TestJWTVerifierLeewayAndTypes(t *testing.T) {
 		},
 		{
 			name:  "a token without typ is accepted when Types contains the empty string",
-			cfg:   func(c *JWTConfig) { c.Types = []string{"at+jwt", ""} },
+			cfg:   func(c *Config) { c.Types = []string{"at+jwt", ""} },
 			token: noTyp,
 		},
 		{
 			name:  "typ JWT is accepted when Types contains JWT",
-			cfg:   func(c *JWTConfig) { c.Types = []string{"at+jwt", "jwt"} },
+			cfg:   func(c *Config) { c.Types = []string{"at+jwt", "jwt"} },
 			token: typJWT,
 		},
 		{
@@ -468,7 +470,7 @@ func TestJWTVerifierLeewayAndTypes(t *testing.T) {
 		},
 		{
 			name:  "an RSA key without alg verifies PS256 when PS256 is allowed explicitly",
-			cfg:   func(c *JWTConfig) { c.Algorithms = []jwa.SignatureAlgorithm{jwa.PS256} },
+			cfg:   func(c *Config) { c.Algorithms = []jwa.SignatureAlgorithm{jwa.PS256} },
 			token: jwtSign(t, "PS256", k.rsa2, jwtHeader("PS256", "noalg"), jwtClaims()),
 		},
 		{
@@ -503,7 +505,7 @@ func TestJWTVerifierLeewayAndTypes(t *testing.T) {
 	t.Run("the rejection of a missing typ says so", func(t *testing.T) {
 		d, err := jwtTestVerifier(t, ks, nil).Verify(context.Background(), noTyp)
 		jwtWantRejection(t, noTyp, d, err, "typ", "no typ header")
-		if e := AsError(err); !strings.Contains(e.Hint, "typ") {
+		if e := claims.AsError(err); !strings.Contains(e.Hint, "typ") {
 			t.Errorf("hint %q does not tell the operator about typ", e.Hint)
 		}
 	})
@@ -542,26 +544,26 @@ func TestNewJWTVerifierRefusesBadConfig(t *testing.T) {
 	ks := jwtStandardSet(t)
 	tests := []struct {
 		name string
-		cfg  JWTConfig
+		cfg  Config
 		want string
 	}{
-		{"HS256 in the allowlist is refused", JWTConfig{Issuer: "i", Audience: []string{"a"}, Algorithms: []jwa.SignatureAlgorithm{jwa.RS256, jwa.HS256}}, "never accepted"},
-		{"none in the allowlist is refused", JWTConfig{Issuer: "i", Audience: []string{"a"}, Algorithms: []jwa.SignatureAlgorithm{jwa.NoSignature}}, `"none" is never accepted`},
-		{"an unknown algorithm is refused", JWTConfig{Issuer: "i", Audience: []string{"a"}, Algorithms: []jwa.SignatureAlgorithm{"RSA-OAEP"}}, "not supported"},
-		{"a missing issuer is refused", JWTConfig{Audience: []string{"a"}}, "issuer is required"},
-		{"a missing audience is refused", JWTConfig{Issuer: "i"}, "audience is required"},
-		{"an empty audience value is refused", JWTConfig{Issuer: "i", Audience: []string{""}}, "audience is required"},
-		{"a negative leeway is refused", JWTConfig{Issuer: "i", Audience: []string{"a"}, Leeway: -time.Second}, "negative"},
+		{"HS256 in the allowlist is refused", Config{Issuer: "i", Audience: []string{"a"}, Algorithms: []jwa.SignatureAlgorithm{jwa.RS256, jwa.HS256}}, "never accepted"},
+		{"none in the allowlist is refused", Config{Issuer: "i", Audience: []string{"a"}, Algorithms: []jwa.SignatureAlgorithm{jwa.NoSignature}}, `"none" is never accepted`},
+		{"an unknown algorithm is refused", Config{Issuer: "i", Audience: []string{"a"}, Algorithms: []jwa.SignatureAlgorithm{"RSA-OAEP"}}, "not supported"},
+		{"a missing issuer is refused", Config{Audience: []string{"a"}}, "issuer is required"},
+		{"a missing audience is refused", Config{Issuer: "i"}, "audience is required"},
+		{"an empty audience value is refused", Config{Issuer: "i", Audience: []string{""}}, "audience is required"},
+		{"a negative leeway is refused", Config{Issuer: "i", Audience: []string{"a"}, Leeway: -time.Second}, "negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := NewJWTVerifier(ks, tt.cfg)
+			_, err := NewVerifier(ks, tt.cfg)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
 			}
 		})
 	}
-	if _, err := NewJWTVerifier(nil, JWTConfig{Issuer: "i", Audience: []string{"a"}}); err == nil {
+	if _, err := NewVerifier(nil, Config{Issuer: "i", Audience: []string{"a"}}); err == nil {
 		t.Error("a nil key set was accepted")
 	}
 }
@@ -590,8 +592,8 @@ func TestLooksLikeJWT(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := LooksLikeJWT(tt.token); got != tt.want {
-				t.Errorf("LooksLikeJWT = %v, want %v", got, tt.want)
+			if got := LooksLike(tt.token); got != tt.want {
+				t.Errorf("LooksLike = %v, want %v", got, tt.want)
 			}
 		})
 	}
@@ -603,8 +605,8 @@ func TestJWTVerifierErrorsAreInvalidTokenNeverUnavailableForStaticKeys(t *testin
 	v := jwtTestVerifier(t, jwtStandardSet(t), nil)
 	for _, tok := range []string{"", ".", "..", "a.b.c", "e30.e30.e30", strings.Repeat("A", 9000)} {
 		_, err := v.Verify(context.Background(), tok)
-		if !errors.Is(err, ErrInvalidToken) {
-			t.Errorf("Verify(%q) = %v, want invalid_token", jwtShorten(tok), err)
+		if !errors.Is(err, claims.ErrInvalidToken) {
+			t.Errorf("Verify(%q) = %v, want invalid_token", shorten(tok), err)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package introspect
+package asclient
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package introspect
+package jwt
 
 import (
 	"context"
@@ -21,6 +21,8 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/tokengate/tokengate/introspect/claims"
 )
 
 // jwtRemoteFixture is a JWKS server, a RemoteKeySet on it (fake clock) and
@@ -28,7 +30,7 @@ import (
 type jwtRemoteFixture struct {
 	srv   *jwksTestServer
 	ks    *RemoteKeySet
-	v     *JWTVerifier
+	v     *Verifier
 	clock *jwtTestClock
 	obs   *jwtTestObserver
 	logs  *observer.ObservedLogs
@@ -54,7 +56,7 @@ func newJWTRemoteFixture(t *testing.T, set jwk.Set, mod func(*RemoteKeySetConfig
 	}
 	t.Cleanup(ks.Close)
 	f.ks = ks
-	f.v = jwtTestVerifier(t, ks, func(c *JWTConfig) { c.Now = f.clock.Now })
+	f.v = jwtTestVerifier(t, ks, func(c *Config) { c.Now = f.clock.Now })
 	return f
 }
 
@@ -62,6 +64,22 @@ func (f *jwtRemoteFixture) verify(t *testing.T, tok string) error {
 	t.Helper()
 	_, err := f.v.Verify(context.Background(), tok)
 	return err
+}
+
+func TestRemoteKeySetReportsItsURLAndLastFetchError(t *testing.T) {
+	k := jwtKeys(t)
+	f := newJWTRemoteFixture(t, jwtSet(t, jwtPublicJWK(t, k.rsa1, "rsa-1", jwa.RS256)), nil)
+	if f.ks.URL() != f.srv.URL+"/jwks" || f.ks.LastError() != nil {
+		t.Fatalf("before any fetch: URL %q, LastError %v", f.ks.URL(), f.ks.LastError())
+	}
+	f.srv.SetResponse(http.StatusInternalServerError, "text/plain", []byte("down"), nil)
+	if err := f.ks.Refresh(context.Background()); err == nil || f.ks.LastError() == nil || f.ks.LastError().Error() != err.Error() {
+		t.Fatalf("failed fetch: Refresh %v, LastError %v", err, f.ks.LastError())
+	}
+	f.srv.SetKeys(t, jwtSet(t, jwtPublicJWK(t, k.rsa1, "rsa-1", jwa.RS256)))
+	if err := f.ks.Refresh(context.Background()); err != nil || f.ks.LastError() != nil {
+		t.Fatalf("good fetch: Refresh %v, LastError %v", err, f.ks.LastError())
+	}
 }
 
 func TestRemoteKeySetDoesNotFetchUntilAsked(t *testing.T) {
@@ -102,7 +120,7 @@ func TestRemoteKeySetUnknownKidRefreshIsRateLimited(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				err := f.verify(t, tok)
-				var e *Error
+				var e *claims.Error
 				if !errors.As(err, &e) || e.Reason != "unknown_key" {
 					t.Errorf("err = %v, want unknown_key", err)
 				}
@@ -150,7 +168,7 @@ func TestRemoteKeySetKeyRotation(t *testing.T) {
 	// The AS rotates: the new key replaces the old one.
 	f.srv.SetKeys(t, jwtSet(t, jwtPublicJWK(t, k.rsa2, "new", jwa.RS256)))
 
-	if err := f.verify(t, newTok); !errors.Is(err, ErrInvalidToken) {
+	if err := f.verify(t, newTok); !errors.Is(err, claims.ErrInvalidToken) {
 		t.Fatalf("new-kid token within MinRefreshInterval of the last fetch: err = %v, want unknown key", err)
 	}
 	f.clock.Advance(10 * time.Second)
@@ -158,7 +176,7 @@ func TestRemoteKeySetKeyRotation(t *testing.T) {
 		t.Fatalf("new-kid token after the interval: %v (want accepted after refresh)", err)
 	}
 	err := f.verify(t, oldTok)
-	var e *Error
+	var e *claims.Error
 	if !errors.As(err, &e) || e.Reason != "unknown_key" {
 		t.Fatalf("old-kid token after its key was removed: err = %v, want unknown_key", err)
 	}
@@ -240,10 +258,10 @@ func TestRemoteKeySetWithNoKeysIsUnavailable(t *testing.T) {
 	for _, name := range []string{"a token while the JWKS is down and no keys were ever loaded is a 503, not the caller's fault", "the same within the refresh interval is still a 503"} {
 		t.Run(name, func(t *testing.T) {
 			err := f.verify(t, tok)
-			if !errors.Is(err, ErrUnavailable) {
+			if !errors.Is(err, claims.ErrUnavailable) {
 				t.Fatalf("err = %v, want temporarily_unavailable", err)
 			}
-			if e := AsError(err); e.Reason != "jwks_unavailable" || e.Hint == "" {
+			if e := claims.AsError(err); e.Reason != "jwks_unavailable" || e.Hint == "" {
 				t.Errorf("reason %q hint %q", e.Reason, e.Hint)
 			}
 		})
@@ -269,7 +287,7 @@ func TestRemoteKeySetUnreachableIsUnavailable(t *testing.T) {
 	defer ks.Close()
 	v := jwtTestVerifier(t, ks, nil)
 	_, err = v.Verify(context.Background(), jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtClaims()))
-	if !errors.Is(err, ErrUnavailable) {
+	if !errors.Is(err, claims.ErrUnavailable) {
 		t.Fatalf("err = %v, want temporarily_unavailable", err)
 	}
 }
@@ -363,11 +381,12 @@ func TestJWKSFreshness(t *testing.T) {
 		{"a negative max-age uses the default", http.Header{"Cache-Control": {"max-age=-1"}}, def},
 		{"the smaller of duplicate max-age values wins", http.Header{"Cache-Control": {"max-age=600", "max-age=120"}}, 2 * time.Minute},
 		{"s-maxage alone is ignored", http.Header{"Cache-Control": {"s-maxage=600"}}, def},
+		{"a directive that does not parse does not hide no-store", http.Header{"Cache-Control": {"max-age=soon, no-store"}}, time.Minute},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := jwksFreshness(tt.header, def); got != tt.want {
-				t.Errorf("jwksFreshness = %s, want %s", got, tt.want)
+			if got := freshness(tt.header, def); got != tt.want {
+				t.Errorf("freshness = %s, want %s", got, tt.want)
 			}
 		})
 	}
@@ -496,7 +515,7 @@ func TestParseJWKSDocumentSkipsOnlyBadKeys(t *testing.T) {
 	k := jwtKeys(t)
 	goodKey, _ := json.Marshal(jwtPublicJWK(t, k.ec1, "ec-1", jwa.ES256))
 	doc := `{"keys":[{"kty":"weird"},` + string(goodKey) + `,{"kty":"OKP","crv":"X25519","x":"` + strings.Repeat("A", 43) + `","kid":"x"}]}`
-	snap, skipped, err := parseJWKSDocument([]byte(doc))
+	snap, skipped, err := parseJWKS([]byte(doc))
 	if err != nil {
 		t.Fatal(err)
 	}

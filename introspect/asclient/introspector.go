@@ -1,0 +1,226 @@
+package asclient
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/tokengate/tokengate/introspect/claims"
+	"github.com/tokengate/tokengate/introspect/internal/httpbody"
+)
+
+// Introspector is an RFC 7662 client: it asks the authorization server
+// whether a token is active, authenticating as the gateway's own client.
+type Introspector struct {
+	Endpoint string
+	Auth     ClientAuthenticator
+	// HTTPClient defaults to a client without redirects: an introspection
+	// endpoint that redirects is misconfigured, and following it would send
+	// the token (and our credentials) somewhere else.
+	HTTPClient *http.Client
+	// Timeout bounds one introspection call. Default DefaultHTTPTimeout.
+	Timeout time.Duration
+	// MaxResponseBytes bounds the response. Default DefaultMaxResponseBytes.
+	MaxResponseBytes int64
+	// Issuer, when set, must equal the response's iss if it has one.
+	Issuer string
+	// Leeway applies to exp and nbf. Default 0: the server already judged.
+	Leeway time.Duration
+	Now    func() time.Time
+	// Observer, if set, receives each call's outcome and latency.
+	Observer Observer
+
+	lastGood  atomic.Int64 // unix nanos of the last proper RFC 7662 answer
+	lastProbe atomic.Int64 // unix nanos of the last canary probe
+	probes    singleflight.Group
+}
+
+// Observer receives metrics about calls to the server.
+type Observer interface {
+	// UpstreamCall is told the endpoint kind ("introspection", "token"),
+	// how long the call took, and the OAuth error code or a transport
+	// label ("" on success).
+	UpstreamCall(endpoint string, d time.Duration, errCode string)
+}
+
+// Introspect asks whether token is active. It returns an invalid_token
+// *claims.Error when the server says no, and a temporarily_unavailable
+// *claims.Error (wrapping an *ASError where the server explained itself)
+// when the gateway could not get an answer.
+func (c *Introspector) Introspect(ctx context.Context, token string) (*claims.Decision, error) {
+	d, err := c.introspectOnce(ctx, token)
+	var ase *ASError
+	if r, ok := c.Auth.(Renewable); ok && err != nil && claims.AsError(err).Code == claims.CodeUnavailable && errors.As(err, &ase) &&
+		ase.Endpoint == c.Endpoint && ase.Status == http.StatusUnauthorized {
+		// Our own (bearer) credential may have been revoked or expired
+		// early at the server: renew it once and try again. Only a 401
+		// (RFC 6750 §3.1: the gateway's token) triggers this; an answer
+		// about the caller's token must never make the gateway call its
+		// token endpoint, or junk tokens would drive those calls.
+		r.Renew()
+		d, err = c.introspectOnce(ctx, token)
+	}
+	return d, err
+}
+
+func (c *Introspector) introspectOnce(ctx context.Context, token string) (*claims.Decision, error) {
+	d, err := c.exchange(ctx, token)
+	if e, ok := err.(*claims.Error); ok && e.Reason == reasonRefusedRequest && c.requestProven(ctx) {
+		// The same request shape got a proper RFC 7662 answer recently, so
+		// the 400 is the server's verdict on this token (it would not parse
+		// it): the caller's 401, cached like active:false, and a healthy
+		// answer as far as the circuit breaker is concerned. Anyone can
+		// send junk; it must not look like the gateway's trouble.
+		ase := e.Err.(*ASError)
+		return nil, &claims.Error{Code: claims.CodeInvalidToken, Reason: "as_rejected_token",
+			Description: "the token is not active (expired, revoked, or unknown to the authorization server)",
+			Hint: fmt.Sprintf("the authorization server would not introspect this token (HTTP %d %s) although it answers the gateway's requests for other tokens: its answer about this token",
+				ase.Status, ase.Code),
+			Err: ase}
+	}
+	return d, err
+}
+
+// reasonRefusedRequest marks a 400 that may be about the token or about the
+// gateway's request: servers use invalid_request for both ("unable to
+// process request" when the gateway's credentials are missing, or a token
+// they cannot parse).
+const reasonRefusedRequest = "as_rejected_request"
+
+// Proof that the gateway's requests are well-formed: a 200 RFC 7662 answer
+// (active or not) within proofTTL. Without one, a 400 is first checked
+// against a canary: a random opaque token, which a server that accepts the
+// gateway's requests answers with active:false.
+const (
+	proofTTL      = 5 * time.Minute
+	probeInterval = time.Second
+)
+
+// requestProven reports whether the endpoint has recently answered a
+// request of the gateway's with a proper RFC 7662 response, probing with a
+// canary token (at most once per probeInterval) when it has not. The canary
+// is the gateway's own, so no caller can make this check fail.
+func (c *Introspector) requestProven(ctx context.Context) bool {
+	if t := c.lastGood.Load(); t != 0 && time.Since(time.Unix(0, t)) < proofTTL {
+		return true
+	}
+	v, _, _ := c.probes.Do("canary", func() (any, error) {
+		if t := c.lastProbe.Load(); t != 0 && time.Since(time.Unix(0, t)) < probeInterval {
+			return c.lastGood.Load() > t, nil
+		}
+		c.lastProbe.Store(time.Now().UnixNano())
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		_, err := c.exchange(context.WithoutCancel(ctx), "tokengate-canary-"+hex.EncodeToString(b[:]))
+		return err == nil || claims.AsError(err).Code == claims.CodeInvalidToken, nil
+	})
+	return v.(bool)
+}
+
+// introspectionHints word the operator hints of an introspection call.
+var introspectionHints = callHints{
+	clientAuth:  "the gateway could not build its own client credentials: check client_secret / private_key",
+	timeout:     "the authorization server did not answer in time: check it is up and reachable from this host, or raise introspect.timeout",
+	unreachable: "could not connect to %s: check the URL, DNS, and that the server is up",
+	badResponse: "the server's answer is not an RFC 7662 JSON response: check that the endpoint is the introspection endpoint (not a login page or proxy)",
+}
+
+// exchange makes one introspection call and reads the answer.
+func (c *Introspector) exchange(ctx context.Context, token string) (*claims.Decision, error) {
+	call := formPost{endpoint: c.Endpoint, kind: "introspection", hints: &introspectionHints, auth: c.Auth,
+		client: c.HTTPClient, timeout: c.Timeout, maxBytes: c.MaxResponseBytes, observer: c.Observer}
+	// RFC 7662 §2.1: token and token_type_hint, form-encoded, POST.
+	r, refusal, err := call.send(ctx, url.Values{"token": {token}, "token_type_hint": {"access_token"}})
+	switch {
+	case err != nil:
+		return nil, err
+	case refusal != nil:
+		return nil, refusedIntrospection(refusal)
+	}
+	if !httpbody.IsJSON(r.resp.Header.Get("Content-Type")) {
+		r.done("bad_response")
+		return nil, claims.Unavailable("bad_response", introspectionHints.badResponse,
+			fmt.Errorf("%s answered %s, not JSON: is the endpoint URL right?", c.Endpoint, r.describe()))
+	}
+	r.done("")
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
+	d, perr := ParseIntrospectionResponse(r.body, now(), c.Leeway, c.Issuer)
+	if perr == nil || perr.Code != claims.CodeUnavailable {
+		c.lastGood.Store(time.Now().UnixNano())
+	}
+	if perr != nil {
+		if perr.Code == claims.CodeUnavailable {
+			perr.Err = fmt.Errorf("%s: %w", c.Endpoint, perr.Err)
+		}
+		return nil, perr
+	}
+	return d, nil
+}
+
+// refusedIntrospection is the gateway's trouble when the server refused to
+// introspect. A 400 that may be about the token itself is marked
+// reasonRefusedRequest, for introspectOnce to tell which it is.
+func refusedIntrospection(refusal *ASError) *claims.Error {
+	if refusal.AboutToken() {
+		return claims.Unavailable(reasonRefusedRequest,
+			"the authorization server refused the gateway's request even for its own canary token, so the request itself is at fault: "+refusal.Hint(),
+			refusal)
+	}
+	reason := "as_rejected_gateway"
+	if refusal.Status >= 500 {
+		reason = "as_server_error"
+	}
+	return claims.Unavailable(reason, refusal.Hint(), refusal)
+}
+
+// ParseIntrospectionResponse reads an RFC 7662 §2.2 response strictly.
+// Anything that is not a well-formed answer fails closed as the server's
+// fault (temporarily_unavailable), never as the caller's.
+func ParseIntrospectionResponse(body []byte, now time.Time, leeway time.Duration, issuer string) (*claims.Decision, *claims.Error) {
+	claimSet, err := claims.ParseStrictObject(body)
+	if err != nil {
+		return nil, claims.Unavailable("bad_response", "the introspection response is not a JSON object", err)
+	}
+	active, ok := claimSet["active"].(bool)
+	if !ok {
+		// "active" missing, a string ("true"), or a number: a broken
+		// server. Accepting "true" as a string would be fail-open.
+		return nil, claims.Unavailable("bad_response", "the introspection response lacks a boolean \"active\" member (RFC 7662 §2.2)",
+			fmt.Errorf("active is %T", claimSet["active"]))
+	}
+	if !active {
+		return nil, claims.InvalidToken("inactive", "the token is not active (expired, revoked, or unknown to the authorization server)", nil)
+	}
+	d, err := claims.NewDecision(claimSet, "introspection")
+	if err != nil {
+		return nil, claims.Unavailable("bad_response", "the introspection response has a claim of the wrong type", err)
+	}
+	// A server that introspects refresh tokens too says so (RFC 7662
+	// token_type; token_use in ORY Hydra and others): only access tokens
+	// may open the API.
+	if tt, _ := claimSet["token_type"].(string); strings.EqualFold(tt, "refresh_token") {
+		return nil, claims.InvalidToken("not_access_token", "the token is not an access token", nil)
+	}
+	if tu, ok := claimSet["token_use"].(string); ok && !strings.EqualFold(tu, "access_token") && !strings.EqualFold(tu, "access") {
+		return nil, claims.InvalidToken("not_access_token", "the token is not an access token", nil)
+	}
+	if issuer != "" && d.Issuer != "" && d.Issuer != issuer {
+		return nil, claims.InvalidToken("issuer", "the token was issued by another issuer", nil)
+	}
+	if e := d.CheckTimes(now, leeway); e != nil {
+		return nil, e
+	}
+	return d, nil
+}

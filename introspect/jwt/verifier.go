@@ -1,0 +1,447 @@
+// Package jwt verifies JWT access tokens locally (RFC 9068, following the
+// JWT BCP, RFC 8725) against the authorization server's keys, and keeps
+// those keys: a fixed set from a file (StaticKeySet) or a JWKS URL that
+// refreshes itself, rate-limited, when a token names a key it does not know
+// (RemoteKeySet). Claims are read with package claims' strict readers, the
+// same ones introspection responses are read with.
+package jwt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jws"
+
+	"github.com/tokengate/tokengate/introspect/claims"
+)
+
+// Defaults of Config.
+const (
+	defaultLeeway        = 30 * time.Second
+	defaultMaxTokenBytes = 8 << 10
+)
+
+// defaultTypes are the access-token types RFC 9068 §4 requires a
+// resource server to insist on. Both spellings normalise to the same value.
+var defaultTypes = []string{"at+jwt", "application/at+jwt"}
+
+// AcceptedTypes is the RFC 9068 default (at+jwt) plus what the operator
+// names: extra values are accepted besides the standard type, never instead.
+func AcceptedTypes(extra []string) []string {
+	if len(extra) == 0 {
+		return nil // the verifier's default: at+jwt, application/at+jwt
+	}
+	return append(slices.Clone(defaultTypes), extra...)
+}
+
+// Config configures a Verifier.
+type Config struct {
+	// Issuer is the exact iss the tokens must carry (RFC 9068 §4, RFC 8725
+	// §3.8). Required.
+	Issuer string
+	// Audience lists this API's identifiers; a token's aud must contain at
+	// least one (RFC 9068 §4, RFC 8725 §3.9). Required: without it any
+	// token the AS issues for any API would be accepted here.
+	Audience []string
+	// Algorithms is the allowlist of signature algorithms, checked before
+	// any key lookup (RFC 8725 §3.1). Only RS256/384/512, PS256/384/512,
+	// ES256/384/512 and EdDSA may be listed; "none" and HS* are refused at
+	// configuration time.
+	//
+	// Default (empty): the algorithm each key declares — its "alg", or for
+	// a key without one RS256 (RSA), ES256/ES384/ES512 (by curve), EdDSA
+	// (Ed25519) — checked against the key the token selects. This is
+	// KeySet.Algorithms() evaluated per key, so a key rotation that brings
+	// a new algorithm is picked up with the new keys. List PS256 (say)
+	// explicitly for an AS whose JWKS omits "alg" on PSS keys.
+	Algorithms []jwa.SignatureAlgorithm
+	// Types lists the accepted "typ" header values. Default: at+jwt and
+	// application/at+jwt (RFC 9068 §2.1, §4). Compared case-insensitively,
+	// with "application/" implied when a value has no "/" (RFC 7515
+	// §4.1.9), so "JWT" also accepts "application/jwt". An empty string in
+	// the list means "no typ header": add it (and, say, "JWT") for an AS
+	// that does not type its access tokens, knowing that this weakens the
+	// defence against cross-JWT confusion (an ID token presented as an
+	// access token, RFC 8725 §3.11, RFC 9068 §5).
+	Types []string
+	// Leeway is the clock skew allowed on exp, nbf and iat. Default: 30s.
+	Leeway time.Duration
+	// MaxTokenBytes bounds the token; a longer one is rejected before any
+	// decoding. Default: 8 KiB.
+	MaxTokenBytes int
+	// Now is the clock; tests inject one. Default: time.Now.
+	Now func() time.Time
+}
+
+// Verifier verifies JWT access tokens (RFC 9068) locally against a
+// KeySet, following the JWT BCP (RFC 8725). It is safe for concurrent use.
+type Verifier struct {
+	keys     KeySet
+	issuer   string
+	audience []string
+	algs     []jwa.SignatureAlgorithm // nil: per-key default, see Config.Algorithms
+	types    []string                 // normalised; "" means no typ header
+	leeway   time.Duration
+	maxBytes int
+	now      func() time.Time
+}
+
+// NewVerifier checks cfg and applies its defaults.
+func NewVerifier(keys KeySet, cfg Config) (*Verifier, error) {
+	if keys == nil {
+		return nil, errors.New("introspect: jwt: a key set is required")
+	}
+	if cfg.Issuer == "" {
+		return nil, errors.New("introspect: jwt: issuer is required (RFC 9068 §4: the iss claim must be checked)")
+	}
+	if len(cfg.Audience) == 0 || slices.Contains(cfg.Audience, "") {
+		return nil, errors.New("introspect: jwt: audience is required and may not contain empty values (RFC 9068 §4: the aud claim must name this API)")
+	}
+	for _, alg := range cfg.Algorithms {
+		if err := CheckAlgorithm(alg); err != nil {
+			return nil, fmt.Errorf("introspect: jwt: %w", err)
+		}
+	}
+	if cfg.Leeway < 0 || cfg.MaxTokenBytes < 0 {
+		return nil, errors.New("introspect: jwt: leeway and max token size must not be negative")
+	}
+	v := &Verifier{
+		keys:     keys,
+		issuer:   cfg.Issuer,
+		audience: slices.Clone(cfg.Audience),
+		leeway:   cfg.Leeway,
+		maxBytes: cfg.MaxTokenBytes,
+		now:      cfg.Now,
+	}
+	if len(cfg.Algorithms) > 0 {
+		v.algs = slices.Clone(cfg.Algorithms)
+	}
+	types := cfg.Types
+	if len(types) == 0 {
+		types = defaultTypes
+	}
+	for _, t := range types {
+		if n := normalizeType(t); !slices.Contains(v.types, n) {
+			v.types = append(v.types, n)
+		}
+	}
+	if v.leeway == 0 {
+		v.leeway = defaultLeeway
+	}
+	if v.maxBytes == 0 {
+		v.maxBytes = defaultMaxTokenBytes
+	}
+	if v.now == nil {
+		v.now = time.Now
+	}
+	return v, nil
+}
+
+// CheckAlgorithm refuses algorithms that must never verify an
+// access token, with an explanation the operator can act on.
+func CheckAlgorithm(alg jwa.SignatureAlgorithm) error {
+	switch {
+	case strings.EqualFold(string(alg), string(jwa.NoSignature)):
+		return errors.New(`algorithm "none" is never accepted: unsigned tokens prove nothing (RFC 8725 §3.1, RFC 9068 §4)`)
+	case strings.HasPrefix(strings.ToUpper(string(alg)), "HS"):
+		return fmt.Errorf("algorithm %q is never accepted: HMAC would mean sharing the AS's signing secret with every resource server, and is the vector of algorithm-confusion attacks (RFC 8725 §2.1, §3.1); use the AS's asymmetric keys", alg)
+	case !isSupportedAlg(alg):
+		return fmt.Errorf("algorithm %q is not supported (want one of RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA)", alg)
+	}
+	return nil
+}
+
+// normalizeType lower-cases a typ value and makes "application/"
+// explicit (RFC 7515 §4.1.9), so "at+jwt" and "application/AT+JWT" compare
+// equal. "" (no typ header) stays "".
+func normalizeType(t string) string {
+	t = strings.ToLower(strings.TrimSpace(t))
+	if t != "" && !strings.Contains(t, "/") {
+		t = "application/" + t
+	}
+	return t
+}
+
+// parsedHeader is what the verifier takes from the JOSE header.
+type parsedHeader struct {
+	alg jwa.SignatureAlgorithm
+	kid string
+	typ string
+}
+
+// Verify checks token and returns its Decision, or an *claims.Error: an
+// invalid_token rejection whose Description names the failed check, or
+// temporarily_unavailable when the keys could not be obtained at all.
+//
+// The Decision has Source "jwt"; ClientID is client_id, else azp; Scopes
+// come from scope (space-separated), else scp (array or string). Claims
+// holds every claim as decoded by encoding/json, except that JSON numbers
+// are json.Number rather than float64, so that large integer claims (ids)
+// keep their exact value; use Int64/Float64/String on them.
+//
+// Order: size; structure; header (alg allowlist, crit, b64, typ); claims
+// (iss, aud, exp, nbf, iat); key lookup by kid; signature. The claim checks
+// are cheap and come before the key lookup so that expired tokens or tokens
+// for another issuer or API never trigger a JWKS refresh. Nothing is
+// returned as a Decision unless the signature verified.
+func (v *Verifier) Verify(ctx context.Context, token string) (*claims.Decision, error) {
+	if len(token) > v.maxBytes {
+		return nil, claims.InvalidToken("size", fmt.Sprintf("malformed token: longer than %d bytes", v.maxBytes), nil)
+	}
+	segs := strings.Split(token, ".")
+	switch len(segs) {
+	case 3:
+	case 5:
+		return nil, claims.InvalidToken("jwe", "malformed token: encrypted JWTs (JWE) are not supported", nil)
+	default:
+		return nil, claims.InvalidToken("malformed", "malformed token: not a JWS compact serialization (three dot-separated parts)", nil)
+	}
+
+	hdr, err := v.parseHeader(segs[0])
+	if err != nil {
+		return nil, err
+	}
+
+	if segs[1] == "" || segs[2] == "" {
+		return nil, claims.InvalidToken("malformed", "malformed token: empty payload or signature", nil)
+	}
+	payload, err := decodeSegment(segs[1])
+	if err != nil {
+		return nil, claims.InvalidToken("malformed", "malformed token: payload is not base64url", err)
+	}
+	if _, err := decodeSegment(segs[2]); err != nil {
+		return nil, claims.InvalidToken("malformed", "malformed token: signature is not base64url", err)
+	}
+	claimSet, err := claims.ParseStrictObject(payload)
+	if err != nil {
+		return nil, claims.InvalidToken("malformed", "malformed token: claims are not a valid JSON object", err)
+	}
+	d, err := v.checkClaims(claimSet)
+	if err != nil {
+		return nil, err
+	}
+
+	key, err := v.keys.Key(ctx, hdr.kid, hdr.alg)
+	switch {
+	case errors.Is(err, ErrUnknownKey):
+		e := claims.InvalidToken("unknown_key", "unknown signing key", err)
+		e.Hint = fmt.Sprintf("no key in the key set has kid %q and fits alg %s; if the AS rotated keys, the JWKS refresh will pick the new key up", shorten(hdr.kid), hdr.alg)
+		return nil, e
+	case errors.Is(err, ErrAmbiguousKey):
+		e := claims.InvalidToken("ambiguous_key", "unknown signing key: several keys fit and the token does not say which", err)
+		e.Hint = fmt.Sprintf("more than one key fits kid %q and alg %s; the AS should give every key its own kid and put it in the token header", shorten(hdr.kid), hdr.alg)
+		return nil, e
+	case err != nil:
+		return nil, claims.Unavailable("jwks_unavailable", "the signing keys could not be loaded: check jwks_url/jwks_file and that the AS is reachable", err)
+	case key == nil:
+		return nil, claims.Unavailable("jwks_unavailable", "the key set returned no key and no error", nil)
+	}
+	// Check the key again: KeySet is an interface, and the safety of the
+	// whole scheme rests on key type, key alg and use matching (RFC 8725 §3.1).
+	if err := keyUsable(key); err != nil || !keyFits(key, hdr.alg) {
+		return nil, claims.InvalidToken("alg_key_mismatch", "algorithm not allowed: the signing key cannot be used with the token's alg", err)
+	}
+	if v.algs == nil && declaredAlg(key) != hdr.alg {
+		return nil, claims.InvalidToken("alg", "algorithm not allowed", fmt.Errorf("the key is for %s, the token says %s", declaredAlg(key), hdr.alg))
+	}
+
+	// jws.WithKey verifies with exactly this key and exactly this alg, and
+	// ignores jku/x5u/jwk/x5c in the header: keys come from the key set
+	// only (RFC 8725 §3.10).
+	if _, err := jws.Verify([]byte(token), jws.WithKey(hdr.alg, key)); err != nil {
+		return nil, claims.InvalidToken("signature", "bad signature", err)
+	}
+	return d, nil
+}
+
+// parseHeader applies the header rules. Every check here runs before a key
+// is looked up.
+func (v *Verifier) parseHeader(seg string) (parsedHeader, error) {
+	var h parsedHeader
+	if seg == "" {
+		return h, claims.InvalidToken("malformed", "malformed token: empty header", nil)
+	}
+	raw, err := decodeSegment(seg)
+	if err != nil {
+		return h, claims.InvalidToken("malformed", "malformed token: header is not base64url", err)
+	}
+	obj, err := claims.ParseStrictObject(raw)
+	if err != nil {
+		return h, claims.InvalidToken("malformed", "malformed token: header is not a valid JSON object", err)
+	}
+
+	alg, present, err := claims.String(obj, "alg")
+	switch {
+	case err != nil:
+		return h, claims.InvalidToken("malformed", "malformed token: alg header must be a string", err)
+	case !present || alg == "":
+		return h, claims.InvalidToken("alg_missing", "malformed token: missing alg header", nil)
+	case strings.EqualFold(alg, string(jwa.NoSignature)):
+		// RFC 8725 §3.1, RFC 9068 §4: "MUST reject any JWT in which the
+		// value of alg is none". Case variants too.
+		return h, claims.InvalidToken("alg_none", "algorithm not allowed: unsigned tokens (alg none) are never accepted", nil)
+	}
+	h.alg = jwa.SignatureAlgorithm(alg)
+	if v.algs != nil {
+		if !slices.Contains(v.algs, h.alg) {
+			return h, claims.InvalidToken("alg", "algorithm not allowed", fmt.Errorf("alg %q is not in the allowlist", shorten(alg)))
+		}
+	} else if !isSupportedAlg(h.alg) {
+		// HS* lands here: never a candidate, whatever the keys.
+		return h, claims.InvalidToken("alg", "algorithm not allowed", fmt.Errorf("alg %q is not an accepted asymmetric algorithm", shorten(alg)))
+	}
+
+	// RFC 7515 §4.1.11: a recipient MUST reject a JWS with crit members it
+	// does not understand. We understand none, so any crit is rejected.
+	if _, ok := obj["crit"]; ok {
+		return h, claims.InvalidToken("crit", "unsupported critical header", nil)
+	}
+	// RFC 7797: b64:false signs the payload unencoded; it is only valid
+	// with crit (rejected above) and we never want it. Anything but a
+	// literal true (the default) would make jwx and us disagree on the
+	// signing input.
+	if b64, ok := obj["b64"]; ok && b64 != true {
+		return h, claims.InvalidToken("b64", "unsupported critical header: b64", nil)
+	}
+
+	typ, _, err := claims.String(obj, "typ")
+	if err != nil {
+		return h, claims.InvalidToken("malformed", "malformed token: typ header must be a string", err)
+	}
+	h.typ = typ
+	if !slices.Contains(v.types, normalizeType(typ)) {
+		e := claims.InvalidToken("typ", "token type not accepted", nil)
+		if typ == "" {
+			e.Description = "token type not accepted: the token has no typ header (RFC 9068 access tokens carry typ at+jwt)"
+		}
+		e.Hint = fmt.Sprintf("the token's typ header is %q; RFC 9068 access tokens carry at+jwt; if this AS does not type its access tokens, list the value under jwt { typ ... } (\"\" for none)", shorten(typ))
+		return h, e
+	}
+
+	kid, present, err := claims.String(obj, "kid")
+	if err != nil || (present && kid == "") {
+		return h, claims.InvalidToken("malformed", "malformed token: kid header must be a non-empty string", err)
+	}
+	h.kid = kid
+	return h, nil
+}
+
+// checkClaims applies the claim rules and builds the Decision (unsigned
+// until the caller verifies the signature). It reads with the same claim
+// readers as claims.NewDecision but not with its RFC 7662 tolerances: in a
+// JWT, null is not absent, scope must be a string, iss, aud and exp are
+// required, and each failure has its own reason for the log.
+func (v *Verifier) checkClaims(claimSet map[string]any) (*claims.Decision, error) {
+	d := &claims.Decision{Claims: claimSet, Source: "jwt"}
+
+	iss, _, err := claims.String(claimSet, "iss")
+	if err != nil {
+		return nil, claims.InvalidToken("malformed", "malformed token: iss claim must be a string", err)
+	}
+	if iss != v.issuer {
+		e := claims.InvalidToken("iss", "issuer mismatch", nil)
+		e.Hint = fmt.Sprintf("token iss %q, configured issuer %q (compared exactly, trailing slash included)", shorten(iss), v.issuer)
+		return nil, e
+	}
+	d.Issuer = iss
+
+	aud, present, err := claims.StringOrList(claimSet, "aud")
+	if err != nil {
+		return nil, claims.InvalidToken("malformed", "malformed token: aud claim must be a string or an array of strings", err)
+	}
+	if !present || len(aud) == 0 {
+		e := claims.InvalidToken("aud_missing", "audience mismatch: the token has no aud claim", nil)
+		e.Hint = fmt.Sprintf("RFC 9068 access tokens must name their API in aud; configure the AS to issue tokens with audience %q", v.audience[0])
+		return nil, e
+	}
+	if !slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(v.audience, a) }) {
+		e := claims.InvalidToken("aud", "audience mismatch", nil)
+		e.Hint = fmt.Sprintf("token aud %q does not contain any of the configured audience %q", shortenAll(aud), v.audience)
+		return nil, e
+	}
+	d.Audience = aud
+
+	exp, present, err := claims.NumericDate(claimSet, "exp")
+	if err != nil {
+		return nil, claims.InvalidToken("malformed", "malformed token: "+err.Error(), err)
+	}
+	if !present {
+		return nil, claims.InvalidToken("exp_missing", "malformed token: missing exp claim", nil)
+	}
+	d.ExpiresAt = exp
+	if d.NotBefore, _, err = claims.NumericDate(claimSet, "nbf"); err != nil {
+		return nil, claims.InvalidToken("malformed", "malformed token: "+err.Error(), err)
+	}
+	if d.IssuedAt, _, err = claims.NumericDate(claimSet, "iat"); err != nil {
+		return nil, claims.InvalidToken("malformed", "malformed token: "+err.Error(), err)
+	}
+	if e := d.CheckTimes(v.now(), v.leeway); e != nil {
+		return nil, e
+	}
+
+	if d.Subject, _, err = claims.String(claimSet, "sub"); err != nil {
+		return nil, claims.InvalidToken("malformed", "malformed token: sub claim must be a string", err)
+	}
+	// RFC 9068 §2.2: client_id; OpenID-style ASes (Keycloak, Entra) send azp.
+	clientID, present, err := claims.String(claimSet, "client_id")
+	if err != nil {
+		return nil, claims.InvalidToken("malformed", "malformed token: client_id claim must be a string", err)
+	}
+	if !present {
+		if clientID, _, err = claims.String(claimSet, "azp"); err != nil {
+			return nil, claims.InvalidToken("malformed", "malformed token: azp claim must be a string", err)
+		}
+	}
+	d.ClientID = clientID
+
+	// RFC 9068 §2.2.3: scope is a space-separated string (RFC 6749 §3.3).
+	// Some ASes (Entra, Okta) send scp as an array or a string instead;
+	// scope wins when both are present.
+	if scope, present, err := claims.String(claimSet, "scope"); err != nil {
+		return nil, claims.InvalidToken("malformed", "malformed token: scope claim must be a space-separated string", err)
+	} else if present {
+		d.Scopes = claims.SplitScope(scope)
+	} else {
+		scp, _, err := claims.StringOrList(claimSet, "scp")
+		if err != nil {
+			return nil, claims.InvalidToken("malformed", "malformed token: scp claim must be a string or an array of strings", err)
+		}
+		for _, s := range scp {
+			d.Scopes = append(d.Scopes, claims.SplitScope(s)...)
+		}
+	}
+	return d, nil
+}
+
+func shortenAll(ss []string) []string {
+	const maxItems = 8
+	out := make([]string, 0, min(len(ss), maxItems))
+	for i, s := range ss {
+		if i == maxItems {
+			out = append(out, "…")
+			break
+		}
+		out = append(out, shorten(s))
+	}
+	return out
+}
+
+// shorten bounds attacker-controlled text before it reaches a log line or
+// an error.
+func shorten(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}

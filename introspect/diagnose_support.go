@@ -3,6 +3,8 @@ package introspect
 import (
 	"errors"
 	"strings"
+
+	"github.com/tokengate/tokengate/introspect/jwt"
 )
 
 // What the doctor (introspect/diagnose) needs from this package beyond the
@@ -17,22 +19,11 @@ import (
 // kid, typ and iss), never to decide. header and claims are each nil when
 // their segment does not decode to a JSON object; ok reports both decoded.
 func UnverifiedJWT(token string) (header, claims map[string]any, ok bool) {
-	if len(token) > jwtDefaultMaxTokenBytes || !LooksLikeJWT(token) {
+	if !jwt.LooksLike(token) {
 		return nil, nil, false
 	}
-	segs := strings.Split(token, ".")
-	object := func(seg string) map[string]any {
-		raw, err := jwtDecodeSegment(seg)
-		if err != nil {
-			return nil
-		}
-		obj, err := parseStrictObject(raw)
-		if err != nil {
-			return nil
-		}
-		return obj
-	}
-	header, claims = object(segs[0]), object(segs[1])
+	header, _ = jwt.UnverifiedHeader(token)
+	claims, _ = jwt.UnverifiedClaims(token)
 	return header, claims, header != nil && claims != nil
 }
 
@@ -59,8 +50,8 @@ func NewFailure(err error) (setting string, cause error, ok bool) {
 // the choice New made (jwks_url, else the discovered jwks_uri) instead of
 // making it again.
 func KeySetURL(ks KeySet) string {
-	if r, ok := ks.(*RemoteKeySet); ok {
-		return r.url
+	if r, ok := ks.(*jwt.RemoteKeySet); ok {
+		return r.URL()
 	}
 	return ""
 }
@@ -70,11 +61,8 @@ func KeySetURL(ks KeySet) string {
 // with AllowStartWithoutKeys keeps going when the first fetch fails; this
 // is how the failure can still be shown.)
 func KeySetError(ks KeySet) error {
-	r, ok := ks.(*RemoteKeySet)
-	if !ok {
-		return nil
+	if r, ok := ks.(*jwt.RemoteKeySet); ok {
+		return r.LastError()
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.lastErr
+	return nil
 }

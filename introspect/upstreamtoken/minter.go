@@ -277,8 +277,9 @@ func (m *Minter) mint(d *introspect.Decision, now time.Time) (*Token, error) {
 		return nil, unavailable(fmt.Errorf("signing: %w", err))
 	}
 	m.signed.Add(1)
-	t := &Token{JWT: string(signed), ID: jti, IssuedAt: time.Unix(iat, 0), ExpiresAt: time.Unix(exp, 0), minter: m.id}
-	t.Authorization = "Bearer " + t.JWT
+	t := &Token{Authorization: "Bearer " + string(signed), ID: jti, IssuedAt: time.Unix(iat, 0), ExpiresAt: time.Unix(exp, 0), minter: m.id}
+	// JWT shares Authorization's bytes: a kept token costs its size once.
+	t.JWT = t.Authorization[len("Bearer "):]
 	// Reuse the token while it has most of its life left: an upstream (or
 	// the next hop it forwards to) then always gets at least half of the
 	// TTL. A token cut short by the caller's exp is kept to its end, as a

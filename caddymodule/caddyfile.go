@@ -70,6 +70,15 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    max_token_length <bytes>
 //	    retry_after <duration>
 //	    leeway <duration>
+//	    upstream_token {
+//	        signing_key      <pem-or-jwk-file>
+//	        next_signing_key <pem-or-jwk-file>
+//	        issuer           <url>
+//	        audience         <aud...>
+//	        ttl              <duration>
+//	        jwks_path        <path>
+//	        claims           <name...>
+//	    }
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
@@ -128,6 +137,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = duration(d, &h.RetryAfter)
 		case "leeway":
 			err = duration(d, &h.Leeway)
+		case "upstream_token":
+			if h.UpstreamToken != nil {
+				return d.Err("upstream_token block already specified")
+			}
+			h.UpstreamToken = new(UpstreamTokenConfig)
+			err = h.UpstreamToken.unmarshal(d)
 		default:
 			return d.Errf("unrecognized bearer_auth subdirective '%s'", sub)
 		}

@@ -187,6 +187,7 @@ func doctorTarget(f foundHandler) diagnose.Target {
 	t.Config = h.introspectConfig()
 	t.Policy, t.Extractor = h.policy, h.extractor
 	t.Respond = h.doctorRespond
+	t.UpstreamToken = h.upstream
 	return t
 }
 
@@ -199,6 +200,9 @@ func doctorHandler(raw []byte) (*Handler, error) {
 		return nil, fmt.Errorf("bearer_auth: decoding: %w", err)
 	}
 	if err := h.prepare(); err != nil {
+		return nil, err
+	}
+	if err := h.provisionUpstreamToken(); err != nil {
 		return nil, err
 	}
 	h.logger = zap.NewNop()

@@ -75,7 +75,14 @@ func readmeConfig(t *testing.T, as *testas.Server, ex readmeExample) (cfg []byte
 		return nil, false, "a log line"
 	}
 	for _, m := range regexp.MustCompile(`(?:issuer\s+|"issuer":\s*")(https?://[^\s"]+)`).FindAllStringSubmatch(body, -1) {
+		if strings.HasPrefix(m[1], "https://gateway.") {
+			continue // upstream_token's issuer: the gateway's own, not the AS's
+		}
 		body = strings.ReplaceAll(body, m[1], as.Issuer())
+	}
+	// upstream_token's keys: a new key file for every path named.
+	for _, m := range regexp.MustCompile(`(?:signing_key\s+|"signing_key":\s*")([^\s"]+)`).FindAllStringSubmatch(body, -1) {
+		body = strings.ReplaceAll(body, m[1], writeSigningKey(t, "EC"))
 	}
 	for _, m := range regexp.MustCompile(`\{env\.([A-Za-z0-9_]+)\}`).FindAllStringSubmatch(body, -1) {
 		t.Setenv(m[1], testas.GatewaySecret)

@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/tokengate/tokengate/introspect"
+	"github.com/tokengate/tokengate/introspect/upstreamtoken"
 )
 
 func init() {
@@ -36,6 +37,10 @@ func init() {
 // On success it sets {http.auth.user.id} (sub, else client_id),
 // {http.auth.bearer.client_id}, {http.auth.bearer.scope}, and
 // {http.auth.bearer.claims.<name>} (dotted paths reach nested claims).
+//
+// With upstream_token, the upstream gets a gateway-signed JWT instead of the
+// caller's token, and the handler serves that key's JWKS at jwks_path to
+// anyone.
 type Handler struct {
 	// The realm in the WWW-Authenticate challenge. Default: "tokengate".
 	Realm string `json:"realm,omitempty"`
@@ -90,6 +95,9 @@ type Handler struct {
 	// responses alike, and in how long a cached decision is kept. Default:
 	// 30s. jwt.leeway is the same setting (an error if both differ).
 	Leeway caddy.Duration `json:"leeway,omitempty"`
+	// A gateway-signed JWT for the upstream in place of the caller's token
+	// (the phantom-token pattern). Default: none.
+	UpstreamToken *UpstreamTokenConfig `json:"upstream_token,omitempty"`
 
 	extractor introspect.Extractor
 	policy    introspect.Policy
@@ -99,6 +107,7 @@ type Handler struct {
 	retry     string
 	logger    *zap.Logger
 	metrics   *metrics
+	upstream  *upstreamtoken.Minter // nil without upstream_token
 }
 
 // ForwardClaim names a claim and the upstream header that carries it.
@@ -209,6 +218,10 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if h.servesJWKS(r) {
+		h.serveJWKS(w, r)
+		return nil
+	}
 	token, from, xerr := h.extractor.Extract(r)
 	if xerr != nil {
 		h.reject(w, r, xerr, "")
@@ -254,14 +267,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 }
 
 // admit sets the placeholders and upstream headers for an accepted token,
-// and with strip_authorization takes the caller's token off the request.
+// and with strip_authorization takes the caller's token off the request
+// (with upstream_token, puts the gateway's in its place).
 func (h *Handler) admit(r *http.Request, d *introspect.Decision, from introspect.Transport) error {
+	p, ok := d.Memo(newPlaceholders).(*placeholders)
+	if !ok {
+		p = newPlaceholders(d).(*placeholders)
+	}
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if repl != nil {
-		p, ok := d.Memo(newPlaceholders).(*placeholders)
-		if !ok {
-			p = newPlaceholders(d).(*placeholders)
-		}
 		repl.Set("http.auth.user.id", p.userID)
 		repl.Set("http.auth.bearer.client_id", p.clientID)
 		repl.Set("http.auth.bearer.scope", p.scope)
@@ -296,6 +310,9 @@ func (h *Handler) admit(r *http.Request, d *introspect.Decision, from introspect
 			}
 		}
 	}
+	if h.upstream != nil {
+		return h.sendUpstreamToken(r, d, from, &p.upstream)
+	}
 	if h.StripAuthorization {
 		r.Header.Del("Authorization")
 		return introspect.RemoveToken(r, from)
@@ -311,6 +328,9 @@ func (h *Handler) admit(r *http.Request, d *introspect.Decision, from introspect
 type placeholders struct {
 	userID, clientID, scope any
 	claims                  caddy.ReplacerFunc
+	// upstream keeps the upstream tokens minted for the decision, so
+	// that they are signed once per token lifetime, not per request.
+	upstream upstreamtoken.Reuse
 }
 
 func newPlaceholders(d *introspect.Decision) any {

@@ -60,6 +60,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.prepare(); err != nil {
 		return err
 	}
+	if err := h.provisionUpstreamToken(); err != nil {
+		return err
+	}
 
 	key, err := h.validationKey()
 	if err != nil {
@@ -228,6 +231,9 @@ func (h *Handler) Validate() error {
 		if strings.EqualFold(fc.Header, "Authorization") || strings.EqualFold(fc.Header, "Host") {
 			return fmt.Errorf("bearer_auth: forward_claim %d: header %s cannot be set from a claim", i, fc.Header)
 		}
+	}
+	if err := h.checkUpstreamToken(); err != nil {
+		return err
 	}
 	if h.Cache != nil && h.Cache.Redis != "" {
 		if u, err := url.Parse(h.Cache.Redis); err != nil || !strings.HasPrefix(u.Scheme, "redis") && !strings.HasPrefix(u.Scheme, "rediss") && u.Scheme != "unix" {

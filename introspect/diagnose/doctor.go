@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/introspect"
+	"github.com/tokengate/tokengate/introspect/upstreamtoken"
 )
 
 // stepTimeout bounds every network step of the doctor that New does not
@@ -42,6 +43,9 @@ type Target struct {
 	// authorization, so that the decision shown is the gateway's response
 	// to the byte. Nil: the decision check is skipped.
 	Respond Responder
+	// UpstreamToken is the route's upstream token minter, built as the
+	// gateway builds it; nil without upstream_token.
+	UpstreamToken *upstreamtoken.Minter
 }
 
 // Responder answers a request carrying the Authorization value
@@ -88,8 +92,10 @@ func Run(ctx context.Context, t Target, opts Options) *Block {
 	d.checkJWKS()
 	d.checkCredentials()
 	d.checkClock()
+	d.checkUpstreamToken()
 	if opts.HaveToken {
 		d.explainToken()
+		d.sampleUpstreamToken()
 	}
 	d.block.OK = !d.failed()
 	return d.block
@@ -112,6 +118,9 @@ type doctor struct {
 
 	dates   dateRecorder
 	skipAll string // reason to skip the remaining checks
+	// allowed is the token's decision when the route's policy let it
+	// through (explainToken), for the upstream token sample.
+	allowed *introspect.Decision
 }
 
 func (d *doctor) add(name string, status Status, detail, hint string, data map[string]any) {

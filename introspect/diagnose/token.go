@@ -112,6 +112,7 @@ func (d *doctor) explainToken() {
 				policyHint(dec, perr), map[string]any{"error": string(perr.Code), "reason": perr.Reason})
 		} else {
 			d.add(CheckTokenPolicy, StatusPass, policySummary(p), "", nil)
+			d.allowed = dec
 		}
 	} else {
 		d.skip(CheckTokenPolicy, "skipped: the token is not valid")

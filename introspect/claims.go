@@ -99,6 +99,13 @@ func DecisionFromClaims(claims map[string]any, source string) (*Decision, error)
 	if d.IssuedAt, _, err = numericDate(claims, "iat"); err != nil {
 		return nil, err
 	}
+	// For step-up (RFC 9470): typed like every other claim, never guessed.
+	if d.ACR, err = stringClaim(claims, "acr"); err != nil {
+		return nil, err
+	}
+	if d.AuthTime, _, err = numericDate(claims, "auth_time"); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 

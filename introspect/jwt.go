@@ -435,6 +435,13 @@ func (v *JWTVerifier) checkClaims(claims map[string]any) (*Decision, error) {
 			d.Scopes = append(d.Scopes, jwtSplitScope(s)...)
 		}
 	}
+	// RFC 9068 §2.2.1: acr and auth_time, for step-up (RFC 9470).
+	if d.ACR, _, err = jwtOptionalString(claims, "acr"); err != nil {
+		return nil, InvalidToken("malformed", "malformed token: acr claim must be a string", err)
+	}
+	if d.AuthTime, _, err = jwtNumericDate(claims, "auth_time"); err != nil {
+		return nil, InvalidToken("malformed", "malformed token: "+err.Error(), err)
+	}
 	return d, nil
 }
 

@@ -42,6 +42,9 @@ type Target struct {
 	// authorization, so that the decision shown is the gateway's response
 	// to the byte. Nil: the decision check is skipped.
 	Respond Responder
+	// ResourceMetadata is the RFC 9728 document the block serves, defaults
+	// applied (nil: none, and no resource metadata checks).
+	ResourceMetadata *introspect.ResourceMetadata
 }
 
 // Responder answers a request carrying the Authorization value
@@ -88,6 +91,7 @@ func Run(ctx context.Context, t Target, opts Options) *Block {
 	d.checkJWKS()
 	d.checkCredentials()
 	d.checkClock()
+	d.checkResourceMetadata()
 	if opts.HaveToken {
 		d.explainToken()
 	}

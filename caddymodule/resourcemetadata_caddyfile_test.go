@@ -89,6 +89,9 @@ func TestValidateResourceMetadataAndStepUp(t *testing.T) {
 			resource_metadata`, "resource_metadata: resource is required: audience has 2 values"},
 		{`issuer https://as.example.com
 			resource_metadata`, "resource_metadata: resource is required: set it to the URL of the API"},
+		{`issuer https://as.example.com
+			audience orders-api
+			resource_metadata`, "resource_metadata: resource is required: set it to the URL of the API (or make that URL the audience)"},
 		{`resource_metadata {
 				resource https://mcp.example.com/mcp
 			}`, "resource_metadata: authorization_servers is required without issuer"},

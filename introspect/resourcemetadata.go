@@ -43,12 +43,12 @@ type ResourceMetadata struct {
 
 // WithDefaults fills what the operator left out, from the rest of the
 // route's configuration: resource from the audience when that is exactly one
-// value, authorization_servers from the issuer, scopes_supported from the
+// value and a resource identifier (an http(s) URL), authorization_servers from the issuer, scopes_supported from the
 // scopes the route requires (Policy.RequiredScopes), and
 // bearer_methods_supported from the transports x accepts (always; it is not
 // a setting of its own, so it cannot disagree with what the gateway does).
 func (m ResourceMetadata) WithDefaults(issuer string, audience []string, p *Policy, x Extractor) ResourceMetadata {
-	if m.Resource == "" && len(audience) == 1 {
+	if m.Resource == "" && len(audience) == 1 && checkResourceURL(audience[0]) == nil {
 		m.Resource = audience[0]
 	}
 	if len(m.AuthorizationServers) == 0 && issuer != "" {
@@ -82,7 +82,7 @@ func (m ResourceMetadata) Check(audience []string) error {
 		if len(audience) > 1 {
 			return fmt.Errorf("resource is required: audience has %d values; set resource to the one clients use (the URL of the API)", len(audience))
 		}
-		return errors.New("resource is required: set it to the URL of the API (or give audience that URL)")
+		return errors.New("resource is required: set it to the URL of the API (or make that URL the audience)")
 	}
 	if err := checkResourceURL(m.Resource); err != nil {
 		return fmt.Errorf("resource: %w", err)

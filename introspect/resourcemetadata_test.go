@@ -53,9 +53,13 @@ func TestResourceMetadataDefaults(t *testing.T) {
 		t.Errorf("explicit\n got %+v\nwant %+v", m, explicit)
 	}
 	// No single audience to take the resource from, no issuer, no scopes.
-	m = ResourceMetadata{}.WithDefaults("", []string{"a", "b"}, &Policy{}, Extractor{})
+	m = ResourceMetadata{}.WithDefaults("", []string{"https://a.example", "https://b.example"}, &Policy{}, Extractor{})
 	if m.Resource != "" || m.AuthorizationServers != nil || m.ScopesSupported != nil {
 		t.Errorf("nothing to default from: %+v", m)
+	}
+	// One audience that is not a URL is not a resource identifier.
+	if m = (ResourceMetadata{}).WithDefaults("", []string{"orders-api"}, &Policy{}, Extractor{}); m.Resource != "" {
+		t.Errorf("resource %q taken from a non-URL audience", m.Resource)
 	}
 	if got := ResourceAudience("https://api.example/mcp", nil); !slices.Equal(got, []string{"https://api.example/mcp"}) {
 		t.Errorf("audience defaults to %q, want the resource", got)

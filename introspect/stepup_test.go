@@ -19,35 +19,34 @@ func TestStepUpPolicy(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		p      Policy
-		d      Decision
+		d      *Decision
 		code   Code   // "" = allowed
 		reason string // for rejections
 	}{
-		{"no step-up configured: any authentication passes", Policy{}, Decision{}, "", ""},
-		{"acr listed", Policy{ACRValues: gold}, Decision{ACR: "phr"}, "", ""},
-		{"acr missing", Policy{ACRValues: gold}, Decision{}, CodeInsufficientUserAuthentication, "acr_missing"},
-		{"acr not listed", Policy{ACRValues: gold}, Decision{ACR: "urn:example:silver"}, CodeInsufficientUserAuthentication, "acr_not_accepted"},
-		{"acr compared exactly", Policy{ACRValues: gold}, Decision{ACR: "PHR"}, CodeInsufficientUserAuthentication, "acr_not_accepted"},
-		{"auth_time recent", Policy{MaxAge: time.Hour}, Decision{AuthTime: now.Add(-59 * time.Minute)}, "", ""},
-		{"auth_time missing", Policy{MaxAge: time.Hour}, Decision{}, CodeInsufficientUserAuthentication, "auth_time_missing"},
-		{"auth_time too old", Policy{MaxAge: time.Hour}, Decision{AuthTime: now.Add(-61 * time.Minute)}, CodeInsufficientUserAuthentication, "auth_time_too_old"},
-		{"auth_time within the leeway", Policy{MaxAge: time.Hour, Leeway: 30 * time.Second}, Decision{AuthTime: now.Add(-time.Hour - 20*time.Second)}, "", ""},
-		{"auth_time past the leeway", Policy{MaxAge: time.Hour, Leeway: 30 * time.Second}, Decision{AuthTime: now.Add(-time.Hour - 40*time.Second)}, CodeInsufficientUserAuthentication, "auth_time_too_old"},
-		{"both required, acr fails first", Policy{ACRValues: gold, MaxAge: time.Hour}, Decision{ACR: "x", AuthTime: now}, CodeInsufficientUserAuthentication, "acr_not_accepted"},
-		{"both required, auth_time fails", Policy{ACRValues: gold, MaxAge: time.Hour}, Decision{ACR: "phr", AuthTime: now.Add(-2 * time.Hour)}, CodeInsufficientUserAuthentication, "auth_time_too_old"},
-		{"both met", Policy{ACRValues: gold, MaxAge: time.Hour}, Decision{ACR: "phr", AuthTime: now.Add(-time.Minute)}, "", ""},
+		{"no step-up configured: any authentication passes", Policy{}, &Decision{}, "", ""},
+		{"acr listed", Policy{ACRValues: gold}, &Decision{ACR: "phr"}, "", ""},
+		{"acr missing", Policy{ACRValues: gold}, &Decision{}, CodeInsufficientUserAuthentication, "acr_missing"},
+		{"acr not listed", Policy{ACRValues: gold}, &Decision{ACR: "urn:example:silver"}, CodeInsufficientUserAuthentication, "acr_not_accepted"},
+		{"acr compared exactly", Policy{ACRValues: gold}, &Decision{ACR: "PHR"}, CodeInsufficientUserAuthentication, "acr_not_accepted"},
+		{"auth_time recent", Policy{MaxAge: time.Hour}, &Decision{AuthTime: now.Add(-59 * time.Minute)}, "", ""},
+		{"auth_time missing", Policy{MaxAge: time.Hour}, &Decision{}, CodeInsufficientUserAuthentication, "auth_time_missing"},
+		{"auth_time too old", Policy{MaxAge: time.Hour}, &Decision{AuthTime: now.Add(-61 * time.Minute)}, CodeInsufficientUserAuthentication, "auth_time_too_old"},
+		{"auth_time within the leeway", Policy{MaxAge: time.Hour, Leeway: 30 * time.Second}, &Decision{AuthTime: now.Add(-time.Hour - 20*time.Second)}, "", ""},
+		{"auth_time past the leeway", Policy{MaxAge: time.Hour, Leeway: 30 * time.Second}, &Decision{AuthTime: now.Add(-time.Hour - 40*time.Second)}, CodeInsufficientUserAuthentication, "auth_time_too_old"},
+		{"both required, acr fails first", Policy{ACRValues: gold, MaxAge: time.Hour}, &Decision{ACR: "x", AuthTime: now}, CodeInsufficientUserAuthentication, "acr_not_accepted"},
+		{"both required, auth_time fails", Policy{ACRValues: gold, MaxAge: time.Hour}, &Decision{ACR: "phr", AuthTime: now.Add(-2 * time.Hour)}, CodeInsufficientUserAuthentication, "auth_time_too_old"},
+		{"both met", Policy{ACRValues: gold, MaxAge: time.Hour}, &Decision{ACR: "phr", AuthTime: now.Add(-time.Minute)}, "", ""},
 		// Step-up is asked only of tokens that pass everything else: a new
 		// login would not fix these, so the client is told them first.
-		{"a scope failure stays 403 insufficient_scope", Policy{Scopes: []string{"read"}, ACRValues: gold, MaxAge: time.Hour}, Decision{}, CodeInsufficientScope, "missing_scope"},
-		{"an any_scope failure stays 403 insufficient_scope", Policy{AnyScope: []string{"a", "b"}, ACRValues: gold}, Decision{Scopes: []string{"c"}}, CodeInsufficientScope, "missing_scope"},
-		{"a client failure stays 403 unauthorized_client", Policy{Clients: []string{"c1"}, MaxAge: time.Hour}, Decision{ClientID: "c2"}, CodeUnauthorizedClient, "client_not_allowed"},
-		{"an audience failure stays 401 invalid_token", Policy{Audience: []string{"api"}, ACRValues: gold}, Decision{Audience: []string{"other"}}, CodeInvalidToken, "audience"},
+		{"a scope failure stays 403 insufficient_scope", Policy{Scopes: []string{"read"}, ACRValues: gold, MaxAge: time.Hour}, &Decision{}, CodeInsufficientScope, "missing_scope"},
+		{"an any_scope failure stays 403 insufficient_scope", Policy{AnyScope: []string{"a", "b"}, ACRValues: gold}, &Decision{Scopes: []string{"c"}}, CodeInsufficientScope, "missing_scope"},
+		{"a client failure stays 403 unauthorized_client", Policy{Clients: []string{"c1"}, MaxAge: time.Hour}, &Decision{ClientID: "c2"}, CodeUnauthorizedClient, "client_not_allowed"},
+		{"an audience failure stays 401 invalid_token", Policy{Audience: []string{"api"}, ACRValues: gold}, &Decision{Audience: []string{"other"}}, CodeInvalidToken, "audience"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := tc.p
 			p.Now = clock
-			d := tc.d
-			e := p.Authorize(&d)
+			e := p.Authorize(tc.d)
 			if tc.code == "" {
 				if e != nil {
 					t.Fatalf("refused: %v", e)
@@ -173,7 +172,7 @@ func TestStepUpClaimsAreReadStrictly(t *testing.T) {
 		}
 		var out Decision
 		if err := json.Unmarshal(b, &out); err != nil || out.ACR != in.ACR || !out.AuthTime.Equal(in.AuthTime) {
-			t.Fatalf("round trip: %+v %v", out, err)
+			t.Fatalf("round trip: acr %q auth_time %s, %v", out.ACR, out.AuthTime, err)
 		}
 	})
 }

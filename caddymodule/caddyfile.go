@@ -31,6 +31,15 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    scopes       <scope...>
 //	    any_scope    <scope...>
 //	    clients      <client_id...>
+//	    acr_values   <acr...>
+//	    max_age      <duration>
+//	    resource_metadata {
+//	        resource               <url>
+//	        authorization_servers  <url...>
+//	        scopes_supported       <scope...>
+//	        resource_name          <text>
+//	        resource_documentation <url>
+//	    }
 //	    introspect {
 //	        endpoint       <url>
 //	        client_id      <id>
@@ -101,6 +110,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = stringList(d, &h.AnyScope)
 		case "clients":
 			err = stringList(d, &h.Clients)
+		case "acr_values":
+			err = stringList(d, &h.ACRValues)
+		case "max_age":
+			err = duration(d, &h.MaxAge)
+		case "resource_metadata":
+			if h.ResourceMetadata != nil {
+				return d.Err("resource_metadata block already specified")
+			}
+			h.ResourceMetadata = new(ResourceMetadataConfig)
+			err = h.ResourceMetadata.unmarshal(d)
 		case "introspect":
 			if h.Introspect != nil {
 				return d.Err("introspect block already specified")

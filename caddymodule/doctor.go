@@ -64,6 +64,17 @@ gateway builds it when it starts.
                doctor asks the issuer): more than 30s apart (or the leeway,
                if smaller) fails, more than 2s warns
 
+A block with resource_metadata gets three more checks:
+
+  resource metadata         its resource is the audience the block enforces
+  resource metadata served  the document's URL (built from resource, RFC 9728
+                            §3.1) answers with this block's document; no
+                            answer at all only warns (the gateway may not run
+                            yet, or not be reachable from here)
+  authorization servers     each server the document lists answers discovery
+                            (RFC 8414, then OpenID Connect), and the block's
+                            issuer is among them (else a warning)
+
 With --token, it also explains what the gateway would decide for that token
 and why: its syntax, whether it is JWT-shaped or opaque and so which path
 checks it, the verification or introspection result, the route's policy
@@ -188,6 +199,7 @@ func doctorTarget(f foundHandler) diagnose.Target {
 	t.Policy, t.Extractor = h.policy, h.extractor
 	t.Respond = h.doctorRespond
 	t.UpstreamToken = h.upstream
+	t.ResourceMetadata = h.resourceMetadata()
 	return t
 }
 

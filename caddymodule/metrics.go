@@ -40,7 +40,7 @@ var (
 
 // outcomes are every value of the outcome label (bounded by construction).
 var outcomes = []string{"allowed", "no_credentials", "invalid_request", "invalid_token",
-	"insufficient_scope", "unauthorized_client", "unavailable"}
+	"insufficient_scope", "unauthorized_client", "insufficient_user_authentication", "unavailable"}
 
 func getMetrics() *metrics {
 	globalMetricsOnce.Do(func() {

@@ -35,12 +35,17 @@ func init() {
 // {http.auth.bearer.error_description}.
 //
 // On success it sets {http.auth.user.id} (sub, else client_id),
-// {http.auth.bearer.client_id}, {http.auth.bearer.scope}, and
+// {http.auth.bearer.client_id}, {http.auth.bearer.scope},
+// {http.auth.bearer.acr}, {http.auth.bearer.auth_time} (Unix seconds), and
 // {http.auth.bearer.claims.<name>} (dotted paths reach nested claims).
 //
 // With upstream_token, the upstream gets a gateway-signed JWT instead of the
 // caller's token, and the handler serves that key's JWKS at jwks_path to
 // anyone.
+// With acr_values or max_age, a good token whose user authentication does
+// not meet them gets 401 insufficient_user_authentication (RFC 9470). With
+// resource_metadata, the handler itself answers the RFC 9728 metadata
+// requests, without a token.
 type Handler struct {
 	// The realm in the WWW-Authenticate challenge. Default: "tokengate".
 	Realm string `json:"realm,omitempty"`
@@ -57,6 +62,17 @@ type Handler struct {
 	AnyScope []string `json:"any_scope,omitempty"`
 	// Only tokens issued to these client_ids pass (403 unauthorized_client).
 	Clients []string `json:"clients,omitempty"`
+	// Step-up (RFC 9470): the token's acr must be one of these, else 401
+	// insufficient_user_authentication asking for them (acr_values).
+	ACRValues []string `json:"acr_values,omitempty"`
+	// Step-up (RFC 9470): the user must have authenticated (auth_time) at
+	// most this long ago, else 401 insufficient_user_authentication with
+	// max_age. Default: no bound.
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
+	// Serve RFC 9728 protected resource metadata, and name it in every
+	// 401 and 403 challenge, so that clients (MCP clients among them) find
+	// the authorization server by themselves. Default: off.
+	ResourceMetadata *ResourceMetadataConfig `json:"resource_metadata,omitempty"`
 
 	// RFC 7662 introspection. Opaque tokens need it.
 	Introspect *IntrospectConfig `json:"introspect,omitempty"`
@@ -108,6 +124,11 @@ type Handler struct {
 	logger    *zap.Logger
 	metrics   *metrics
 	upstream  *upstreamtoken.Minter // nil without upstream_token
+
+	// prm is the RFC 9728 metadata served (nil: none); requiredScope is
+	// the scope that 401 challenges name with it.
+	prm           *servedMetadata
+	requiredScope string
 }
 
 // ForwardClaim names a claim and the upstream header that carries it.
@@ -222,6 +243,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.serveJWKS(w, r)
 		return nil
 	}
+	if h.prm != nil && h.serveResourceMetadata(w, r) {
+		return nil
+	}
 	token, from, xerr := h.extractor.Extract(r)
 	if xerr != nil {
 		h.reject(w, r, xerr, "")
@@ -279,6 +303,8 @@ func (h *Handler) admit(r *http.Request, d *introspect.Decision, from introspect
 		repl.Set("http.auth.user.id", p.userID)
 		repl.Set("http.auth.bearer.client_id", p.clientID)
 		repl.Set("http.auth.bearer.scope", p.scope)
+		repl.Set("http.auth.bearer.acr", p.acr)
+		repl.Set("http.auth.bearer.auth_time", p.authTime)
 		repl.Map(p.claims)
 	}
 	underscores := false
@@ -327,6 +353,7 @@ func (h *Handler) admit(r *http.Request, d *introspect.Decision, from introspect
 // allocations on every cache hit before, none now.
 type placeholders struct {
 	userID, clientID, scope any
+	acr, authTime           any
 	claims                  caddy.ReplacerFunc
 	// upstream keeps the upstream tokens minted for the decision, so
 	// that they are signed once per token lifetime, not per request.
@@ -338,6 +365,8 @@ func newPlaceholders(d *introspect.Decision) any {
 		userID:   d.UserID(),
 		clientID: d.ClientID,
 		scope:    d.ScopeString(),
+		acr:      d.ACR,
+		authTime: authTimeString(d.AuthTime),
 		// {http.auth.bearer.claims.<name>}; a missing claim is "".
 		claims: func(key string) (any, bool) {
 			name, ok := strings.CutPrefix(key, "http.auth.bearer.claims.")

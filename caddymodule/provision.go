@@ -91,7 +91,9 @@ func (h *Handler) prepare() error {
 		return err
 	}
 	h.extractor = introspect.Extractor{AllowForm: h.AllowFormToken, AllowQuery: h.AllowQueryToken, MaxLength: h.MaxTokenLength}
-	h.policy = introspect.Policy{Scopes: h.Scopes, AnyScope: h.AnyScope, Audience: h.Audience, Clients: h.Clients}
+	h.policy = introspect.Policy{Scopes: h.Scopes, AnyScope: h.AnyScope, Audience: h.Audience, Clients: h.Clients,
+		ACRValues: h.ACRValues, MaxAge: time.Duration(h.MaxAge), Leeway: time.Duration(h.Leeway)}
+	h.prepareResourceMetadata()
 	h.realm = quoteRealm(h.Realm)
 	h.retry = strconv.Itoa(int((time.Duration(h.RetryAfter) + time.Second - 1) / time.Second))
 	return nil
@@ -124,6 +126,7 @@ func (h *Handler) resolvePlaceholders() {
 // defaults back into the config, so that the JSON a user reads (caddy adapt,
 // the admin API's /config) shows the values in force.
 func (h *Handler) applyDefaults() {
+	h.applyResourceMetadataDefaults()
 	if h.Realm == "" {
 		h.Realm = defaultRealm
 	}
@@ -223,6 +226,9 @@ func (h *Handler) Validate() error {
 	}
 	if err := h.introspectConfig().Check(); err != nil {
 		return fmt.Errorf("bearer_auth: %w", err)
+	}
+	if err := h.validateStepUpAndMetadata(); err != nil {
+		return err
 	}
 	for i, fc := range h.ForwardClaims {
 		if fc.Claim == "" || fc.Header == "" {

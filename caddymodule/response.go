@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"go.uber.org/zap"
@@ -24,7 +25,7 @@ func statusFor(e *introspect.Error) int {
 			return http.StatusRequestEntityTooLarge
 		}
 		return http.StatusBadRequest
-	case introspect.CodeInvalidToken:
+	case introspect.CodeInvalidToken, introspect.CodeInsufficientUserAuthentication:
 		return http.StatusUnauthorized
 	case introspect.CodeInsufficientScope, introspect.CodeUnauthorizedClient:
 		return http.StatusForbidden
@@ -40,7 +41,7 @@ func statusFor(e *introspect.Error) int {
 func (h *Handler) challenge(w http.ResponseWriter, r *http.Request) {
 	h.metrics.decision("no_credentials")
 	hdr := w.Header()
-	hdr.Set("WWW-Authenticate", "Bearer realm="+h.realm)
+	hdr.Set("WWW-Authenticate", h.wwwAuthenticate(nil, ""))
 	hdr.Set("Cache-Control", "no-store")
 	hdr.Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusUnauthorized)
@@ -72,37 +73,80 @@ func (h *Handler) reject(w http.ResponseWriter, r *http.Request, e *introspect.E
 		// client throw its token away, and a hint when to retry.
 		hdr.Set("Retry-After", h.retry)
 	} else {
-		var b strings.Builder
-		b.WriteString("Bearer realm=")
-		b.WriteString(h.realm)
-		b.WriteString(`, error="`)
-		b.WriteString(code)
-		b.WriteByte('"')
-		if desc != "" {
-			b.WriteString(`, error_description="`)
-			b.WriteString(desc)
-			b.WriteByte('"')
-		}
-		if e.Code == introspect.CodeInsufficientScope && e.Scope != "" {
-			b.WriteString(`, scope="`)
-			b.WriteString(scopeValue(e.Scope))
-			b.WriteByte('"')
-		}
-		hdr.Set("WWW-Authenticate", b.String())
+		hdr.Set("WWW-Authenticate", h.wwwAuthenticate(e, desc))
 	}
 	hdr.Set("Cache-Control", "no-store")
 	hdr.Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	body, _ := json.Marshal(errorBody{Error: code, Description: desc, Scope: e.Scope})
+	eb := errorBody{Error: code, Description: desc, Scope: e.Scope}
+	if e.Code == introspect.CodeInsufficientUserAuthentication {
+		eb.ACRValues, eb.MaxAge = acrValue(e.ACRValues), introspect.MaxAgeSeconds(e.MaxAge)
+	}
+	body, _ := json.Marshal(eb)
 	_, _ = w.Write(append(body, '\n'))
 
 	h.logRejection(r, e, status, fingerprint)
+}
+
+// wwwAuthenticate is the one place the challenge is written: RFC 6750 §3,
+// with e nil for a request without credentials (§3.1: no error code) and
+// desc e's description made header-safe. It is the only challenge the
+// gateway sends, so Bearer is always the first (MCP clients read only the
+// first).
+func (h *Handler) wwwAuthenticate(e *introspect.Error, desc string) string {
+	var b strings.Builder
+	b.WriteString("Bearer realm=")
+	b.WriteString(h.realm)
+	param := func(name, value string) {
+		b.WriteString(", ")
+		b.WriteString(name)
+		b.WriteString(`="`)
+		b.WriteString(value)
+		b.WriteByte('"')
+	}
+	scope := false
+	if e != nil {
+		param("error", string(e.Code))
+		if desc != "" {
+			param("error_description", desc)
+		}
+		if e.Code == introspect.CodeInsufficientScope && e.Scope != "" {
+			param("scope", scopeValue(e.Scope))
+			scope = true
+		}
+		// RFC 9470 §3: what a new authentication must achieve, for the
+		// client to pass on in its authorization request.
+		if e.Code == introspect.CodeInsufficientUserAuthentication {
+			if len(e.ACRValues) > 0 {
+				param("acr_values", acrValue(e.ACRValues))
+			}
+			if e.MaxAge > 0 {
+				param("max_age", strconv.FormatInt(introspect.MaxAgeSeconds(e.MaxAge), 10))
+			}
+		}
+	}
+	status := http.StatusUnauthorized
+	if e != nil {
+		status = statusFor(e)
+	}
+	if m := h.prm; m != nil && (status == http.StatusUnauthorized || status == http.StatusForbidden) {
+		// RFC 9728 §5.1, on every 401 and 403: where the client finds
+		// the authorization server, and (401) what scope to ask it for.
+		if !scope && status == http.StatusUnauthorized && h.requiredScope != "" {
+			param("scope", h.requiredScope)
+		}
+		param("resource_metadata", m.url)
+	}
+	return b.String()
 }
 
 type errorBody struct {
 	Error       string `json:"error"`
 	Description string `json:"error_description,omitempty"`
 	Scope       string `json:"scope,omitempty"`
+	// RFC 9470 §3's challenge parameters, for clients that read the body.
+	ACRValues string `json:"acr_values,omitempty"`
+	MaxAge    int64  `json:"max_age,omitempty"`
 }
 
 func (h *Handler) logRejection(r *http.Request, e *introspect.Error, status int, fingerprint string) {
@@ -144,7 +188,8 @@ func (h *Handler) logRejection(r *http.Request, e *introspect.Error, status int,
 func outcomeLabel(c introspect.Code) string {
 	switch c {
 	case introspect.CodeInvalidRequest, introspect.CodeInvalidToken,
-		introspect.CodeInsufficientScope, introspect.CodeUnauthorizedClient:
+		introspect.CodeInsufficientScope, introspect.CodeUnauthorizedClient,
+		introspect.CodeInsufficientUserAuthentication:
 		return string(c)
 	}
 	return "unavailable"
@@ -194,6 +239,10 @@ func scopeValue(s string) string {
 	}
 	return strings.Join(fields, " ")
 }
+
+// acrValue is RFC 9470 §3's acr_values: space-separated, each value already
+// checked to be challenge-safe (introspect.CheckStepUp).
+func acrValue(values []string) string { return strings.Join(values, " ") }
 
 // quoteRealm renders the realm as an RFC 7230 quoted-string.
 func quoteRealm(realm string) string {

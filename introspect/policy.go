@@ -1,6 +1,6 @@
 package introspect
 
-import "strings"
+import "time"
 
 // Policy is a route's authorization rule, applied to every good token after
 // validation (and after the cache: the cache holds token facts, the policy is
@@ -16,6 +16,15 @@ type Policy struct {
 	// Clients lists the client_ids this route serves, else 403
 	// unauthorized_client.
 	Clients []string
+	// ACRValues: the token's acr must be one of these; MaxAge: its
+	// auth_time must be at most this long ago. Else 401
+	// insufficient_user_authentication (RFC 9470, see stepup.go).
+	ACRValues []string
+	MaxAge    time.Duration
+	// Leeway is the clock skew allowed on auth_time; Now is the clock
+	// (default time.Now).
+	Leeway time.Duration
+	Now    func() time.Time
 }
 
 // Authorize returns nil if d passes the policy. Checks run from "is this token
@@ -32,14 +41,14 @@ func (p *Policy) Authorize(d *Decision) *Error {
 	for _, s := range p.Scopes {
 		if !d.HasScope(s) {
 			return &Error{Code: CodeInsufficientScope, Reason: "missing_scope",
-				Description: "the token lacks a required scope", Scope: strings.Join(p.Scopes, " ")}
+				Description: "the token lacks a required scope", Scope: p.RequiredScope()}
 		}
 	}
 	if len(p.AnyScope) > 0 && !containsAny(d.Scopes, p.AnyScope) {
 		return &Error{Code: CodeInsufficientScope, Reason: "missing_scope",
-			Description: "the token needs one of the accepted scopes", Scope: strings.Join(p.AnyScope, " ")}
+			Description: "the token needs one of the accepted scopes", Scope: p.RequiredScope()}
 	}
-	return nil
+	return p.authorizeAuthentication(d)
 }
 
 func contains(list []string, s string) bool {

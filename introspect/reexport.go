@@ -29,6 +29,8 @@ const (
 	CodeInsufficientScope  = claims.CodeInsufficientScope
 	CodeUnauthorizedClient = claims.CodeUnauthorizedClient
 	CodeUnavailable        = claims.CodeUnavailable
+	// CodeInsufficientUserAuthentication is RFC 9470 step-up.
+	CodeInsufficientUserAuthentication = claims.CodeInsufficientUserAuthentication
 )
 
 // Sentinels for errors.Is: they match any *Error with the same code.
@@ -38,6 +40,8 @@ var (
 	ErrInsufficientScope  = claims.ErrInsufficientScope
 	ErrUnauthorizedClient = claims.ErrUnauthorizedClient
 	ErrUnavailable        = claims.ErrUnavailable
+
+	ErrInsufficientUserAuthentication = claims.ErrInsufficientUserAuthentication
 )
 
 // AsError returns err as an *Error; anything else is the gateway's own

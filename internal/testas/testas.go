@@ -50,6 +50,12 @@ type Client struct {
 	// Audience is the aud of the client's tokens; empty means [ID], which is
 	// what the library itself puts into a JWT when given no audience.
 	Audience []string
+	// Claims are added to the client's JWT access tokens and to
+	// introspection answers about its tokens, as they are when its tokens
+	// are issued (registered claims such as iss, sub, aud, exp cannot be
+	// changed this way). For example acr and auth_time, which an AS puts
+	// into tokens from a user's login and client_credentials tokens lack.
+	Claims map[string]any
 }
 
 // Default clients.

@@ -138,18 +138,7 @@ func (b *BearerAuth) Validate() error {
 }
 
 // isScopeToken: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ) (RFC 6749 §3.3).
-func isScopeToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
-}
+func isScopeToken(s string) bool { return claims.IsScopeToken(s) }
 
 // Authenticate implements ClientAuthenticator: it sets the gateway's own
 // access token as "Authorization: Bearer" (RFC 6750 §2.1), never in the body.

@@ -21,6 +21,11 @@ type Decision struct {
 	ExpiresAt time.Time `json:"exp,omitempty"`
 	NotBefore time.Time `json:"nbf,omitempty"`
 	IssuedAt  time.Time `json:"iat,omitempty"`
+	// ACR and AuthTime say how and when the user authenticated (acr,
+	// auth_time: RFC 9068 §2.2.1), for step-up (RFC 9470); empty and zero
+	// when the token does not say.
+	ACR      string    `json:"acr,omitempty"`
+	AuthTime time.Time `json:"auth_time,omitzero"`
 	// Claims holds every claim as the authorization server sent it, for
 	// placeholders and forward_claim.
 	Claims map[string]any `json:"claims,omitempty"`

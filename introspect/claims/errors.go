@@ -9,6 +9,7 @@ package claims
 import (
 	"errors"
 	"strings"
+	"time"
 )
 
 // Code is an OAuth 2.0 error code as a resource server reports it (RFC 6750
@@ -22,6 +23,10 @@ const (
 	CodeInvalidToken       Code = "invalid_token"
 	CodeInsufficientScope  Code = "insufficient_scope"
 	CodeUnauthorizedClient Code = "unauthorized_client"
+	// CodeInsufficientUserAuthentication: a good token whose user
+	// authentication (acr, auth_time) is not what the route requires (RFC
+	// 9470 §3); the client must have the user authenticate again.
+	CodeInsufficientUserAuthentication Code = "insufficient_user_authentication"
 	// CodeUnavailable means the gateway could not decide: the authorization
 	// server or its keys were unreachable, slow, or refused the gateway's own
 	// credentials. It never blames the caller's token.
@@ -37,6 +42,11 @@ type Error struct {
 	// Scope lists the scopes the route requires, for insufficient_scope
 	// (RFC 6750 §3: the scope attribute).
 	Scope string
+	// ACRValues and MaxAge are what insufficient_user_authentication asks
+	// for (RFC 9470 §3): the acr values the route accepts, and how long ago
+	// the user may have authenticated at most (0: no bound).
+	ACRValues []string      `json:",omitempty"`
+	MaxAge    time.Duration `json:",omitempty"`
 	// Reason is a short machine-friendly label for logs and metrics, such as
 	// "expired" or "introspection_timeout".
 	Reason string
@@ -83,6 +93,9 @@ var (
 	ErrUnauthorizedClient = &Error{Code: CodeUnauthorizedClient}
 	ErrUnavailable        = &Error{Code: CodeUnavailable}
 )
+
+// ErrInsufficientUserAuthentication matches RFC 9470 step-up rejections.
+var ErrInsufficientUserAuthentication = &Error{Code: CodeInsufficientUserAuthentication}
 
 // AsError returns err as an *Error. Anything that is not already one is
 // treated as the gateway's own trouble (fail closed, 503), never as the

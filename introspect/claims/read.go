@@ -144,6 +144,13 @@ func NewDecision(obj map[string]any, source string) (*Decision, error) {
 	if d.IssuedAt, err = lenientNumericDate(obj, "iat"); err != nil {
 		return nil, err
 	}
+	// For step-up (RFC 9470): typed like every other claim, never guessed.
+	if d.ACR, err = lenientString(obj, "acr"); err != nil {
+		return nil, err
+	}
+	if d.AuthTime, err = lenientNumericDate(obj, "auth_time"); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 

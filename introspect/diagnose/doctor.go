@@ -46,6 +46,9 @@ type Target struct {
 	// UpstreamToken is the route's upstream token minter, built as the
 	// gateway builds it; nil without upstream_token.
 	UpstreamToken *upstreamtoken.Minter
+	// ResourceMetadata is the RFC 9728 document the block serves, defaults
+	// applied (nil: none, and no resource metadata checks).
+	ResourceMetadata *introspect.ResourceMetadata
 }
 
 // Responder answers a request carrying the Authorization value
@@ -93,6 +96,7 @@ func Run(ctx context.Context, t Target, opts Options) *Block {
 	d.checkCredentials()
 	d.checkClock()
 	d.checkUpstreamToken()
+	d.checkResourceMetadata()
 	if opts.HaveToken {
 		d.explainToken()
 		d.sampleUpstreamToken()

@@ -287,6 +287,7 @@ func policySummary(p *introspect.Policy) string {
 	if len(p.AnyScope) > 0 {
 		parts = append(parts, "one of "+strings.Join(p.AnyScope, " ")+" granted")
 	}
+	parts = append(parts, stepUpSummary(p)...)
 	if len(parts) == 0 {
 		return "no audience, clients or scopes required"
 	}
@@ -301,6 +302,8 @@ func policyHave(p *introspect.Policy, dec *introspect.Decision, e *introspect.Er
 		return fmt.Sprintf(" (client_id %q, allowed: %s)", dec.ClientID, strings.Join(p.Clients, " "))
 	case introspect.CodeInvalidToken:
 		return fmt.Sprintf(" (aud %q, audience %s)", strings.Join(dec.Audience, " "), strings.Join(p.Audience, " "))
+	case introspect.CodeInsufficientUserAuthentication:
+		return stepUpHave(p, dec)
 	}
 	return ""
 }
@@ -313,6 +316,8 @@ func policyHint(dec *introspect.Decision, e *introspect.Error) string {
 		return fmt.Sprintf("add %q to clients if this client may use this API, or check the token was issued to the right client (and realm)", dec.ClientID)
 	case introspect.CodeInvalidToken:
 		return "request the token for this API's audience (the resource/audience parameter or client setting at the authorization server), or fix audience"
+	case introspect.CodeInsufficientUserAuthentication:
+		return stepUpHint
 	}
 	return ""
 }

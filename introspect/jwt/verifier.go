@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jws"
@@ -416,6 +415,13 @@ func (v *Verifier) checkClaims(claimSet map[string]any) (*claims.Decision, error
 			d.Scopes = append(d.Scopes, claims.SplitScope(s)...)
 		}
 	}
+	// RFC 9068 §2.2.1: acr and auth_time, for step-up (RFC 9470).
+	if d.ACR, _, err = claims.String(claimSet, "acr"); err != nil {
+		return nil, claims.InvalidToken("malformed", "malformed token: acr claim must be a string", err)
+	}
+	if d.AuthTime, _, err = claims.NumericDate(claimSet, "auth_time"); err != nil {
+		return nil, claims.InvalidToken("malformed", "malformed token: "+err.Error(), err)
+	}
 	return d, nil
 }
 
@@ -434,14 +440,4 @@ func shortenAll(ss []string) []string {
 
 // shorten bounds attacker-controlled text before it reaches a log line or
 // an error.
-func shorten(s string) string {
-	const max = 64
-	if len(s) <= max {
-		return s
-	}
-	cut := max
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
-}
+func shorten(s string) string { return claims.Shorten(s) }

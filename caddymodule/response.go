@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/tokengate/tokengate/introspect"
+	"github.com/tokengate/tokengate/introspect/dpop"
 )
 
 // statusFor is the one place where an error becomes an HTTP status
@@ -24,7 +25,7 @@ func statusFor(e *introspect.Error) int {
 			return http.StatusRequestEntityTooLarge
 		}
 		return http.StatusBadRequest
-	case introspect.CodeInvalidToken:
+	case introspect.CodeInvalidToken, dpop.CodeInvalidProof:
 		return http.StatusUnauthorized
 	case introspect.CodeInsufficientScope, introspect.CodeUnauthorizedClient:
 		return http.StatusForbidden
@@ -40,7 +41,7 @@ func statusFor(e *introspect.Error) int {
 func (h *Handler) challenge(w http.ResponseWriter, r *http.Request) {
 	h.metrics.decision("no_credentials")
 	hdr := w.Header()
-	hdr.Set("WWW-Authenticate", "Bearer realm="+h.realm)
+	h.setChallenge(hdr, r, "Bearer realm="+h.realm, "", "", "")
 	hdr.Set("Cache-Control", "no-store")
 	hdr.Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusUnauthorized)
@@ -88,7 +89,7 @@ func (h *Handler) reject(w http.ResponseWriter, r *http.Request, e *introspect.E
 			b.WriteString(scopeValue(e.Scope))
 			b.WriteByte('"')
 		}
-		hdr.Set("WWW-Authenticate", b.String())
+		h.setChallenge(hdr, r, b.String(), code, desc, e.Scope)
 	}
 	hdr.Set("Cache-Control", "no-store")
 	hdr.Set("Content-Type", "application/json")
@@ -146,6 +147,8 @@ func outcomeLabel(c introspect.Code) string {
 	case introspect.CodeInvalidRequest, introspect.CodeInvalidToken,
 		introspect.CodeInsufficientScope, introspect.CodeUnauthorizedClient:
 		return string(c)
+	case dpop.CodeInvalidProof:
+		return string(introspect.CodeInvalidToken)
 	}
 	return "unavailable"
 }

@@ -202,10 +202,27 @@ func (s *storage) CreateAccessToken(_ context.Context, req op.TokenRequest) (str
 // private claims are the only way in. Registered claims win over private ones
 // in the library's merge, so iss/sub/aud/exp/iat/jti cannot be changed here.
 func (s *storage) GetPrivateClaimsFromRequest(_ context.Context, req op.TokenRequest, _ []string) (map[string]any, error) {
-	if len(req.GetScopes()) == 0 {
+	claims := map[string]any{}
+	if len(req.GetScopes()) > 0 {
+		claims["scope"] = strings.Join(req.GetScopes(), " ")
+	}
+	if cnf := s.confirmation(req.GetSubject()); cnf != nil {
+		claims["cnf"] = cnf
+	}
+	if len(claims) == 0 {
 		return nil, nil
 	}
-	return map[string]any{"scope": strings.Join(req.GetScopes(), " ")}, nil
+	return claims, nil
+}
+
+// confirmation is the RFC 7800 cnf of the client's tokens (the client is
+// the subject of its client_credentials tokens), or nil.
+func (s *storage) confirmation(clientID string) map[string]any {
+	c, ok := s.client(clientID)
+	if !ok || c.CertThumbprint == "" {
+		return nil
+	}
+	return map[string]any{"x5t#S256": c.CertThumbprint}
 }
 
 func (s *storage) GetPrivateClaimsFromScopes(context.Context, string, string, []string) (map[string]any, error) {
@@ -251,6 +268,9 @@ func (s *storage) SetIntrospectionFromToken(ctx context.Context, resp *oidc.Intr
 	resp.Expiration = oidc.FromTime(r.expiresAt)
 	resp.JWTID = r.id
 	resp.TokenType = oidc.BearerToken
+	if cnf := s.confirmation(r.clientID); cnf != nil {
+		resp.Claims = map[string]any{"cnf": cnf}
+	}
 	return nil
 }
 

@@ -50,6 +50,12 @@ type Client struct {
 	// Audience is the aud of the client's tokens; empty means [ID], which is
 	// what the library itself puts into a JWT when given no audience.
 	Audience []string
+	// CertThumbprint, if set, makes the client's tokens certificate-bound
+	// (RFC 8705 §3): cnf.x5t#S256 is this value in the JWT and in the
+	// introspection response. It stands in for an AS that authenticated
+	// the client with that certificate at the token endpoint (RFC 8705 §2),
+	// which this in-process AS, serving plain HTTP, cannot see.
+	CertThumbprint string
 }
 
 // Default clients.

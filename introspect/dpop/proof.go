@@ -11,7 +11,6 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
-	"math"
 	"net/url"
 	"strings"
 	"time"
@@ -195,11 +194,10 @@ func (v *Verifier) Verify(proof string, req Request) (*Proof, error) {
 	}
 	// Check 11: iat within the window, either way (a proof made for later
 	// would otherwise be usable for longer than its jti is remembered).
-	iatNum, ok := body["iat"].(float64)
-	if !ok || math.IsNaN(iatNum) || math.IsInf(iatNum, 0) {
+	iat, present, err := claims.NumericDate(body, "iat")
+	if err != nil || !present {
 		return nil, invalid("dpop_iat", "the DPoP proof has no iat")
 	}
-	iat := time.Unix(int64(iatNum), 0)
 	now := v.Now()
 	if iat.Before(now.Add(-v.Window)) {
 		return nil, invalid("dpop_iat_stale", "the DPoP proof is too old")

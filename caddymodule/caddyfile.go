@@ -88,6 +88,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        jwks_path        <path>
 //	        claims           <name...>
 //	    }
+//	    dpop off | optional | required {
+//	        algorithms <alg...>
+//	        window     <duration>
+//	    }
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
@@ -162,6 +166,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.UpstreamToken = new(UpstreamTokenConfig)
 			err = h.UpstreamToken.unmarshal(d)
+		case "dpop":
+			if h.DPoP != nil {
+				return d.Err("dpop already specified")
+			}
+			h.DPoP = new(DPoPConfig)
+			err = h.DPoP.unmarshal(d)
 		default:
 			return d.Errf("unrecognized bearer_auth subdirective '%s'", sub)
 		}

@@ -114,6 +114,9 @@ type Handler struct {
 	// A gateway-signed JWT for the upstream in place of the caller's token
 	// (the phantom-token pattern). Default: none.
 	UpstreamToken *UpstreamTokenConfig `json:"upstream_token,omitempty"`
+	// DPoP (RFC 9449). Bound tokens (cnf.jkt, cnf.x5t#S256) are enforced
+	// whatever it says. Default: off.
+	DPoP *DPoPConfig `json:"dpop,omitempty"`
 
 	extractor introspect.Extractor
 	policy    introspect.Policy
@@ -129,6 +132,7 @@ type Handler struct {
 	// the scope that 401 challenges name with it.
 	prm           *servedMetadata
 	requiredScope string
+	dpop          *dpopGate
 }
 
 // ForwardClaim names a claim and the upstream header that carries it.
@@ -266,6 +270,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return nil
 		}
 		h.reject(w, r, introspect.AsError(err), key.Fingerprint())
+		return nil
+	}
+	// Sender constraints, per request and never cached (dpop.go).
+	if berr := h.bind(r, d, token, from); berr != nil {
+		h.reject(w, r, berr, key.Fingerprint())
 		return nil
 	}
 	if perr := h.policy.Authorize(d); perr != nil {

@@ -63,6 +63,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.provisionUpstreamToken(); err != nil {
 		return err
 	}
+	if err := dpopMetrics().register(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
 
 	key, err := h.validationKey()
 	if err != nil {
@@ -76,6 +79,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.poolKey = key
 	h.entry = val.(*poolEntry)
+	h.provisionDPoP()
 	// The newest config's logging is where the operator looks.
 	h.entry.log.set(h.logger.Core())
 	return nil
@@ -96,7 +100,7 @@ func (h *Handler) prepare() error {
 	h.prepareResourceMetadata()
 	h.realm = quoteRealm(h.Realm)
 	h.retry = strconv.Itoa(int((time.Duration(h.RetryAfter) + time.Second - 1) / time.Second))
-	return nil
+	return h.prepareDPoP()
 }
 
 // resolvePlaceholders resolves {env.*} and {file.*} in secrets, paths and
@@ -239,6 +243,9 @@ func (h *Handler) Validate() error {
 		}
 	}
 	if err := h.checkUpstreamToken(); err != nil {
+		return err
+	}
+	if err := h.DPoP.validate(); err != nil {
 		return err
 	}
 	if h.Cache != nil && h.Cache.Redis != "" {

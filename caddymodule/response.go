@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/tokengate/tokengate/introspect"
+	"github.com/tokengate/tokengate/introspect/dpop"
 )
 
 // statusFor is the one place where an error becomes an HTTP status
@@ -25,7 +26,7 @@ func statusFor(e *introspect.Error) int {
 			return http.StatusRequestEntityTooLarge
 		}
 		return http.StatusBadRequest
-	case introspect.CodeInvalidToken, introspect.CodeInsufficientUserAuthentication:
+	case introspect.CodeInvalidToken, introspect.CodeInsufficientUserAuthentication, dpop.CodeInvalidProof:
 		return http.StatusUnauthorized
 	case introspect.CodeInsufficientScope, introspect.CodeUnauthorizedClient:
 		return http.StatusForbidden
@@ -41,7 +42,7 @@ func statusFor(e *introspect.Error) int {
 func (h *Handler) challenge(w http.ResponseWriter, r *http.Request) {
 	h.metrics.decision("no_credentials")
 	hdr := w.Header()
-	hdr.Set("WWW-Authenticate", h.wwwAuthenticate(nil, ""))
+	h.setChallenge(hdr, r, h.wwwAuthenticate(nil, ""), "", "", "")
 	hdr.Set("Cache-Control", "no-store")
 	hdr.Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusUnauthorized)
@@ -73,7 +74,7 @@ func (h *Handler) reject(w http.ResponseWriter, r *http.Request, e *introspect.E
 		// client throw its token away, and a hint when to retry.
 		hdr.Set("Retry-After", h.retry)
 	} else {
-		hdr.Set("WWW-Authenticate", h.wwwAuthenticate(e, desc))
+		h.setChallenge(hdr, r, h.wwwAuthenticate(e, desc), code, desc, e.Scope)
 	}
 	hdr.Set("Cache-Control", "no-store")
 	hdr.Set("Content-Type", "application/json")
@@ -191,6 +192,8 @@ func outcomeLabel(c introspect.Code) string {
 		introspect.CodeInsufficientScope, introspect.CodeUnauthorizedClient,
 		introspect.CodeInsufficientUserAuthentication:
 		return string(c)
+	case dpop.CodeInvalidProof:
+		return string(introspect.CodeInvalidToken)
 	}
 	return "unavailable"
 }

@@ -35,6 +35,9 @@ const (
 	TransportForm
 	// TransportQuery: an access_token URI query parameter (§2.3).
 	TransportQuery
+	// TransportDPoP: the Authorization header with the DPoP scheme (RFC
+	// 9449 §7.1); the request must also carry a DPoP proof.
+	TransportDPoP
 )
 
 func (t Transport) String() string {
@@ -45,6 +48,8 @@ func (t Transport) String() string {
 		return "form"
 	case TransportQuery:
 		return "query"
+	case TransportDPoP:
+		return "dpop"
 	}
 	return "none"
 }
@@ -90,6 +95,12 @@ func (x Extractor) Extract(r *http.Request) (string, Transport, *Error) {
 		if isBearer {
 			token, from = t, TransportHeader
 			found++
+		} else if t, isDPoP, err := parseCredentials(values[0], "dpop"); isDPoP {
+			if err != nil {
+				return "", TransportNone, err
+			}
+			token, from = t, TransportDPoP
+			found++
 		}
 	}
 
@@ -129,18 +140,25 @@ func (x Extractor) Extract(r *http.Request) (string, Transport, *Error) {
 // isBearer=false (and no error) for other schemes such as Basic, which are not
 // bearer credentials at all.
 func ParseAuthorization(v string) (token string, isBearer bool, err *Error) {
-	const scheme = "bearer"
+	return parseCredentials(v, "bearer")
+}
+
+// parseCredentials parses v as `<scheme> 1*SP b64token` (RFC 6750 §2.1;
+// RFC 9449 §7.1 uses the same syntax for DPoP). scheme is lower case and
+// matched case-insensitively (RFC 9110 §11.1). matched=false (and no error)
+// for any other scheme. Allocation-free unless it fails.
+func parseCredentials(v, scheme string) (token string, matched bool, err *Error) {
 	if len(v) < len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) {
 		return "", false, nil
 	}
 	rest := v[len(scheme):]
 	if rest == "" {
-		return "", true, claims.InvalidRequest("empty_token", "the Bearer scheme carries no token")
+		return "", true, emptyCredentials(scheme)
 	}
 	if rest[0] != ' ' {
 		// "Bearerx..." is a different (unknown) scheme, not ours.
 		if rest[0] == '\t' {
-			return "", true, claims.InvalidRequest("bad_syntax", "the Bearer scheme must be followed by a single space")
+			return "", true, claims.InvalidRequest("bad_syntax", "the "+schemeName(scheme)+" scheme must be followed by a single space")
 		}
 		return "", false, nil
 	}
@@ -148,10 +166,21 @@ func ParseAuthorization(v string) (token string, isBearer bool, err *Error) {
 	// after the scheme are tolerated; anything after the token is not.
 	rest = strings.TrimLeft(rest, " ")
 	if rest == "" {
-		return "", true, claims.InvalidRequest("empty_token", "the Bearer scheme carries no token")
+		return "", true, emptyCredentials(scheme)
 	}
 	t, e := claims.CheckB64Token(rest, len(rest))
 	return t, true, e
+}
+
+func schemeName(scheme string) string {
+	if scheme == "dpop" {
+		return "DPoP"
+	}
+	return "Bearer"
+}
+
+func emptyCredentials(scheme string) *Error {
+	return claims.InvalidRequest("empty_token", "the "+schemeName(scheme)+" scheme carries no token")
 }
 
 // isFormBody reports a form-encoded body whatever the method. The media type

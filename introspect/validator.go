@@ -72,6 +72,8 @@ type Validator struct {
 
 	closers []func()
 	cancel  context.CancelFunc
+
+	replayState // DPoP jti replay cache (binding.go)
 }
 
 // init prepares internal state once the parts are in place.

@@ -211,10 +211,23 @@ func (s *storage) GetPrivateClaimsFromRequest(_ context.Context, req op.TokenReq
 	if len(req.GetScopes()) > 0 {
 		claims["scope"] = strings.Join(req.GetScopes(), " ")
 	}
+	if cnf := s.confirmation(req.GetSubject()); cnf != nil {
+		claims["cnf"] = cnf
+	}
 	if len(claims) == 0 {
 		return nil, nil
 	}
 	return claims, nil
+}
+
+// confirmation is the RFC 7800 cnf of the client's tokens (the client is
+// the subject of its client_credentials tokens), or nil.
+func (s *storage) confirmation(clientID string) map[string]any {
+	c, ok := s.client(clientID)
+	if !ok || c.CertThumbprint == "" {
+		return nil
+	}
+	return map[string]any{"x5t#S256": c.CertThumbprint}
 }
 
 func (s *storage) GetPrivateClaimsFromScopes(context.Context, string, string, []string) (map[string]any, error) {
@@ -262,6 +275,12 @@ func (s *storage) SetIntrospectionFromToken(ctx context.Context, resp *oidc.Intr
 	resp.TokenType = oidc.BearerToken
 	if c, ok := s.client(r.clientID); ok && len(c.Claims) > 0 {
 		resp.Claims = maps.Clone(c.Claims)
+	}
+	if cnf := s.confirmation(r.clientID); cnf != nil {
+		if resp.Claims == nil {
+			resp.Claims = map[string]any{}
+		}
+		resp.Claims["cnf"] = cnf
 	}
 	return nil
 }

@@ -56,6 +56,12 @@ type Client struct {
 	// changed this way). For example acr and auth_time, which an AS puts
 	// into tokens from a user's login and client_credentials tokens lack.
 	Claims map[string]any
+	// CertThumbprint, if set, makes the client's tokens certificate-bound
+	// (RFC 8705 §3): cnf.x5t#S256 is this value in the JWT and in the
+	// introspection response. It stands in for an AS that authenticated
+	// the client with that certificate at the token endpoint (RFC 8705 §2),
+	// which this in-process AS, serving plain HTTP, cannot see.
+	CertThumbprint string
 }
 
 // Default clients.

@@ -16,6 +16,8 @@ type Policy struct {
 	// Clients lists the client_ids this route serves, else 403
 	// unauthorized_client.
 	Clients []string
+	// Claims must all hold (require_claim), else 403 insufficient_scope.
+	Claims []ClaimRequirement
 }
 
 // Authorize returns nil if d passes the policy. Checks run from "is this token
@@ -38,6 +40,11 @@ func (p *Policy) Authorize(d *Decision) *Error {
 	if len(p.AnyScope) > 0 && !containsAny(d.Scopes, p.AnyScope) {
 		return &Error{Code: CodeInsufficientScope, Reason: "missing_scope",
 			Description: "the token needs one of the accepted scopes", Scope: strings.Join(p.AnyScope, " ")}
+	}
+	for _, c := range p.Claims {
+		if e := c.authorize(d); e != nil {
+			return e
+		}
 	}
 	return nil
 }

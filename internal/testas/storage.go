@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -80,6 +81,7 @@ func (s *storage) client(id string) (Client, bool) {
 func (s *storage) addClient(c Client) {
 	c.Scopes = slices.Clone(c.Scopes)
 	c.Audience = slices.Clone(c.Audience)
+	c.Claims = maps.Clone(c.Claims)
 	s.mu.Lock()
 	s.clients[c.ID] = c
 	s.mu.Unlock()
@@ -202,10 +204,19 @@ func (s *storage) CreateAccessToken(_ context.Context, req op.TokenRequest) (str
 // private claims are the only way in. Registered claims win over private ones
 // in the library's merge, so iss/sub/aud/exp/iat/jti cannot be changed here.
 func (s *storage) GetPrivateClaimsFromRequest(_ context.Context, req op.TokenRequest, _ []string) (map[string]any, error) {
-	if len(req.GetScopes()) == 0 {
+	claims := map[string]any{}
+	if cc, ok := req.(*ccRequest); ok {
+		if c, ok := s.client(cc.clientID); ok {
+			maps.Copy(claims, c.Claims)
+		}
+	}
+	if len(req.GetScopes()) > 0 {
+		claims["scope"] = strings.Join(req.GetScopes(), " ")
+	}
+	if len(claims) == 0 {
 		return nil, nil
 	}
-	return map[string]any{"scope": strings.Join(req.GetScopes(), " ")}, nil
+	return claims, nil
 }
 
 func (s *storage) GetPrivateClaimsFromScopes(context.Context, string, string, []string) (map[string]any, error) {
@@ -251,6 +262,9 @@ func (s *storage) SetIntrospectionFromToken(ctx context.Context, resp *oidc.Intr
 	resp.Expiration = oidc.FromTime(r.expiresAt)
 	resp.JWTID = r.id
 	resp.TokenType = oidc.BearerToken
+	if owner, ok := s.client(r.clientID); ok && len(owner.Claims) > 0 {
+		resp.Claims = maps.Clone(owner.Claims)
+	}
 	return nil
 }
 

@@ -50,6 +50,11 @@ type Client struct {
 	// Audience is the aud of the client's tokens; empty means [ID], which is
 	// what the library itself puts into a JWT when given no audience.
 	Audience []string
+	// Claims are further claims of the client's tokens (groups, tenant,
+	// nested objects...), in its JWT access tokens and its introspection
+	// answers alike. Registered claims (iss, sub, aud, exp, scope, ...)
+	// cannot be changed this way.
+	Claims map[string]any
 }
 
 // Default clients.

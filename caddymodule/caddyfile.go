@@ -31,6 +31,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    scopes       <scope...>
 //	    any_scope    <scope...>
 //	    clients      <client_id...>
+//	    require_claim <claim path> <value...>
 //	    introspect {
 //	        endpoint       <url>
 //	        client_id      <id>
@@ -53,6 +54,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        leeway        <duration>
 //	        refresh_interval <duration>
 //	        allow_start_without_keys
+//	    }
+//	    trust <issuer> {
+//	        jwt [{ <as jwt above> }]
+//	        introspect { <as introspect above> }
+//	        audience <aud...>
 //	    }
 //	    cache {
 //	        ttl           <duration>
@@ -92,6 +98,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = stringList(d, &h.AnyScope)
 		case "clients":
 			err = stringList(d, &h.Clients)
+		case "require_claim":
+			err = h.unmarshalRequireClaim(d)
+		case "trust":
+			err = h.unmarshalTrust(d)
 		case "introspect":
 			if h.Introspect != nil {
 				return d.Err("introspect block already specified")

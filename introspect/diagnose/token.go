@@ -29,16 +29,8 @@ func (d *doctor) explainToken() {
 		return
 	}
 
-	// 1. Syntax, with the route's own extractor on a real request. The
-	// token may be given bare or as a whole Authorization value; the
-	// gateway's parser says which.
-	header := d.opts.Token
-	if _, isBearer, _ := introspect.ParseAuthorization(header); !isBearer {
-		header = "Bearer " + header
-	}
-	req, _ := http.NewRequestWithContext(d.ctx, http.MethodGet, "/", nil)
-	req.Header.Set("Authorization", header)
-	tok, _, xerr := d.t.Extractor.Extract(req)
+	// 1. Syntax, with the route's own extractor on a real request.
+	header, tok, xerr := extractToken(d.ctx, d.t.Extractor, d.opts.Token)
 	shown := tok
 	if xerr != nil || tok == "" {
 		shown = d.opts.Token
@@ -60,9 +52,9 @@ func (d *doctor) explainToken() {
 	}
 	wellFormed := xerr == nil && tok != ""
 
-	if d.v == nil {
+	if d.issuers == nil {
 		if wellFormed {
-			cause := d.failure.Error()
+			cause := d.loadFailure.Error()
 			detail := "the gateway cannot load this block: " + cause
 			if d.failed() {
 				detail = "the gateway cannot load this block (see the failures above)"
@@ -77,8 +69,16 @@ func (d *doctor) explainToken() {
 
 	// 2. Path and verdict, from the block's one validator.
 	var dec *introspect.Decision
-	if wellFormed {
+	if _, rerr := d.issuers.Route(tok); wellFormed && rerr != nil {
+		// Refused before any validator: the token names an issuer the
+		// route does not trust.
+		d.add(CheckTokenValidation, StatusFail, d.untrusted(tok, rerr), rerr.Hint,
+			map[string]any{"error": string(rerr.Code), "reason": rerr.Reason, "path": "none"})
+	} else if wellFormed {
 		path, data := d.tokenPath(tok)
+		if d.routed {
+			path = d.routeNote(tok, data) + path
+		}
 		ctx, cancel := d.stepContext()
 		var err error
 		dec, _, err = d.v.Validate(ctx, tok)
@@ -125,7 +125,7 @@ func (d *doctor) explainToken() {
 	}
 	ctx, cancel := d.stepContext()
 	defer cancel()
-	res := d.t.Respond(ctx, d.v, header)
+	res := d.t.Respond(ctx, d.issuers, header)
 	data := map[string]any{"status": res.Status}
 	if res.Allowed {
 		user := ""

@@ -56,8 +56,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        allow_start_without_keys
 //	    }
 //	    trust <issuer> {
-//	        jwt [{ <as jwt above> }]
-//	        introspect { <as introspect above> }
+//	        jwt [{ … }]
+//	        introspect { … }
 //	        audience <aud...>
 //	    }
 //	    cache {
@@ -77,6 +77,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    retry_after <duration>
 //	    leeway <duration>
 //	}
+//
+// trust's jwt and introspect blocks take the sub-directives of the route's
+// own; trust and require_claim are repeatable.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
 	if d.NextArg() {

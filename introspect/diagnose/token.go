@@ -286,6 +286,9 @@ func policySummary(p *introspect.Policy) string {
 	if len(p.AnyScope) > 0 {
 		parts = append(parts, "one of "+strings.Join(p.AnyScope, " ")+" granted")
 	}
+	for _, c := range p.Claims {
+		parts = append(parts, "claim "+c.Path+" ok")
+	}
 	if len(parts) == 0 {
 		return "no audience, clients or scopes required"
 	}
@@ -293,6 +296,9 @@ func policySummary(p *introspect.Policy) string {
 }
 
 func policyHave(p *introspect.Policy, dec *introspect.Decision, e *introspect.Error) string {
+	if claimRefusal(e) {
+		return "" // the claim's value is not shown, here as in the logs
+	}
 	switch e.Code {
 	case introspect.CodeInsufficientScope:
 		return fmt.Sprintf(" (requires %q, granted %q)", e.Scope, dec.ScopeString())
@@ -305,6 +311,9 @@ func policyHave(p *introspect.Policy, dec *introspect.Decision, e *introspect.Er
 }
 
 func policyHint(dec *introspect.Decision, e *introspect.Error) string {
+	if claimRefusal(e) {
+		return e.Hint
+	}
 	switch e.Code {
 	case introspect.CodeInsufficientScope:
 		return fmt.Sprintf("request the token with scope %q (the client must be allowed that scope at the authorization server), or change scopes/any_scope", e.Scope)
@@ -321,4 +330,10 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// claimRefusal reports a require_claim refusal (an insufficient_scope with
+// no scope to ask for).
+func claimRefusal(e *introspect.Error) bool {
+	return e.Reason == "missing_claim" || e.Reason == "claim_value"
 }

@@ -24,7 +24,9 @@ func init() {
 // Handler requires a valid OAuth 2.0 bearer token (RFC 6750) on every request
 // it handles. Tokens are introspected (RFC 7662) or verified locally as JWT
 // access tokens (RFC 9068), cached by a hash of the token, and checked against
-// the route's scopes, audience and clients.
+// the route's scopes, audience, clients and claim requirements. With trust,
+// tokens of several authorization servers are accepted, each checked only
+// with its own issuer's keys or introspection.
 //
 // Rejections are written by the handler itself: 400 invalid_request (413 for
 // a form body over the bound), 401 (with or without invalid_token), 403

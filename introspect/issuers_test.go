@@ -24,7 +24,7 @@ const (
 
 // introspectionServer answers every introspection call with an active
 // token of issuer iss, and counts the calls.
-func introspectionServer(t *testing.T, iss string) (*httptest.Server, *atomic.Int64) {
+func introspectionServer(t testing.TB, iss string) (*httptest.Server, *atomic.Int64) {
 	t.Helper()
 	var calls atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -38,7 +38,7 @@ func introspectionServer(t *testing.T, iss string) (*httptest.Server, *atomic.In
 
 // keyFile writes a JWK Set with the public half of key (kid) and returns
 // its path: validators built from files make no network call at all.
-func keyFile(t *testing.T, key *rsa.PrivateKey, kid string) string {
+func keyFile(t testing.TB, key *rsa.PrivateKey, kid string) string {
 	t.Helper()
 	b, err := json.Marshal(jwtSet(t, jwtPublicJWK(t, key, kid, jwa.RS256)))
 	if err != nil {
@@ -51,7 +51,7 @@ func keyFile(t *testing.T, key *rsa.PrivateKey, kid string) string {
 	return p
 }
 
-func newTestValidator(t *testing.T, cfg Config) *Validator {
+func newTestValidator(t testing.TB, cfg Config) *Validator {
 	t.Helper()
 	v, err := New(cfg)
 	if err != nil {
@@ -62,7 +62,7 @@ func newTestValidator(t *testing.T, cfg Config) *Validator {
 }
 
 // tokenOf signs RFC 9068 claims for iss with key, naming kid.
-func tokenOf(t *testing.T, key *rsa.PrivateKey, kid, iss string) string {
+func tokenOf(t testing.TB, key *rsa.PrivateKey, kid, iss string) string {
 	t.Helper()
 	now := time.Now()
 	return jwtSign(t, "RS256", key, jwtHeader("RS256", kid), map[string]any{
@@ -74,7 +74,7 @@ func tokenOf(t *testing.T, key *rsa.PrivateKey, kid, iss string) string {
 // twoIssuers: A verifies JWTs with its key (hybrid: A also introspects,
 // so that anything wrongly sent to A would show as a call), B verifies
 // JWTs with its own key.
-func twoIssuers(t *testing.T) (is *Issuers, a, b *Validator, aCalls *atomic.Int64) {
+func twoIssuers(t testing.TB) (is *Issuers, a, b *Validator, aCalls *atomic.Int64) {
 	t.Helper()
 	k := jwtKeys(t)
 	srv, calls := introspectionServer(t, issuerA)
@@ -247,5 +247,20 @@ func TestNewIssuersRefusesAmbiguousSets(t *testing.T) {
 	}
 	if _, err := NewIssuers(noIss); err != nil {
 		t.Errorf("one validator without an issuer: %v", err)
+	}
+}
+
+// BenchmarkIssuersRoute is what routing costs a route with several issuers
+// on every request, cached or not: the JWT's iss is read before any cache
+// (each issuer has its own). One issuer costs nothing (pass-through).
+func BenchmarkIssuersRoute(b *testing.B) {
+	k := jwtKeys(b)
+	is, _, want, _ := twoIssuers(b)
+	tok := tokenOf(b, k.rsa2, "key-b", issuerB)
+	b.ReportAllocs()
+	for b.Loop() {
+		if v, _ := is.Route(tok); v != want {
+			b.Fatal("routed elsewhere")
+		}
 	}
 }

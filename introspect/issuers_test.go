@@ -90,6 +90,14 @@ func twoIssuers(t testing.TB) (is *Issuers, a, b *Validator, aCalls *atomic.Int6
 	return is, a, b, calls
 }
 
+// issuerOf names v in a failure message.
+func issuerOf(v *Validator) string {
+	if v == nil {
+		return "no validator"
+	}
+	return "the validator of " + v.Issuer()
+}
+
 func TestIssuersRouteEachJWTToItsOwnIssuer(t *testing.T) {
 	k := jwtKeys(t)
 	is, a, b, calls := twoIssuers(t)
@@ -113,11 +121,11 @@ func TestIssuersRouteEachJWTToItsOwnIssuer(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			v, rerr := is.Route(tc.token)
 			if rerr != nil || v != tc.want {
-				t.Fatalf("routed to %v (%v), want %s", v, rerr, tc.want.Issuer())
+				t.Fatalf("routed to %s (%v), want %s", issuerOf(v), rerr, tc.want.Issuer())
 			}
 			d, _, got, err := is.Validate(context.Background(), tc.token)
 			if got != tc.want {
-				t.Fatalf("validated by %v, want %s", got, tc.want.Issuer())
+				t.Fatalf("validated by %s, want %s", issuerOf(got), tc.want.Issuer())
 			}
 			switch {
 			case tc.reason == "" && err != nil:
@@ -153,11 +161,11 @@ func TestIssuersRefuseAnUntrustedIssuerWithoutAnyCall(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			v, rerr := is.Route(tok)
 			if v != nil || rerr == nil || rerr.Code != CodeInvalidToken || rerr.Reason != "issuer_not_trusted" || rerr.Description != "issuer not trusted" {
-				t.Fatalf("routed to %v (%v), want invalid_token issuer not trusted", v, rerr)
+				t.Fatalf("routed to %s (%v), want invalid_token issuer not trusted", issuerOf(v), rerr)
 			}
 			d, key, got, err := is.Validate(context.Background(), tok)
 			if d != nil || got != nil || AsError(err).Reason != "issuer_not_trusted" || key.Fingerprint() == "" {
-				t.Fatalf("Validate: %v %v %v", d, got, err)
+				t.Fatalf("Validate: decision %v by %s: %v", d, issuerOf(got), err)
 			}
 		})
 	}
@@ -181,7 +189,7 @@ func TestIssuersSendOpaqueTokensToTheFirstIntrospection(t *testing.T) {
 	}
 	d, _, v, err := is.Validate(context.Background(), "an-opaque-token")
 	if err != nil || v != b || d.Issuer != issuerB {
-		t.Fatalf("opaque token: %v by %v, want B's introspection", err, v)
+		t.Fatalf("opaque token: %v by %s, want B's introspection", err, issuerOf(v))
 	}
 	if callsB.Load() != 1 || callsC.Load() != 0 {
 		t.Errorf("introspection calls B %d, C %d; want 1, 0", callsB.Load(), callsC.Load())
@@ -190,7 +198,7 @@ func TestIssuersSendOpaqueTokensToTheFirstIntrospection(t *testing.T) {
 	// A JWT of an introspection-only issuer is introspected by that
 	// issuer, not the first one.
 	if _, _, v, err := is.Validate(context.Background(), tokenOf(t, k.rsa3, "key-c", issuerC)); err != nil || v != c || callsC.Load() != 1 {
-		t.Errorf("C's JWT: %v by %v, %d calls at C", err, v, callsC.Load())
+		t.Errorf("C's JWT: %v by %s, %d calls at C", err, issuerOf(v), callsC.Load())
 	}
 
 	// No introspection anywhere: an opaque token is refused as a route
@@ -200,7 +208,7 @@ func TestIssuersSendOpaqueTokensToTheFirstIntrospection(t *testing.T) {
 		t.Fatal(err)
 	}
 	if v, rerr := jwtOnly.Route("an-opaque-token"); v != nil || rerr == nil || rerr.Reason != "malformed" {
-		t.Errorf("opaque token without introspection: %v %v", v, rerr)
+		t.Errorf("opaque token without introspection: %s %v", issuerOf(v), rerr)
 	}
 }
 
@@ -218,7 +226,7 @@ func TestIssuersWithOneIssuerIsAPassThrough(t *testing.T) {
 	}
 	tok := tokenOf(t, k.rsa3, "key-c", issuerC)
 	if v, rerr := is.Route(tok); v != a || rerr != nil {
-		t.Fatalf("routed to %v (%v)", v, rerr)
+		t.Fatalf("routed to %s (%v)", issuerOf(v), rerr)
 	}
 	if a.PathOf(tok) != PathIntrospection {
 		t.Fatalf("path %v", a.PathOf(tok))

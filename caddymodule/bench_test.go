@@ -291,7 +291,7 @@ func TestPlaceholdersOnCacheHits(t *testing.T) {
 // BenchmarkMetricsCacheRequest is what counting one cache hit costs: the
 // cache calls it on every warm request.
 func BenchmarkMetricsCacheRequest(b *testing.B) {
-	m := getMetrics()
+	m := getMetrics().forIssuer("https://as.example.com")
 	b.ReportAllocs()
 	for b.Loop() {
 		m.CacheRequest("memory", true)
@@ -300,7 +300,7 @@ func BenchmarkMetricsCacheRequest(b *testing.B) {
 
 // BenchmarkMetricsDecision is counting the allowed decision (pre-resolved).
 func BenchmarkMetricsDecision(b *testing.B) {
-	m := getMetrics()
+	m := getMetrics().forIssuer("https://as.example.com")
 	b.ReportAllocs()
 	for b.Loop() {
 		m.decision("allowed")

@@ -40,6 +40,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        resource_name          <text>
 //	        resource_documentation <url>
 //	    }
+//	    require_claim <claim path> <value...>
 //	    introspect {
 //	        endpoint       <url>
 //	        client_id      <id>
@@ -62,6 +63,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        leeway        <duration>
 //	        refresh_interval <duration>
 //	        allow_start_without_keys
+//	    }
+//	    trust <issuer> {
+//	        jwt [{ … }]
+//	        introspect { … }
+//	        audience <aud...>
 //	    }
 //	    cache {
 //	        ttl           <duration>
@@ -93,6 +99,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        window     <duration>
 //	    }
 //	}
+//
+// trust's jwt and introspect blocks take the sub-directives of the route's
+// own; trust and require_claim are repeatable.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
 	if d.NextArg() {
@@ -124,6 +133,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.ResourceMetadata = new(ResourceMetadataConfig)
 			err = h.ResourceMetadata.unmarshal(d)
+		case "require_claim":
+			err = h.unmarshalRequireClaim(d)
+		case "trust":
+			err = h.unmarshalTrust(d)
 		case "introspect":
 			if h.Introspect != nil {
 				return d.Err("introspect block already specified")

@@ -169,15 +169,19 @@ func runDoctor(ctx context.Context, rep *diagnose.Report, cfg []byte, opts diagn
 		return rep
 	}
 	for _, f := range found {
-		rep.Add(diagnose.Run(ctx, doctorTarget(f), opts))
+		t, trusted := doctorTarget(f)
+		for _, b := range diagnose.RunRoute(ctx, t, trusted, opts) {
+			rep.Add(b)
+		}
 	}
 	return rep
 }
 
 // doctorTarget maps a found handler to what diagnose checks: the validator
 // config exactly as Provision maps it, the route's policy and extractor, and
-// the handler itself to answer the token's request.
-func doctorTarget(f foundHandler) diagnose.Target {
+// the handler itself to answer the token's request; and the same for every
+// issuer the route trusts.
+func doctorTarget(f foundHandler) (diagnose.Target, []diagnose.Target) {
 	t := diagnose.Target{
 		Where: diagnose.Where{Name: fmt.Sprintf("%s#%d", f.server, f.index), Server: f.server, Index: f.index,
 			Path: f.path, Hosts: f.hosts, Paths: f.paths},
@@ -192,7 +196,7 @@ func doctorTarget(f foundHandler) diagnose.Target {
 	h, err := doctorHandler(f.raw)
 	if err != nil {
 		t.Invalid = err
-		return t
+		return t, nil
 	}
 	t.Issuer, t.Realm = h.Issuer, h.Realm
 	t.Config = h.introspectConfig()
@@ -200,7 +204,7 @@ func doctorTarget(f foundHandler) diagnose.Target {
 	t.Respond = h.doctorRespond
 	t.UpstreamToken = h.upstream
 	t.ResourceMetadata = h.resourceMetadata()
-	return t
+	return t, h.doctorTrustTargets(t)
 }
 
 // doctorHandler decodes a handler and prepares it as Provision does, without
@@ -222,11 +226,14 @@ func doctorHandler(raw []byte) (*Handler, error) {
 	return h, nil
 }
 
-// doctorRespond runs the real ServeHTTP with the doctor's validator (so the
-// verdict comes from its cache, not a second call), on a request carrying
-// authorization: the response a client would get, byte for byte.
-func (h *Handler) doctorRespond(ctx context.Context, v *introspect.Validator, authorization string) diagnose.Response {
-	h.entry = &poolEntry{validator: v}
+// doctorRespond runs the real ServeHTTP with the doctor's validators (so
+// the verdict comes from their caches, not a second call), routed as the
+// gateway routes them, on a request carrying authorization: the response a
+// client would get, byte for byte.
+func (h *Handler) doctorRespond(ctx context.Context, issuers *introspect.Issuers, authorization string) diagnose.Response {
+	if err := h.bindIssuers(issuers.Validators()); err != nil {
+		return diagnose.Response{Status: http.StatusServiceUnavailable, Body: []byte(err.Error())}
+	}
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
 	req.Header.Set("Authorization", authorization)

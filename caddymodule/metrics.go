@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -11,6 +12,13 @@ import (
 // metrics are process-wide, like Caddy's own HTTP metrics: each config load
 // has a fresh registry, and the same collectors are registered into it, so
 // counters survive reloads instead of resetting.
+//
+// Every series carries the issuer label: the configured issuer identifier of
+// the validator concerned (a route that trusts several issuers reports each
+// apart, e.g. to watch traffic move from one IdP to another), or "" for
+// decisions taken before any issuer was asked (no token, a malformed
+// request, a JWT of an issuer the route does not trust). Its values come
+// from configs only, never from a token, so the label stays bounded.
 type metrics struct {
 	decisions     *prometheus.CounterVec
 	cacheRequests *prometheus.CounterVec
@@ -18,19 +26,32 @@ type metrics struct {
 	upstreamErrs  *prometheus.CounterVec
 	jwksRefreshes *prometheus.CounterVec
 	redisErrors   *prometheus.CounterVec
-	coalesced     prometheus.Counter
+	coalesced     *prometheus.CounterVec
 
-	// Pre-resolved children: With/WithLabelValues costs a map lookup and a
-	// hash per request, which the warm path should not pay.
+	mu      sync.Mutex
+	issuers map[string]*issuerMetrics
+	// none counts what no issuer decided, and is what *metrics itself
+	// observes as (see the methods below).
+	none *issuerMetrics
+}
+
+// issuerMetrics are one issuer's series with their children resolved once:
+// With/WithLabelValues costs a map lookup and a hash per request, which the
+// warm path should not pay. It is the introspect.Observer of that issuer's
+// validator.
+type issuerMetrics struct {
+	m *metrics
+	// issuer is the label value.
+	issuer    string
 	byOutcome map[string]prometheus.Counter
 	// allowed is byOutcome["allowed"], the one counted on every good request.
 	allowed prometheus.Counter
 	// The cache hit/miss counters of the two known tiers.
 	memHit, memMiss, redisHit, redisMiss prometheus.Counter
+	coalesced                            prometheus.Counter
+	jwksOK, jwksError                    prometheus.Counter
 }
 
-// The metric names are caddy_bearer_auth_<name>, beside Caddy's own
-// caddy_http_* metrics.
 const metricsNamespace, metricsSubsystem = "caddy", "bearer_auth"
 
 var (
@@ -46,33 +67,65 @@ func getMetrics() *metrics {
 	globalMetricsOnce.Do(func() {
 		m := &metrics{
 			decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
-				Name: "decisions_total", Help: "Requests decided by bearer_auth, by outcome."}, []string{"outcome"}),
+				Name: "decisions_total", Help: "Requests decided by bearer_auth, by issuer and outcome."}, []string{"issuer", "outcome"}),
 			cacheRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
-				Name: "cache_requests_total", Help: "Decision cache lookups by tier (memory, redis) and result (hit, miss)."}, []string{"tier", "result"}),
+				Name: "cache_requests_total", Help: "Decision cache lookups by issuer, tier (memory, redis) and result (hit, miss)."}, []string{"issuer", "tier", "result"}),
 			upstreamDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
-				Name: "upstream_request_duration_seconds", Help: "Latency of calls to the authorization server, by endpoint.",
-				Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"endpoint"}),
+				Name: "upstream_request_duration_seconds", Help: "Latency of calls to the authorization server, by issuer and endpoint.",
+				Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"issuer", "endpoint"}),
 			upstreamErrs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
-				Name: "upstream_errors_total", Help: "Failed calls to the authorization server, by endpoint and OAuth error code (or transport label)."}, []string{"endpoint", "error"}),
+				Name: "upstream_errors_total", Help: "Failed calls to the authorization server, by issuer, endpoint and OAuth error code (or transport label)."}, []string{"issuer", "endpoint", "error"}),
 			jwksRefreshes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
-				Name: "jwks_refreshes_total", Help: "JWKS fetches, by result (ok, error)."}, []string{"result"}),
+				Name: "jwks_refreshes_total", Help: "JWKS fetches, by issuer and result (ok, error)."}, []string{"issuer", "result"}),
 			redisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
-				Name: "redis_errors_total", Help: "Failed Redis operations of the shared cache tier, by operation."}, []string{"op"}),
-			coalesced: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
-				Name: "coalesced_requests_total", Help: "Requests that waited for another request's validation of the same token instead of calling upstream."}),
-			byOutcome: map[string]prometheus.Counter{},
+				Name: "redis_errors_total", Help: "Failed Redis operations of the shared cache tier, by issuer and operation."}, []string{"issuer", "op"}),
+			coalesced: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
+				Name: "coalesced_requests_total", Help: "Requests that waited for another request's validation of the same token instead of calling upstream, by issuer."}, []string{"issuer"}),
+			issuers: map[string]*issuerMetrics{},
 		}
-		for _, o := range outcomes {
-			m.byOutcome[o] = m.decisions.WithLabelValues(o)
-		}
-		m.allowed = m.byOutcome["allowed"]
-		m.memHit = m.cacheRequests.WithLabelValues("memory", "hit")
-		m.memMiss = m.cacheRequests.WithLabelValues("memory", "miss")
-		m.redisHit = m.cacheRequests.WithLabelValues("redis", "hit")
-		m.redisMiss = m.cacheRequests.WithLabelValues("redis", "miss")
+		// Only what can happen before any issuer is asked exists from
+		// the start; the rest of issuer "" appears when first counted,
+		// so that a route's own issuer is, for each outcome, the one
+		// series a dashboard (or a test) finds.
+		m.none = &issuerMetrics{m: m, issuer: "", byOutcome: map[string]prometheus.Counter{
+			"no_credentials":  m.decisions.WithLabelValues("", "no_credentials"),
+			"invalid_request": m.decisions.WithLabelValues("", "invalid_request"),
+		}}
 		globalMetrics = m
 	})
 	return globalMetrics
+}
+
+// forIssuer returns the series of a configured issuer, resolving them (at
+// 0) the first time: the outcomes of a validated token, the cache tiers,
+// the JWKS and coalescing. Called at provisioning, never per
+// request.
+func (m *metrics) forIssuer(issuer string) *issuerMetrics {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if im, ok := m.issuers[issuer]; ok {
+		return im
+	}
+	im := &issuerMetrics{m: m, issuer: issuer, byOutcome: map[string]prometheus.Counter{},
+		memHit:    m.cacheRequests.WithLabelValues(issuer, "memory", "hit"),
+		memMiss:   m.cacheRequests.WithLabelValues(issuer, "memory", "miss"),
+		redisHit:  m.cacheRequests.WithLabelValues(issuer, "redis", "hit"),
+		redisMiss: m.cacheRequests.WithLabelValues(issuer, "redis", "miss"),
+		coalesced: m.coalesced.WithLabelValues(issuer),
+		jwksOK:    m.jwksRefreshes.WithLabelValues(issuer, "ok"),
+		jwksError: m.jwksRefreshes.WithLabelValues(issuer, "error"),
+	}
+	for _, o := range outcomes {
+		// A missing or malformed token is refused before any issuer is
+		// asked (invalid_request can still come after, when the token
+		// is taken off the request: it then appears when counted).
+		if o != "no_credentials" && o != "invalid_request" {
+			im.byOutcome[o] = m.decisions.WithLabelValues(issuer, o)
+		}
+	}
+	im.allowed = im.byOutcome["allowed"]
+	m.issuers[issuer] = im
+	return im
 }
 
 func (m *metrics) register(reg *prometheus.Registry) error {
@@ -91,53 +144,71 @@ func (m *metrics) register(reg *prometheus.Registry) error {
 	return nil
 }
 
-func (m *metrics) decision(outcome string) {
-	if c, ok := m.byOutcome[outcome]; ok {
+// decision counts a decision no issuer took part in.
+func (m *metrics) decision(outcome string) { m.none.decision(outcome) }
+
+func (im *issuerMetrics) decision(outcome string) {
+	if c, ok := im.byOutcome[outcome]; ok {
 		c.Inc()
+	} else if slices.Contains(outcomes, outcome) {
+		im.m.decisions.WithLabelValues(im.issuer, outcome).Inc()
 	}
 }
 
-// The methods below make *metrics the observer of the cache, the
-// introspection client and the JWKS.
-
-func (m *metrics) CacheRequest(tier string, hit bool) {
-	switch {
-	case tier == "memory" && hit:
-		m.memHit.Inc()
-		return
-	case tier == "memory":
-		m.memMiss.Inc()
-		return
-	case tier == "redis" && hit:
-		m.redisHit.Inc()
-		return
-	case tier == "redis":
-		m.redisMiss.Inc()
-		return
+// orChild is c, else the child of vec with labels: what none resolves lazily.
+func orChild(c prometheus.Counter, vec *prometheus.CounterVec, labels ...string) prometheus.Counter {
+	if c != nil {
+		return c
 	}
+	return vec.WithLabelValues(labels...)
+}
+
+// The methods below make *issuerMetrics the observer of one issuer's cache,
+// introspection client and JWKS; *metrics observes as issuer "".
+
+func (m *metrics) CacheRequest(tier string, hit bool) { m.none.CacheRequest(tier, hit) }
+func (m *metrics) RedisError(op string)               { m.none.RedisError(op) }
+func (m *metrics) Coalesced()                         { m.none.Coalesced() }
+func (m *metrics) JWKSRefresh(ok bool)                { m.none.JWKSRefresh(ok) }
+func (m *metrics) UpstreamCall(endpoint string, d time.Duration, errCode string) {
+	m.none.UpstreamCall(endpoint, d, errCode)
+}
+
+func (im *issuerMetrics) CacheRequest(tier string, hit bool) {
 	res := "miss"
 	if hit {
 		res = "hit"
 	}
-	m.cacheRequests.WithLabelValues(tier, res).Inc()
+	var c prometheus.Counter
+	switch {
+	case tier == "memory" && hit:
+		c = im.memHit
+	case tier == "memory":
+		c = im.memMiss
+	case tier == "redis" && hit:
+		c = im.redisHit
+	case tier == "redis":
+		c = im.redisMiss
+	}
+	orChild(c, im.m.cacheRequests, im.issuer, tier, res).Inc()
 }
 
-func (m *metrics) RedisError(op string) { m.redisErrors.WithLabelValues(op).Inc() }
+func (im *issuerMetrics) RedisError(op string) { im.m.redisErrors.WithLabelValues(im.issuer, op).Inc() }
 
-func (m *metrics) Coalesced() { m.coalesced.Inc() }
+func (im *issuerMetrics) Coalesced() { orChild(im.coalesced, im.m.coalesced, im.issuer).Inc() }
 
-func (m *metrics) UpstreamCall(endpoint string, d time.Duration, errCode string) {
-	m.upstreamDur.WithLabelValues(endpoint).Observe(d.Seconds())
+func (im *issuerMetrics) UpstreamCall(endpoint string, d time.Duration, errCode string) {
+	im.m.upstreamDur.WithLabelValues(im.issuer, endpoint).Observe(d.Seconds())
 	if errCode != "" {
-		m.upstreamErrs.WithLabelValues(endpoint, boundedLabel(errCode)).Inc()
+		im.m.upstreamErrs.WithLabelValues(im.issuer, endpoint, boundedLabel(errCode)).Inc()
 	}
 }
 
-func (m *metrics) JWKSRefresh(ok bool) {
+func (im *issuerMetrics) JWKSRefresh(ok bool) {
 	if ok {
-		m.jwksRefreshes.WithLabelValues("ok").Inc()
+		orChild(im.jwksOK, im.m.jwksRefreshes, im.issuer, "ok").Inc()
 	} else {
-		m.jwksRefreshes.WithLabelValues("error").Inc()
+		orChild(im.jwksError, im.m.jwksRefreshes, im.issuer, "error").Inc()
 	}
 }
 

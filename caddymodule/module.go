@@ -25,7 +25,9 @@ func init() {
 // Handler requires a valid OAuth 2.0 bearer token (RFC 6750) on every request
 // it handles. Tokens are introspected (RFC 7662) or verified locally as JWT
 // access tokens (RFC 9068), cached by a hash of the token, and checked against
-// the route's scopes, audience and clients.
+// the route's scopes, audience, clients and claim requirements. With trust,
+// tokens of several authorization servers are accepted, each checked only
+// with its own issuer's keys or introspection.
 //
 // Rejections are written by the handler itself: 400 invalid_request (413 for
 // a form body over the bound), 401 (with or without invalid_token), 403
@@ -73,11 +75,20 @@ type Handler struct {
 	// 401 and 403 challenge, so that clients (MCP clients among them) find
 	// the authorization server by themselves. Default: off.
 	ResourceMetadata *ResourceMetadataConfig `json:"resource_metadata,omitempty"`
+	// Claim values a token must have, all of them (403 insufficient_scope,
+	// naming the claim). Checked on every request, cached decisions
+	// included.
+	RequireClaims []RequireClaim `json:"require_claims,omitempty"`
 
 	// RFC 7662 introspection. Opaque tokens need it.
 	Introspect *IntrospectConfig `json:"introspect,omitempty"`
 	// Local verification of JWT access tokens.
 	JWT *JWTConfig `json:"jwt,omitempty"`
+	// Further authorization servers whose tokens this route accepts, each
+	// checked only with its own keys or introspection. A JWT is routed by
+	// its iss; opaque tokens go to the first issuer (issuer, then these in
+	// order) that has introspect. Requires issuer. Default: none.
+	Trust []TrustConfig `json:"trust,omitempty"`
 	// The decision cache.
 	Cache *CacheConfig `json:"cache,omitempty"`
 
@@ -133,6 +144,11 @@ type Handler struct {
 	prm           *servedMetadata
 	requiredScope string
 	dpop          *dpopGate
+
+	// The issuers this route trusts (its own first), as validated.
+	issuers   *introspect.Issuers
+	routes    []issuerRoute // one per validator of issuers, then one for none
+	trustKeys []string      // pool keys of the trusted issuers' validators
 }
 
 // ForwardClaim names a claim and the upstream header that carries it.
@@ -259,7 +275,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.challenge(w, r)
 		return nil
 	}
-	d, key, err := h.entry.validator.Validate(r.Context(), token)
+	d, key, v, err := h.issuers.Validate(r.Context(), token)
+	route := h.routeOf(v)
 	if err != nil {
 		if r.Context().Err() != nil {
 			// The client gave up while its token was being checked: not
@@ -269,25 +286,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			}
 			return nil
 		}
-		h.reject(w, r, introspect.AsError(err), key.Fingerprint())
+		h.rejectFrom(w, r, introspect.AsError(err), key.Fingerprint(), route.metrics)
 		return nil
 	}
 	// Sender constraints, per request and never cached (dpop.go).
 	if berr := h.bind(r, d, token, from); berr != nil {
-		h.reject(w, r, berr, key.Fingerprint())
+		h.rejectFrom(w, r, berr, key.Fingerprint(), route.metrics)
 		return nil
 	}
-	if perr := h.policy.Authorize(d); perr != nil {
-		h.reject(w, r, perr, key.Fingerprint())
+	// The issuer's policy: the route's, with that issuer's audience. It is
+	// applied on every request: the cache holds what the token is, not
+	// whether this route lets it through.
+	if perr := route.policy.Authorize(d); perr != nil {
+		h.rejectFrom(w, r, perr, key.Fingerprint(), route.metrics)
 		return nil
 	}
 	if err := h.admit(r, d, from); err != nil {
-		h.reject(w, r, introspect.AsError(err), key.Fingerprint())
+		h.rejectFrom(w, r, introspect.AsError(err), key.Fingerprint(), route.metrics)
 		return nil
 	}
-	h.metrics.allowed.Inc()
+	route.metrics.allowed.Inc()
 	if c := h.logger.Check(zapcore.DebugLevel, "token accepted"); c != nil {
-		c.Write(zap.String("outcome", "allowed"), zap.String("client_id", d.ClientID),
+		c.Write(zap.String("outcome", "allowed"), zap.String("issuer", route.metrics.issuer), zap.String("client_id", d.ClientID),
 			zap.String("sub", d.Subject), zap.String("token_fingerprint", key.Fingerprint()),
 			zap.String("source", d.Source), zap.String("transport", from.String()))
 	}

@@ -1,9 +1,6 @@
 package caddymodule
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -72,7 +69,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	val, _, err := validators.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return h.newPoolEntry()
+		return h.newPoolEntry(h.introspectConfig())
 	})
 	if err != nil {
 		return err
@@ -82,7 +79,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.provisionDPoP()
 	// The newest config's logging is where the operator looks.
 	h.entry.log.set(h.logger.Core())
-	return nil
+	return h.provisionIssuers()
 }
 
 // prepare does everything Provision does short of I/O: placeholders,
@@ -96,7 +93,8 @@ func (h *Handler) prepare() error {
 	}
 	h.extractor = introspect.Extractor{AllowForm: h.AllowFormToken, AllowQuery: h.AllowQueryToken, MaxLength: h.MaxTokenLength}
 	h.policy = introspect.Policy{Scopes: h.Scopes, AnyScope: h.AnyScope, Audience: h.Audience, Clients: h.Clients,
-		ACRValues: h.ACRValues, MaxAge: time.Duration(h.MaxAge), Leeway: time.Duration(h.Leeway)}
+		ACRValues: h.ACRValues, MaxAge: time.Duration(h.MaxAge), Leeway: time.Duration(h.Leeway),
+		Claims: h.claimRequirements()}
 	h.prepareResourceMetadata()
 	h.realm = quoteRealm(h.Realm)
 	h.retry = strconv.Itoa(int((time.Duration(h.RetryAfter) + time.Second - 1) / time.Second))
@@ -108,17 +106,9 @@ func (h *Handler) prepare() error {
 func (h *Handler) resolvePlaceholders() {
 	repl := caddy.NewReplacer()
 	h.Issuer = repl.ReplaceAll(h.Issuer, "")
-	if i := h.Introspect; i != nil {
-		i.Endpoint = repl.ReplaceAll(i.Endpoint, "")
-		i.ClientID = repl.ReplaceAll(i.ClientID, "")
-		i.ClientSecret = strings.TrimRight(repl.ReplaceAll(i.ClientSecret, ""), "\r\n")
-		i.PrivateKey = repl.ReplaceAll(i.PrivateKey, "")
-		i.TokenEndpoint = repl.ReplaceAll(i.TokenEndpoint, "")
-	}
-	if j := h.JWT; j != nil {
-		j.JWKSURL = repl.ReplaceAll(j.JWKSURL, "")
-		j.JWKSFile = repl.ReplaceAll(j.JWKSFile, "")
-	}
+	h.Introspect.resolvePlaceholders(repl)
+	h.JWT.resolvePlaceholders(repl)
+	h.resolveTrustPlaceholders(repl)
 	if h.Cache == nil {
 		h.Cache = new(CacheConfig)
 	}
@@ -155,14 +145,8 @@ func (h *Handler) applyDefaults() {
 	c.TTL = caddy.Duration(cfg.Cache.TTL)
 	c.NegativeTTL = caddy.Duration(cfg.Cache.NegativeTTL)
 	c.MaxEntries = cfg.Cache.MaxEntries
-	if i := h.Introspect; i != nil {
-		i.AuthMethod = cfg.Introspect.AuthMethod
-		i.Timeout = caddy.Duration(cfg.Introspect.Timeout)
-		i.MaxConcurrent = cfg.Introspect.MaxConcurrent
-	}
-	if j := h.JWT; j != nil {
-		j.RefreshInterval = caddy.Duration(cfg.JWT.RefreshInterval)
-	}
+	writeDefaults(h.Introspect, h.JWT, cfg)
+	h.applyTrustDefaults()
 }
 
 // introspectConfig maps the handler's config to the validator's: the glue's
@@ -185,33 +169,8 @@ func (h *Handler) introspectConfig() introspect.Config {
 			StaleGrace:   time.Duration(c.StaleGrace),
 		}
 	}
-	if i := h.Introspect; i != nil {
-		cfg.Introspect = &introspect.IntrospectOptions{
-			Endpoint:          i.Endpoint,
-			ClientID:          i.ClientID,
-			ClientSecret:      i.ClientSecret,
-			AuthMethod:        i.AuthMethod,
-			PrivateKeyFile:    i.PrivateKey,
-			PrivateKeyID:      i.PrivateKeyID,
-			TokenEndpoint:     i.TokenEndpoint,
-			TokenScope:        i.TokenScope,
-			AssertionAudience: i.AssertionAudience,
-			AssertionLifetime: time.Duration(i.AssertionLifetime),
-			Timeout:           time.Duration(i.Timeout),
-			MaxConcurrent:     i.MaxConcurrent,
-			IntrospectJWTs:    i.IntrospectJWT,
-		}
-	}
-	if j := h.JWT; j != nil {
-		cfg.JWT = &introspect.JWTOptions{
-			JWKSURL:               j.JWKSURL,
-			JWKSFile:              j.JWKSFile,
-			Algorithms:            j.Algorithms,
-			Types:                 j.Types,
-			RefreshInterval:       time.Duration(j.RefreshInterval),
-			AllowStartWithoutKeys: j.AllowStartWithoutKeys,
-		}
-	}
+	cfg.Introspect = h.Introspect.options()
+	cfg.JWT = h.JWT.options()
 	return cfg
 }
 
@@ -253,36 +212,27 @@ func (h *Handler) Validate() error {
 			return fmt.Errorf("bearer_auth: cache: redis: %q is not a redis://, rediss:// or unix:// URL", h.Cache.Redis)
 		}
 	}
-	return nil
+	return h.validateTrust()
 }
 
 // validationKey identifies the settings that determine a token's validity
 // (not the per-route policy), so that routes and reloads sharing them share
 // one validator.
 func (h *Handler) validationKey() (string, error) {
-	b, err := json.Marshal(struct {
-		Issuer     string
-		Audience   []string
-		Introspect *IntrospectConfig
-		JWT        *JWTConfig
-		Cache      *CacheConfig
-		Leeway     caddy.Duration
-	}{h.Issuer, h.Audience, h.Introspect, h.JWT, h.Cache, h.Leeway})
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), nil
+	return h.settingsKey(h.Issuer, h.Audience, h.Introspect, h.JWT)
 }
 
 // newPoolEntry builds the validator. Its background work lives as long as
 // the pool entry, not the config, so a reload keeps warm keys and cached
 // decisions.
-func (h *Handler) newPoolEntry() (*poolEntry, error) {
+func (h *Handler) newPoolEntry(cfg introspect.Config) (*poolEntry, error) {
 	e := &poolEntry{log: newReloadableCore(h.logger.Core())}
-	cfg := h.introspectConfig()
+	if cfg.Issuer != "" {
+		// A route may trust several issuers: each line says whose.
+		e.log.fields = []zap.Field{zap.String("trusted_issuer", cfg.Issuer)}
+	}
 	cfg.Logger = zap.New(e.log).Named(h.logger.Name())
-	cfg.Observer = h.metrics
+	cfg.Observer = h.metrics.forIssuer(cfg.Issuer)
 	v, err := introspect.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("bearer_auth: %w", err)
@@ -295,9 +245,17 @@ func (h *Handler) newPoolEntry() (*poolEntry, error) {
 // Cleanup implements caddy.CleanerUpper: release this config's use of the
 // shared validator (destroyed when no config uses it any more).
 func (h *Handler) Cleanup() error {
-	if h.poolKey == "" {
-		return nil
+	var errs []error
+	for _, key := range h.trustKeys {
+		if _, err := validators.Delete(key); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	_, err := validators.Delete(h.poolKey)
-	return err
+	h.trustKeys = nil
+	if h.poolKey != "" {
+		if _, err := validators.Delete(h.poolKey); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

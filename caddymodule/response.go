@@ -55,13 +55,19 @@ func (h *Handler) challenge(w http.ResponseWriter, r *http.Request) {
 
 // reject writes the RFC 6750 response for e and logs one line.
 func (h *Handler) reject(w http.ResponseWriter, r *http.Request, e *introspect.Error, fingerprint string) {
+	h.rejectFrom(w, r, e, fingerprint, h.metrics.none)
+}
+
+// rejectFrom is reject for a decision an issuer took part in: it is counted
+// under that issuer.
+func (h *Handler) rejectFrom(w http.ResponseWriter, r *http.Request, e *introspect.Error, fingerprint string, from *issuerMetrics) {
 	status := statusFor(e)
 	code := string(e.Code)
 	if status == http.StatusServiceUnavailable {
 		code = string(introspect.CodeUnavailable)
 	}
 	desc := rfc6750Value(e.Description)
-	h.metrics.decision(outcomeLabel(e.Code))
+	from.decision(outcomeLabel(e.Code))
 
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set("http.auth.bearer.error", code)

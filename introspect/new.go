@@ -383,7 +383,7 @@ func New(cfg Config) (*Validator, error) {
 		cc.Redis = &cache.RedisConfig{URL: cfg.Cache.RedisURL, Namespace: ns, Timeout: cfg.Cache.RedisTimeout,
 			TombstoneTTL: tombstoneTTL(cfg)}
 	}
-	c, err := cache.New[*Verdict](cc, cache.JSONCodec[*Verdict]{})
+	c, err := cache.New[*Verdict](cc, verdictCodec{})
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}

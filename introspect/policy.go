@@ -25,6 +25,8 @@ type Policy struct {
 	// (default time.Now).
 	Leeway time.Duration
 	Now    func() time.Time
+	// Claims must all hold (require_claim), else 403 insufficient_scope.
+	Claims []ClaimRequirement
 }
 
 // Authorize returns nil if d passes the policy. Checks run from "is this token
@@ -48,6 +50,12 @@ func (p *Policy) Authorize(d *Decision) *Error {
 		return &Error{Code: CodeInsufficientScope, Reason: "missing_scope",
 			Description: "the token needs one of the accepted scopes", Scope: p.RequiredScope()}
 	}
+	for _, c := range p.Claims {
+		if e := c.authorize(d); e != nil {
+			return e
+		}
+	}
+	// Step-up last: a new login would not fix anything checked above.
 	return p.authorizeAuthentication(d)
 }
 

@@ -205,8 +205,10 @@ func (s *storage) CreateAccessToken(_ context.Context, req op.TokenRequest) (str
 // in the library's merge, so iss/sub/aud/exp/iat/jti cannot be changed here.
 func (s *storage) GetPrivateClaimsFromRequest(_ context.Context, req op.TokenRequest, _ []string) (map[string]any, error) {
 	claims := map[string]any{}
-	if c, ok := s.client(req.GetSubject()); ok {
-		maps.Copy(claims, c.Claims)
+	if cc, ok := req.(*ccRequest); ok {
+		if c, ok := s.client(cc.clientID); ok {
+			maps.Copy(claims, c.Claims)
+		}
 	}
 	if len(req.GetScopes()) > 0 {
 		claims["scope"] = strings.Join(req.GetScopes(), " ")

@@ -39,9 +39,9 @@ type Target struct {
 	// Policy and Extractor are the route's, as the handler applies them.
 	Policy    introspect.Policy
 	Extractor introspect.Extractor
-	// Respond runs the handler itself with v on a request carrying
-	// authorization, so that the decision shown is the gateway's response
-	// to the byte. Nil: the decision check is skipped.
+	// Respond runs the handler itself with the route's issuers on a
+	// request carrying authorization, so that the decision shown is the
+	// gateway's response to the byte. Nil: the decision check is skipped.
 	Respond Responder
 	// UpstreamToken is the route's upstream token minter, built as the
 	// gateway builds it; nil without upstream_token.
@@ -52,8 +52,9 @@ type Target struct {
 }
 
 // Responder answers a request carrying the Authorization value
-// authorization the way the gateway would, with validator v.
-type Responder func(ctx context.Context, v *introspect.Validator, authorization string) Response
+// authorization the way the gateway would, with the doctor's validators
+// routed as the gateway routes them (one per issuer the route trusts).
+type Responder func(ctx context.Context, issuers *introspect.Issuers, authorization string) Response
 
 // Response is what a client would get.
 type Response struct {
@@ -79,30 +80,7 @@ type Options struct {
 // the gateway's own client authentication), the credentials, the clock and,
 // with a token, the decision. The validator is closed before Run returns.
 func Run(ctx context.Context, t Target, opts Options) *Block {
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	d := &doctor{ctx: ctx, t: t, opts: opts, cfg: t.Config.WithDefaults(),
-		block: &Block{Where: t.Where, Issuer: t.Issuer, Checks: []*Check{}}}
-	d.dates.now = opts.Now
-	defer func() {
-		if d.v != nil {
-			d.v.Close()
-		}
-	}()
-	d.checkConfig()
-	d.checkDiscovery()
-	d.checkJWKS()
-	d.checkCredentials()
-	d.checkClock()
-	d.checkUpstreamToken()
-	d.checkResourceMetadata()
-	if opts.HaveToken {
-		d.explainToken()
-		d.sampleUpstreamToken()
-	}
-	d.block.OK = !d.failed()
-	return d.block
+	return RunRoute(ctx, t, nil, opts)[0]
 }
 
 // doctor runs the checks of one block.
@@ -119,6 +97,16 @@ type doctor struct {
 	v        *introspect.Validator
 	failedAt string
 	failure  error
+
+	// issuers routes between the validators of every block of the route,
+	// as the gateway does; set on the block that explains the token (nil:
+	// some block's validator could not be built, and loadFailure says
+	// which).
+	issuers     *introspect.Issuers
+	loadFailure error
+	// routed is set when the route trusts several issuers: the token's
+	// explanation then says which one it went to.
+	routed bool
 
 	dates   dateRecorder
 	skipAll string // reason to skip the remaining checks

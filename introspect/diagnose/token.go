@@ -29,16 +29,8 @@ func (d *doctor) explainToken() {
 		return
 	}
 
-	// 1. Syntax, with the route's own extractor on a real request. The
-	// token may be given bare or as a whole Authorization value; the
-	// gateway's parser says which.
-	header := d.opts.Token
-	if _, isBearer, _ := introspect.ParseAuthorization(header); !isBearer {
-		header = "Bearer " + header
-	}
-	req, _ := http.NewRequestWithContext(d.ctx, http.MethodGet, "/", nil)
-	req.Header.Set("Authorization", header)
-	tok, _, xerr := d.t.Extractor.Extract(req)
+	// 1. Syntax, with the route's own extractor on a real request.
+	header, tok, xerr := extractToken(d.ctx, d.t.Extractor, d.opts.Token)
 	shown := tok
 	if xerr != nil || tok == "" {
 		shown = d.opts.Token
@@ -60,9 +52,9 @@ func (d *doctor) explainToken() {
 	}
 	wellFormed := xerr == nil && tok != ""
 
-	if d.v == nil {
+	if d.issuers == nil {
 		if wellFormed {
-			cause := d.failure.Error()
+			cause := d.loadFailure.Error()
 			detail := "the gateway cannot load this block: " + cause
 			if d.failed() {
 				detail = "the gateway cannot load this block (see the failures above)"
@@ -77,8 +69,16 @@ func (d *doctor) explainToken() {
 
 	// 2. Path and verdict, from the block's one validator.
 	var dec *introspect.Decision
-	if wellFormed {
+	if _, rerr := d.issuers.Route(tok); wellFormed && rerr != nil {
+		// Refused before any validator: the token names an issuer the
+		// route does not trust.
+		d.add(CheckTokenValidation, StatusFail, d.untrusted(tok, rerr), rerr.Hint,
+			map[string]any{"error": string(rerr.Code), "reason": rerr.Reason, "path": "none"})
+	} else if wellFormed {
 		path, data := d.tokenPath(tok)
+		if d.routed {
+			path = d.routeNote(tok, data) + path
+		}
 		ctx, cancel := d.stepContext()
 		var err error
 		dec, _, err = d.v.Validate(ctx, tok)
@@ -126,7 +126,7 @@ func (d *doctor) explainToken() {
 	}
 	ctx, cancel := d.stepContext()
 	defer cancel()
-	res := d.t.Respond(ctx, d.v, header)
+	res := d.t.Respond(ctx, d.issuers, header)
 	data := map[string]any{"status": res.Status}
 	if res.Allowed {
 		user := ""
@@ -288,6 +288,9 @@ func policySummary(p *introspect.Policy) string {
 		parts = append(parts, "one of "+strings.Join(p.AnyScope, " ")+" granted")
 	}
 	parts = append(parts, stepUpSummary(p)...)
+	for _, c := range p.Claims {
+		parts = append(parts, "claim "+c.Path+" ok")
+	}
 	if len(parts) == 0 {
 		return "no audience, clients or scopes required"
 	}
@@ -295,6 +298,9 @@ func policySummary(p *introspect.Policy) string {
 }
 
 func policyHave(p *introspect.Policy, dec *introspect.Decision, e *introspect.Error) string {
+	if claimRefusal(e) {
+		return "" // the claim's value is not shown, here as in the logs
+	}
 	switch e.Code {
 	case introspect.CodeInsufficientScope:
 		return fmt.Sprintf(" (requires %q, granted %q)", e.Scope, dec.ScopeString())
@@ -309,6 +315,9 @@ func policyHave(p *introspect.Policy, dec *introspect.Decision, e *introspect.Er
 }
 
 func policyHint(dec *introspect.Decision, e *introspect.Error) string {
+	if claimRefusal(e) {
+		return e.Hint
+	}
 	switch e.Code {
 	case introspect.CodeInsufficientScope:
 		return fmt.Sprintf("request the token with scope %q (the client must be allowed that scope at the authorization server), or change scopes/any_scope", e.Scope)
@@ -327,4 +336,10 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// claimRefusal reports a require_claim refusal (an insufficient_scope with
+// no scope to ask for).
+func claimRefusal(e *introspect.Error) bool {
+	return e.Reason == "missing_claim" || e.Reason == "claim_value"
 }

@@ -1,15 +1,6 @@
 package jwt
 
 import (
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tokengate/tokengate/introspect/internal/jwttest"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
@@ -33,72 +26,13 @@ const (
 // jwtTestNow is the fixed "now" of the tests.
 var jwtTestNow = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 
-type jwtTestKeys struct {
-	rsa1, rsa2, rsa3 *rsa.PrivateKey
-	ec1              *ecdsa.PrivateKey
-	ed1              ed25519.PrivateKey
-}
-
+// The signing helpers live in internal/jwttest, shared with the root
+// package's router tests.
 var (
-	jwtTestKeysOnce sync.Once
-	jwtTestKeysVal  jwtTestKeys
+	jwtKeys      = jwttest.NewKeys
+	jwtPublicJWK = jwttest.PublicJWK
+	jwtSet       = jwttest.Set
 )
-
-func jwtKeys(t testing.TB) jwtTestKeys {
-	t.Helper()
-	jwtTestKeysOnce.Do(func() {
-		var k jwtTestKeys
-		var err error
-		for _, p := range []**rsa.PrivateKey{&k.rsa1, &k.rsa2, &k.rsa3} {
-			if *p, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-				panic(err)
-			}
-		}
-		if k.ec1, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
-			panic(err)
-		}
-		if _, k.ed1, err = ed25519.GenerateKey(rand.Reader); err != nil {
-			panic(err)
-		}
-		jwtTestKeysVal = k
-	})
-	return jwtTestKeysVal
-}
-
-// jwtPublicJWK builds the public JWK of priv with the given kid and alg
-// ("" leaves the member out).
-func jwtPublicJWK(t testing.TB, priv crypto.Signer, kid string, alg jwa.SignatureAlgorithm) jwk.Key {
-	t.Helper()
-	k, err := jwk.FromRaw(priv.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if kid != "" {
-		if err := k.Set(jwk.KeyIDKey, kid); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if alg != "" {
-		if err := k.Set(jwk.AlgorithmKey, alg); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := k.Set(jwk.KeyUsageKey, "sig"); err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func jwtSet(t testing.TB, keys ...jwk.Key) jwk.Set {
-	t.Helper()
-	set := jwk.NewSet()
-	for _, k := range keys {
-		if err := set.AddKey(k); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return set
-}
 
 // jwtStandardSet is the static set most tests use: one RS256, one ES256
 // and one EdDSA key, each with a kid.
@@ -106,9 +40,9 @@ func jwtStandardSet(t testing.TB) *StaticKeySet {
 	t.Helper()
 	k := jwtKeys(t)
 	ks, err := NewStaticKeySet(jwtSet(t,
-		jwtPublicJWK(t, k.rsa1, "rsa-1", jwa.RS256),
-		jwtPublicJWK(t, k.ec1, "ec-1", jwa.ES256),
-		jwtPublicJWK(t, k.ed1, "ed-1", jwa.EdDSA),
+		jwtPublicJWK(t, k.RSA1, "rsa-1", jwa.RS256),
+		jwtPublicJWK(t, k.EC1, "ec-1", jwa.ES256),
+		jwtPublicJWK(t, k.Ed1, "ed-1", jwa.EdDSA),
 	))
 	if err != nil {
 		t.Fatal(err)
@@ -130,69 +64,11 @@ func jwtClaims() map[string]any {
 	}
 }
 
-func jwtHeader(alg, kid string) map[string]any {
-	h := map[string]any{"alg": alg, "typ": "at+jwt"}
-	if kid != "" {
-		h["kid"] = kid
-	}
-	return h
-}
-
-func jwtB64JSON(t testing.TB, v any) string {
-	t.Helper()
-	var b []byte
-	switch v := v.(type) {
-	case string: // raw JSON, for malformed or duplicate members
-		b = []byte(v)
-	case []byte:
-		b = v
-	default:
-		var err error
-		if b, err = json.Marshal(v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-// jwtSign builds a compact JWS by hand, so tests control every byte of the
-// header and claims. key is *rsa.PrivateKey (RS256/PS256), *ecdsa.PrivateKey
-// (ES256), ed25519.PrivateKey (EdDSA) or []byte (HS256), whatever the
-// header says.
-func jwtSign(t testing.TB, signAlg string, key any, header, claims any) string {
-	t.Helper()
-	input := jwtB64JSON(t, header) + "." + jwtB64JSON(t, claims)
-	sum := sha256.Sum256([]byte(input))
-	var sig []byte
-	var err error
-	switch signAlg {
-	case "RS256":
-		sig, err = rsa.SignPKCS1v15(rand.Reader, key.(*rsa.PrivateKey), crypto.SHA256, sum[:])
-	case "PS256":
-		sig, err = rsa.SignPSS(rand.Reader, key.(*rsa.PrivateKey), crypto.SHA256, sum[:], nil)
-	case "ES256":
-		r, s, e := ecdsa.Sign(rand.Reader, key.(*ecdsa.PrivateKey), sum[:])
-		if e != nil {
-			t.Fatal(e)
-		}
-		sig = make([]byte, 64)
-		r.FillBytes(sig[:32])
-		s.FillBytes(sig[32:])
-	case "EdDSA":
-		sig = ed25519.Sign(key.(ed25519.PrivateKey), []byte(input))
-	case "HS256":
-		m := hmac.New(sha256.New, key.([]byte))
-		m.Write([]byte(input))
-		sig = m.Sum(nil)
-	case "none":
-	default:
-		t.Fatalf("jwtSign: unknown alg %s", signAlg)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
-}
+var (
+	jwtHeader  = jwttest.Header
+	jwtB64JSON = jwttest.B64JSON
+	jwtSign    = jwttest.Sign
+)
 
 // jwtTestClock is an injectable clock.
 type jwtTestClock struct {

@@ -68,7 +68,7 @@ func (f *jwtRemoteFixture) verify(t *testing.T, tok string) error {
 
 func TestRemoteKeySetReportsItsURLAndLastFetchError(t *testing.T) {
 	k := jwtKeys(t)
-	f := newJWTRemoteFixture(t, jwtSet(t, jwtPublicJWK(t, k.rsa1, "rsa-1", jwa.RS256)), nil)
+	f := newJWTRemoteFixture(t, jwtSet(t, jwtPublicJWK(t, k.RSA1, "rsa-1", jwa.RS256)), nil)
 	if f.ks.URL() != f.srv.URL+"/jwks" || f.ks.LastError() != nil {
 		t.Fatalf("before any fetch: URL %q, LastError %v", f.ks.URL(), f.ks.LastError())
 	}
@@ -76,7 +76,7 @@ func TestRemoteKeySetReportsItsURLAndLastFetchError(t *testing.T) {
 	if err := f.ks.Refresh(context.Background()); err == nil || f.ks.LastError() == nil || f.ks.LastError().Error() != err.Error() {
 		t.Fatalf("failed fetch: Refresh %v, LastError %v", err, f.ks.LastError())
 	}
-	f.srv.SetKeys(t, jwtSet(t, jwtPublicJWK(t, k.rsa1, "rsa-1", jwa.RS256)))
+	f.srv.SetKeys(t, jwtSet(t, jwtPublicJWK(t, k.RSA1, "rsa-1", jwa.RS256)))
 	if err := f.ks.Refresh(context.Background()); err != nil || f.ks.LastError() != nil {
 		t.Fatalf("good fetch: Refresh %v, LastError %v", err, f.ks.LastError())
 	}
@@ -84,13 +84,13 @@ func TestRemoteKeySetReportsItsURLAndLastFetchError(t *testing.T) {
 
 func TestRemoteKeySetDoesNotFetchUntilAsked(t *testing.T) {
 	k := jwtKeys(t)
-	f := newJWTRemoteFixture(t, jwtSet(t, jwtPublicJWK(t, k.rsa1, "rsa-1", jwa.RS256)), nil)
+	f := newJWTRemoteFixture(t, jwtSet(t, jwtPublicJWK(t, k.RSA1, "rsa-1", jwa.RS256)), nil)
 	time.Sleep(20 * time.Millisecond)
 	if n := f.srv.requests.Load(); n != 0 {
 		t.Fatalf("NewRemoteKeySet fetched %d times", n)
 	}
 	// The first token loads the keys itself.
-	if err := f.verify(t, jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtClaims())); err != nil {
+	if err := f.verify(t, jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtClaims())); err != nil {
 		t.Fatal(err)
 	}
 	if n := f.srv.requests.Load(); n != 1 {
@@ -100,7 +100,7 @@ func TestRemoteKeySetDoesNotFetchUntilAsked(t *testing.T) {
 
 func TestRemoteKeySetUnknownKidRefreshIsRateLimited(t *testing.T) {
 	k := jwtKeys(t)
-	f := newJWTRemoteFixture(t, jwtSet(t, jwtPublicJWK(t, k.rsa1, "rsa-1", jwa.RS256)), nil)
+	f := newJWTRemoteFixture(t, jwtSet(t, jwtPublicJWK(t, k.RSA1, "rsa-1", jwa.RS256)), nil)
 	if err := f.ks.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -155,18 +155,18 @@ func TestRemoteKeySetUnknownKidRefreshIsRateLimited(t *testing.T) {
 
 func TestRemoteKeySetKeyRotation(t *testing.T) {
 	k := jwtKeys(t)
-	f := newJWTRemoteFixture(t, jwtSet(t, jwtPublicJWK(t, k.rsa1, "old", jwa.RS256)), nil)
+	f := newJWTRemoteFixture(t, jwtSet(t, jwtPublicJWK(t, k.RSA1, "old", jwa.RS256)), nil)
 	if err := f.ks.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	oldTok := jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "old"), jwtClaims())
-	newTok := jwtSign(t, "RS256", k.rsa2, jwtHeader("RS256", "new"), jwtClaims())
+	oldTok := jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "old"), jwtClaims())
+	newTok := jwtSign(t, "RS256", k.RSA2, jwtHeader("RS256", "new"), jwtClaims())
 
 	if err := f.verify(t, oldTok); err != nil {
 		t.Fatalf("old-kid token before rotation: %v", err)
 	}
 	// The AS rotates: the new key replaces the old one.
-	f.srv.SetKeys(t, jwtSet(t, jwtPublicJWK(t, k.rsa2, "new", jwa.RS256)))
+	f.srv.SetKeys(t, jwtSet(t, jwtPublicJWK(t, k.RSA2, "new", jwa.RS256)))
 
 	if err := f.verify(t, newTok); !errors.Is(err, claims.ErrInvalidToken) {
 		t.Fatalf("new-kid token within MinRefreshInterval of the last fetch: err = %v, want unknown key", err)
@@ -190,9 +190,9 @@ func TestRemoteKeySetKeyRotation(t *testing.T) {
 
 func TestRemoteKeySetFailedRefreshKeepsLastGoodSet(t *testing.T) {
 	k := jwtKeys(t)
-	good := jwtSet(t, jwtPublicJWK(t, k.rsa1, "rsa-1", jwa.RS256))
-	tok := jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtClaims())
-	encOnly := jwtPublicJWK(t, k.rsa2, "enc", "")
+	good := jwtSet(t, jwtPublicJWK(t, k.RSA1, "rsa-1", jwa.RS256))
+	tok := jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtClaims())
+	encOnly := jwtPublicJWK(t, k.RSA2, "enc", "")
 	_ = encOnly.Set(jwk.KeyUsageKey, "enc")
 	encBody, _ := json.Marshal(jwtSet(t, encOnly))
 	secret := []byte(`{"keys":[{"kty":"oct","k":"c2VjcmV0LXRva2VuLWRvLW5vdC1sb2c","kid":"hs"}]}`)
@@ -254,7 +254,7 @@ func TestRemoteKeySetWithNoKeysIsUnavailable(t *testing.T) {
 	if err := f.ks.Refresh(context.Background()); err == nil {
 		t.Fatal("Refresh succeeded against a 503")
 	}
-	tok := jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtClaims())
+	tok := jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtClaims())
 	for _, name := range []string{"a token while the JWKS is down and no keys were ever loaded is a 503, not the caller's fault", "the same within the refresh interval is still a 503"} {
 		t.Run(name, func(t *testing.T) {
 			err := f.verify(t, tok)
@@ -267,7 +267,7 @@ func TestRemoteKeySetWithNoKeysIsUnavailable(t *testing.T) {
 		})
 	}
 	t.Run("once the JWKS is back the next interval loads the keys", func(t *testing.T) {
-		f.srv.SetKeys(t, jwtSet(t, jwtPublicJWK(t, k.rsa1, "rsa-1", jwa.RS256)))
+		f.srv.SetKeys(t, jwtSet(t, jwtPublicJWK(t, k.RSA1, "rsa-1", jwa.RS256)))
 		f.clock.Advance(10 * time.Second)
 		if err := f.verify(t, tok); err != nil {
 			t.Fatal(err)
@@ -286,7 +286,7 @@ func TestRemoteKeySetUnreachableIsUnavailable(t *testing.T) {
 	}
 	defer ks.Close()
 	v := jwtTestVerifier(t, ks, nil)
-	_, err = v.Verify(context.Background(), jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtClaims()))
+	_, err = v.Verify(context.Background(), jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtClaims()))
 	if !errors.Is(err, claims.ErrUnavailable) {
 		t.Fatalf("err = %v, want temporarily_unavailable", err)
 	}
@@ -294,7 +294,7 @@ func TestRemoteKeySetUnreachableIsUnavailable(t *testing.T) {
 
 func TestRemoteKeySetBackgroundRefresh(t *testing.T) {
 	k := jwtKeys(t)
-	set := jwtSet(t, jwtPublicJWK(t, k.rsa1, "rsa-1", jwa.RS256))
+	set := jwtSet(t, jwtPublicJWK(t, k.RSA1, "rsa-1", jwa.RS256))
 	srv := newJWKSTestServer(t, set)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -333,8 +333,8 @@ func TestRemoteKeySetBackgroundRefresh(t *testing.T) {
 
 func TestRemoteKeySetHonoursMaxAge(t *testing.T) {
 	k := jwtKeys(t)
-	f := newJWTRemoteFixture(t, jwtSet(t, jwtPublicJWK(t, k.rsa1, "rsa-1", jwa.RS256)), nil)
-	body, _ := json.Marshal(jwtSet(t, jwtPublicJWK(t, k.rsa1, "rsa-1", jwa.RS256)))
+	f := newJWTRemoteFixture(t, jwtSet(t, jwtPublicJWK(t, k.RSA1, "rsa-1", jwa.RS256)), nil)
+	body, _ := json.Marshal(jwtSet(t, jwtPublicJWK(t, k.RSA1, "rsa-1", jwa.RS256)))
 	f.srv.SetResponse(http.StatusOK, "application/json", body, http.Header{"Cache-Control": {"public, max-age=3600"}})
 	if err := f.ks.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
@@ -439,7 +439,7 @@ func TestNewRemoteKeySetRefusesBadConfig(t *testing.T) {
 
 func TestStaticKeySet(t *testing.T) {
 	k := jwtKeys(t)
-	tok := jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtClaims())
+	tok := jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtClaims())
 	dir := t.TempDir()
 	write := func(name string, data []byte) string {
 		p := filepath.Join(dir, name)
@@ -448,9 +448,9 @@ func TestStaticKeySet(t *testing.T) {
 		}
 		return p
 	}
-	setJSON, _ := json.Marshal(jwtSet(t, jwtPublicJWK(t, k.rsa1, "rsa-1", jwa.RS256)))
-	der, _ := x509.MarshalPKIXPublicKey(&k.rsa1.PublicKey)
-	privJWK, _ := jwk.FromRaw(k.rsa1)
+	setJSON, _ := json.Marshal(jwtSet(t, jwtPublicJWK(t, k.RSA1, "rsa-1", jwa.RS256)))
+	der, _ := x509.MarshalPKIXPublicKey(&k.RSA1.PublicKey)
+	privJWK, _ := jwk.FromRaw(k.RSA1)
 	_ = privJWK.Set(jwk.KeyIDKey, "rsa-1")
 	privJSON, _ := json.Marshal(privJWK)
 
@@ -471,7 +471,7 @@ func TestStaticKeySet(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		noKid := jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", ""), jwtClaims())
+		noKid := jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", ""), jwtClaims())
 		if _, err := jwtTestVerifier(t, ks, nil).Verify(context.Background(), noKid); err != nil {
 			t.Fatal(err)
 		}
@@ -503,7 +503,7 @@ func TestStaticKeySet(t *testing.T) {
 		}
 	})
 	t.Run("a key whose key_ops lack verify is skipped", func(t *testing.T) {
-		key := jwtPublicJWK(t, k.ec1, "ec", jwa.ES256)
+		key := jwtPublicJWK(t, k.EC1, "ec", jwa.ES256)
 		_ = key.Set(jwk.KeyOpsKey, jwk.KeyOperationList{jwk.KeyOpEncrypt})
 		if _, err := NewStaticKeySet(jwtSet(t, key)); err == nil || !strings.Contains(err.Error(), "key_ops") {
 			t.Fatalf("err = %v", err)
@@ -513,7 +513,7 @@ func TestStaticKeySet(t *testing.T) {
 
 func TestParseJWKSDocumentSkipsOnlyBadKeys(t *testing.T) {
 	k := jwtKeys(t)
-	goodKey, _ := json.Marshal(jwtPublicJWK(t, k.ec1, "ec-1", jwa.ES256))
+	goodKey, _ := json.Marshal(jwtPublicJWK(t, k.EC1, "ec-1", jwa.ES256))
 	doc := `{"keys":[{"kty":"weird"},` + string(goodKey) + `,{"kty":"OKP","crv":"X25519","x":"` + strings.Repeat("A", 43) + `","kid":"x"}]}`
 	snap, skipped, err := parseJWKS([]byte(doc))
 	if err != nil {

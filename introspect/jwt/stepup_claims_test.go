@@ -16,7 +16,7 @@ func TestStepUpClaimsAreReadStrictly(t *testing.T) {
 		k := jwtKeys(t)
 		v := jwtTestVerifier(t, jwtStandardSet(t), nil)
 		sign := func(mod func(map[string]any)) string {
-			return jwtSign(t, "ES256", k.ec1, jwtHeader("ES256", "ec-1"), jwtWith(mod))
+			return jwtSign(t, "ES256", k.EC1, jwtHeader("ES256", "ec-1"), jwtWith(mod))
 		}
 		d, err := v.Verify(context.Background(), sign(func(c map[string]any) { c["acr"] = "phr"; c["auth_time"] = at }))
 		if err != nil || d.ACR != "phr" || d.AuthTime.Unix() != at {

@@ -28,25 +28,25 @@ func benchmarkVerify(b *testing.B, token string) {
 
 func BenchmarkVerifyRS256(b *testing.B) {
 	k := jwtKeys(b)
-	benchmarkVerify(b, jwtSign(b, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtClaims()))
+	benchmarkVerify(b, jwtSign(b, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtClaims()))
 }
 
 func BenchmarkVerifyES256(b *testing.B) {
 	k := jwtKeys(b)
-	benchmarkVerify(b, jwtSign(b, "ES256", k.ec1, jwtHeader("ES256", "ec-1"), jwtClaims()))
+	benchmarkVerify(b, jwtSign(b, "ES256", k.EC1, jwtHeader("ES256", "ec-1"), jwtClaims()))
 }
 
 func BenchmarkVerifyEdDSA(b *testing.B) {
 	k := jwtKeys(b)
-	benchmarkVerify(b, jwtSign(b, "EdDSA", k.ed1, jwtHeader("EdDSA", "ed-1"), jwtClaims()))
+	benchmarkVerify(b, jwtSign(b, "EdDSA", k.Ed1, jwtHeader("EdDSA", "ed-1"), jwtClaims()))
 }
 
 // BenchmarkJWXVerifyRS256Only is bare jws.Verify with the same key, the
 // floor our checks sit on.
 func BenchmarkJWXVerifyRS256Only(b *testing.B) {
 	k := jwtKeys(b)
-	key := jwtPublicJWK(b, k.rsa1, "rsa-1", jwa.RS256)
-	token := []byte(jwtSign(b, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtClaims()))
+	key := jwtPublicJWK(b, k.RSA1, "rsa-1", jwa.RS256)
+	token := []byte(jwtSign(b, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtClaims()))
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := jws.Verify(token, jws.WithKey(jwa.RS256, key)); err != nil {
@@ -57,7 +57,7 @@ func BenchmarkJWXVerifyRS256Only(b *testing.B) {
 
 func BenchmarkLooksLikeJWT(b *testing.B) {
 	k := jwtKeys(b)
-	token := jwtSign(b, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtClaims())
+	token := jwtSign(b, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtClaims())
 	b.ReportAllocs()
 	for b.Loop() {
 		if !LooksLike(token) {
@@ -71,8 +71,8 @@ func BenchmarkLooksLikeJWT(b *testing.B) {
 // here and BenchmarkHandlerColdJWT in caddymodule).
 func BenchmarkJWXVerifyES256Only(b *testing.B) {
 	k := jwtKeys(b)
-	key := jwtPublicJWK(b, k.ec1, "ec-1", jwa.ES256)
-	token := []byte(jwtSign(b, "ES256", k.ec1, jwtHeader("ES256", "ec-1"), jwtClaims()))
+	key := jwtPublicJWK(b, k.EC1, "ec-1", jwa.ES256)
+	token := []byte(jwtSign(b, "ES256", k.EC1, jwtHeader("ES256", "ec-1"), jwtClaims()))
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := jws.Verify(token, jws.WithKey(jwa.ES256, key)); err != nil {

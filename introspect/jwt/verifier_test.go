@@ -84,9 +84,9 @@ func TestJWTVerifierAcceptsGoodTokens(t *testing.T) {
 		name  string
 		token string
 	}{
-		{"an RS256 token signed by the kid's RSA key is accepted", jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtClaims())},
-		{"an ES256 token signed by the kid's P-256 key is accepted", jwtSign(t, "ES256", k.ec1, jwtHeader("ES256", "ec-1"), jwtClaims())},
-		{"an EdDSA token signed by the kid's Ed25519 key is accepted", jwtSign(t, "EdDSA", k.ed1, jwtHeader("EdDSA", "ed-1"), jwtClaims())},
+		{"an RS256 token signed by the kid's RSA key is accepted", jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtClaims())},
+		{"an ES256 token signed by the kid's P-256 key is accepted", jwtSign(t, "ES256", k.EC1, jwtHeader("ES256", "ec-1"), jwtClaims())},
+		{"an EdDSA token signed by the kid's Ed25519 key is accepted", jwtSign(t, "EdDSA", k.Ed1, jwtHeader("EdDSA", "ed-1"), jwtClaims())},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -139,7 +139,7 @@ func TestJWTVerifierDecisionFields(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d, err := v.Verify(context.Background(), jwtSign(t, "ES256", k.ec1, jwtHeader("ES256", "ec-1"), tt.claims))
+			d, err := v.Verify(context.Background(), jwtSign(t, "ES256", k.EC1, jwtHeader("ES256", "ec-1"), tt.claims))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -153,12 +153,12 @@ func TestJWTVerifierDecisionFields(t *testing.T) {
 func TestJWTVerifierRejections(t *testing.T) {
 	k := jwtKeys(t)
 	ks := jwtStandardSet(t)
-	der, err := x509.MarshalPKIXPublicKey(&k.rsa1.PublicKey)
+	der, err := x509.MarshalPKIXPublicKey(&k.RSA1.PublicKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rsaPubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-	good := jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtClaims())
+	good := jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtClaims())
 	parts := strings.Split(good, ".")
 	leeway := 30 * time.Second
 	exp := jwtTestNow.Add(5 * time.Minute)
@@ -187,7 +187,7 @@ func TestJWTVerifierRejections(t *testing.T) {
 		},
 		{
 			name:   "HS256 with the RSA modulus as the secret and no kid is rejected",
-			token:  jwtSign(t, "HS256", k.rsa1.N.Bytes(), jwtHeader("HS256", ""), jwtClaims()),
+			token:  jwtSign(t, "HS256", k.RSA1.N.Bytes(), jwtHeader("HS256", ""), jwtClaims()),
 			reason: "alg", desc: "algorithm not allowed",
 		},
 		{
@@ -198,23 +198,23 @@ func TestJWTVerifierRejections(t *testing.T) {
 		},
 		{
 			name:   "ES256 claimed with the kid of an RSA key is rejected (key type must match the alg family)",
-			token:  jwtSign(t, "ES256", k.ec1, jwtHeader("ES256", "rsa-1"), jwtClaims()),
+			token:  jwtSign(t, "ES256", k.EC1, jwtHeader("ES256", "rsa-1"), jwtClaims()),
 			reason: "unknown_key", desc: "unknown signing key",
 		},
 		{
 			name:   "PS256 signed by an RSA key whose own alg is RS256 is rejected even when PS256 is allowed",
 			cfg:    func(c *Config) { c.Algorithms = []jwa.SignatureAlgorithm{jwa.RS256, jwa.PS256} },
-			token:  jwtSign(t, "PS256", k.rsa1, jwtHeader("PS256", "rsa-1"), jwtClaims()),
+			token:  jwtSign(t, "PS256", k.RSA1, jwtHeader("PS256", "rsa-1"), jwtClaims()),
 			reason: "unknown_key", desc: "unknown signing key",
 		},
 		{
 			name:   "a kid not in the set is rejected without trying other keys",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "nope"), jwtClaims()),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "nope"), jwtClaims()),
 			reason: "unknown_key", desc: "unknown signing key",
 		},
 		{
 			name:   "a token signed by another key under a known kid has a bad signature",
-			token:  jwtSign(t, "RS256", k.rsa2, jwtHeader("RS256", "rsa-1"), jwtClaims()),
+			token:  jwtSign(t, "RS256", k.RSA2, jwtHeader("RS256", "rsa-1"), jwtClaims()),
 			reason: "signature", desc: "bad signature",
 		},
 		{
@@ -236,107 +236,107 @@ func TestJWTVerifierRejections(t *testing.T) {
 		},
 		{
 			name:   "a token whose nbf is beyond now plus leeway is not yet valid",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["nbf"] = jwtTestNow.Add(time.Minute).Unix() })),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["nbf"] = jwtTestNow.Add(time.Minute).Unix() })),
 			reason: "nbf", desc: "token not yet valid",
 		},
 		{
 			name:   "a token issued in the future beyond the leeway is rejected",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["iat"] = jwtTestNow.Add(time.Minute).Unix() })),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["iat"] = jwtTestNow.Add(time.Minute).Unix() })),
 			reason: "iat", desc: "token not yet valid",
 		},
 		{
 			name:   "a token without aud is rejected",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { delete(c, "aud") })),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { delete(c, "aud") })),
 			reason: "aud_missing", desc: "audience mismatch",
 		},
 		{
 			name:   "a token with an empty aud array is rejected",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["aud"] = []string{} })),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["aud"] = []string{} })),
 			reason: "aud_missing", desc: "audience mismatch",
 		},
 		{
 			name:   "a token for another API is rejected",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["aud"] = []string{"https://other.example.com"} })),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["aud"] = []string{"https://other.example.com"} })),
 			reason: "aud", desc: "audience mismatch",
 		},
 		{
 			name:   "an aud that is a number is malformed",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["aud"] = 5 })),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["aud"] = 5 })),
 			reason: "malformed", desc: "aud claim",
 		},
 		{
 			name:   "a token from another issuer is rejected",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["iss"] = "https://as.example.com" })),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["iss"] = "https://as.example.com" })),
 			reason: "iss", desc: "issuer mismatch",
 		},
 		{
 			name:   "a token without iss is rejected",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { delete(c, "iss") })),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { delete(c, "iss") })),
 			reason: "iss", desc: "issuer mismatch",
 		},
 		{
 			name:   "typ JWT is not an access token type by default",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHdrWith("RS256", "rsa-1", func(h map[string]any) { h["typ"] = "JWT" }), jwtClaims()),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHdrWith("RS256", "rsa-1", func(h map[string]any) { h["typ"] = "JWT" }), jwtClaims()),
 			reason: "typ", desc: "token type not accepted",
 		},
 		{
 			name:   "a token without typ is rejected by default",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHdrWith("RS256", "rsa-1", func(h map[string]any) { delete(h, "typ") }), jwtClaims()),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHdrWith("RS256", "rsa-1", func(h map[string]any) { delete(h, "typ") }), jwtClaims()),
 			reason: "typ", desc: "token type not accepted",
 		},
 		{
 			name:   "a typ that is not a string is malformed",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHdrWith("RS256", "rsa-1", func(h map[string]any) { h["typ"] = 1 }), jwtClaims()),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHdrWith("RS256", "rsa-1", func(h map[string]any) { h["typ"] = 1 }), jwtClaims()),
 			reason: "malformed", desc: "typ header",
 		},
 		{
 			name:   "exp as a string is malformed, as authorization servers' own libraries treat it",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["exp"] = "1748779500" })),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["exp"] = "1748779500" })),
 			reason: "malformed", desc: "exp claim must be a JSON number",
 		},
 		{
 			name:   "iat as a string is malformed",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["iat"] = "1748779140" })),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["iat"] = "1748779140" })),
 			reason: "malformed", desc: "iat claim must be a JSON number",
 		},
 		{
 			name:   "nbf as a string is malformed",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["nbf"] = "0" })),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["nbf"] = "0" })),
 			reason: "malformed", desc: "nbf claim must be a JSON number",
 		},
 		{
 			name:   "a token without exp is rejected",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { delete(c, "exp") })),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { delete(c, "exp") })),
 			reason: "exp_missing", desc: "missing exp",
 		},
 		{
 			name:   "an absurd exp is malformed",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["exp"] = 1e300 })),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["exp"] = 1e300 })),
 			reason: "malformed", desc: "out of range",
 		},
 		{
 			name:   "a crit header is rejected",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHdrWith("RS256", "rsa-1", func(h map[string]any) { h["crit"] = []string{"exp"}; h["exp"] = 1 }), jwtClaims()),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHdrWith("RS256", "rsa-1", func(h map[string]any) { h["crit"] = []string{"exp"}; h["exp"] = 1 }), jwtClaims()),
 			reason: "crit", desc: "unsupported critical header",
 		},
 		{
 			name:   "an empty crit header is rejected too",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHdrWith("RS256", "rsa-1", func(h map[string]any) { h["crit"] = []string{} }), jwtClaims()),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHdrWith("RS256", "rsa-1", func(h map[string]any) { h["crit"] = []string{} }), jwtClaims()),
 			reason: "crit", desc: "unsupported critical header",
 		},
 		{
 			name:   "b64 false is rejected",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHdrWith("RS256", "rsa-1", func(h map[string]any) { h["b64"] = false }), jwtClaims()),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHdrWith("RS256", "rsa-1", func(h map[string]any) { h["b64"] = false }), jwtClaims()),
 			reason: "b64", desc: "unsupported critical header",
 		},
 		{
 			name:   "b64 as a string is rejected",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHdrWith("RS256", "rsa-1", func(h map[string]any) { h["b64"] = "true" }), jwtClaims()),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHdrWith("RS256", "rsa-1", func(h map[string]any) { h["b64"] = "true" }), jwtClaims()),
 			reason: "b64", desc: "unsupported critical header",
 		},
 		{
 			name:   "a missing alg is rejected",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHdrWith("RS256", "rsa-1", func(h map[string]any) { delete(h, "alg") }), jwtClaims()),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHdrWith("RS256", "rsa-1", func(h map[string]any) { delete(h, "alg") }), jwtClaims()),
 			reason: "alg_missing", desc: "missing alg",
 		},
 		{
@@ -347,32 +347,32 @@ func TestJWTVerifierRejections(t *testing.T) {
 		},
 		{
 			name:   "a token over the default 8 KiB is rejected",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["pad"] = strings.Repeat("x", 8<<10) })),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["pad"] = strings.Repeat("x", 8<<10) })),
 			reason: "size", desc: "longer than 8192 bytes",
 		},
 		{
 			name:   "a duplicate claim is malformed",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), `{"iss":"`+jwtTestIssuer+`","aud":"`+jwtTestAudience+`","exp":1748779500,"exp":9999999999}`),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), `{"iss":"`+jwtTestIssuer+`","aud":"`+jwtTestAudience+`","exp":1748779500,"exp":9999999999}`),
 			reason: "malformed", desc: "claims are not a valid JSON object",
 		},
 		{
 			name:   "a duplicate header member is malformed",
-			token:  jwtSign(t, "RS256", k.rsa1, `{"alg":"RS256","kid":"rsa-1","typ":"at+jwt","alg":"none"}`, jwtClaims()),
+			token:  jwtSign(t, "RS256", k.RSA1, `{"alg":"RS256","kid":"rsa-1","typ":"at+jwt","alg":"none"}`, jwtClaims()),
 			reason: "malformed", desc: "header is not a valid JSON object",
 		},
 		{
 			name:   "claims that are not an object are malformed",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), `["iss"]`),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), `["iss"]`),
 			reason: "malformed", desc: "claims are not a valid JSON object",
 		},
 		{
 			name:   "claims with trailing data are malformed",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), `{"exp":1}{}`),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), `{"exp":1}{}`),
 			reason: "malformed", desc: "claims are not a valid JSON object",
 		},
 		{
 			name:   "claims with invalid UTF-8 are malformed",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), []byte("{\"sub\":\"\xff\"}")),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), []byte("{\"sub\":\"\xff\"}")),
 			reason: "malformed", desc: "claims are not a valid JSON object",
 		},
 		{
@@ -407,17 +407,17 @@ func TestJWTVerifierRejections(t *testing.T) {
 		},
 		{
 			name:   "an empty kid is malformed",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHdrWith("RS256", "", func(h map[string]any) { h["kid"] = "" }), jwtClaims()),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHdrWith("RS256", "", func(h map[string]any) { h["kid"] = "" }), jwtClaims()),
 			reason: "malformed", desc: "kid header",
 		},
 		{
 			name:   "a sub that is not a string is malformed",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["sub"] = 42 })),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["sub"] = 42 })),
 			reason: "malformed", desc: "sub claim",
 		},
 		{
 			name:   "an scp array with a number is malformed",
-			token:  jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { delete(c, "scope"); c["scp"] = []any{"a", 1} })),
+			token:  jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { delete(c, "scope"); c["scp"] = []any{"a", 1} })),
 			reason: "malformed", desc: "scp claim",
 		},
 	}
@@ -434,8 +434,8 @@ func TestJWTVerifierLeewayAndTypes(t *testing.T) {
 	k := jwtKeys(t)
 	ks := jwtStandardSet(t)
 	exp := jwtTestNow.Add(5 * time.Minute)
-	noTyp := jwtSign(t, "RS256", k.rsa1, jwtHdrWith("RS256", "rsa-1", func(h map[string]any) { delete(h, "typ") }), jwtClaims())
-	typJWT := jwtSign(t, "RS256", k.rsa1, jwtHdrWith("RS256", "rsa-1", func(h map[string]any) { h["typ"] = "JWT" }), jwtClaims())
+	noTyp := jwtSign(t, "RS256", k.RSA1, jwtHdrWith("RS256", "rsa-1", func(h map[string]any) { delete(h, "typ") }), jwtClaims())
+	typJWT := jwtSign(t, "RS256", k.RSA1, jwtHdrWith("RS256", "rsa-1", func(h map[string]any) { h["typ"] = "JWT" }), jwtClaims())
 	tests := []struct {
 		name  string
 		cfg   func(*Config)
@@ -444,15 +444,15 @@ func TestJWTVerifierLeewayAndTypes(t *testing.T) {
 		{
 			name:  "a token expired by less than the leeway is accepted",
 			cfg:   func(c *Config) { c.Now = func() time.Time { return exp.Add(29 * time.Second) } },
-			token: jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtClaims()),
+			token: jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtClaims()),
 		},
 		{
 			name:  "a token whose nbf is within the leeway is accepted",
-			token: jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["nbf"] = jwtTestNow.Add(20 * time.Second).Unix() })),
+			token: jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["nbf"] = jwtTestNow.Add(20 * time.Second).Unix() })),
 		},
 		{
 			name:  "typ application/at+jwt in upper case is accepted",
-			token: jwtSign(t, "RS256", k.rsa1, jwtHdrWith("RS256", "rsa-1", func(h map[string]any) { h["typ"] = "Application/AT+JWT" }), jwtClaims()),
+			token: jwtSign(t, "RS256", k.RSA1, jwtHdrWith("RS256", "rsa-1", func(h map[string]any) { h["typ"] = "Application/AT+JWT" }), jwtClaims()),
 		},
 		{
 			name:  "a token without typ is accepted when Types contains the empty string",
@@ -466,21 +466,21 @@ func TestJWTVerifierLeewayAndTypes(t *testing.T) {
 		},
 		{
 			name:  "an RSA key without alg verifies RS256 under the default allowlist",
-			token: jwtSign(t, "RS256", k.rsa2, jwtHeader("RS256", "noalg"), jwtClaims()),
+			token: jwtSign(t, "RS256", k.RSA2, jwtHeader("RS256", "noalg"), jwtClaims()),
 		},
 		{
 			name:  "an RSA key without alg verifies PS256 when PS256 is allowed explicitly",
 			cfg:   func(c *Config) { c.Algorithms = []jwa.SignatureAlgorithm{jwa.PS256} },
-			token: jwtSign(t, "PS256", k.rsa2, jwtHeader("PS256", "noalg"), jwtClaims()),
+			token: jwtSign(t, "PS256", k.RSA2, jwtHeader("PS256", "noalg"), jwtClaims()),
 		},
 		{
 			name:  "a fractional exp is accepted",
-			token: jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["exp"] = float64(exp.Unix()) + 0.5 })),
+			token: jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtWith(func(c map[string]any) { c["exp"] = float64(exp.Unix()) + 0.5 })),
 		},
 	}
 	noAlgSet, err := NewStaticKeySet(jwtSet(t,
-		jwtPublicJWK(t, k.rsa1, "rsa-1", jwa.RS256),
-		jwtPublicJWK(t, k.rsa2, "noalg", ""),
+		jwtPublicJWK(t, k.RSA1, "rsa-1", jwa.RS256),
+		jwtPublicJWK(t, k.RSA2, "noalg", ""),
 	))
 	if err != nil {
 		t.Fatal(err)
@@ -498,7 +498,7 @@ func TestJWTVerifierLeewayAndTypes(t *testing.T) {
 	}
 
 	t.Run("an RSA key without alg does not verify PS256 under the default allowlist", func(t *testing.T) {
-		tok := jwtSign(t, "PS256", k.rsa2, jwtHeader("PS256", "noalg"), jwtClaims())
+		tok := jwtSign(t, "PS256", k.RSA2, jwtHeader("PS256", "noalg"), jwtClaims())
 		d, err := jwtTestVerifier(t, noAlgSet, nil).Verify(context.Background(), tok)
 		jwtWantRejection(t, tok, d, err, "alg", "algorithm not allowed")
 	})
@@ -514,20 +514,20 @@ func TestJWTVerifierLeewayAndTypes(t *testing.T) {
 func TestJWTVerifierKeySelectionWithoutKid(t *testing.T) {
 	k := jwtKeys(t)
 	oneRSA, err := NewStaticKeySet(jwtSet(t,
-		jwtPublicJWK(t, k.rsa1, "", jwa.RS256),
-		jwtPublicJWK(t, k.ec1, "", jwa.ES256),
+		jwtPublicJWK(t, k.RSA1, "", jwa.RS256),
+		jwtPublicJWK(t, k.EC1, "", jwa.ES256),
 	))
 	if err != nil {
 		t.Fatal(err)
 	}
 	twoRSA, err := NewStaticKeySet(jwtSet(t,
-		jwtPublicJWK(t, k.rsa1, "a", jwa.RS256),
-		jwtPublicJWK(t, k.rsa2, "b", jwa.RS256),
+		jwtPublicJWK(t, k.RSA1, "a", jwa.RS256),
+		jwtPublicJWK(t, k.RSA2, "b", jwa.RS256),
 	))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok := jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", ""), jwtClaims())
+	tok := jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", ""), jwtClaims())
 
 	t.Run("a token without kid is accepted when exactly one key fits its alg", func(t *testing.T) {
 		if _, err := jwtTestVerifier(t, oneRSA, nil).Verify(context.Background(), tok); err != nil {
@@ -570,7 +570,7 @@ func TestNewJWTVerifierRefusesBadConfig(t *testing.T) {
 
 func TestLooksLikeJWT(t *testing.T) {
 	k := jwtKeys(t)
-	good := jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "rsa-1"), jwtClaims())
+	good := jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "rsa-1"), jwtClaims())
 	parts := strings.Split(good, ".")
 	tests := []struct {
 		name  string
@@ -622,16 +622,16 @@ func (b jwtBrokenKeySet) Algorithms() []jwa.SignatureAlgorithm { return nil }
 
 func TestJWTVerifierDoesNotTrustTheKeySet(t *testing.T) {
 	k := jwtKeys(t)
-	ecTok := jwtSign(t, "ES256", k.ec1, jwtHeader("ES256", "ec-1"), jwtClaims())
-	encKey := jwtPublicJWK(t, k.ec1, "ec-1", jwa.ES256)
+	ecTok := jwtSign(t, "ES256", k.EC1, jwtHeader("ES256", "ec-1"), jwtClaims())
+	encKey := jwtPublicJWK(t, k.EC1, "ec-1", jwa.ES256)
 	_ = encKey.Set(jwk.KeyUsageKey, "enc")
 	tests := []struct {
 		name string
 		key  jwk.Key
 	}{
-		{"an RSA key handed back for an ES256 token is refused", jwtPublicJWK(t, k.rsa1, "ec-1", "")},
+		{"an RSA key handed back for an ES256 token is refused", jwtPublicJWK(t, k.RSA1, "ec-1", "")},
 		{"an encryption key handed back for an ES256 token is refused", encKey},
-		{"a P-256 key declaring ES384 is refused for an ES256 token", jwtPublicJWK(t, k.ec1, "ec-1", jwa.ES384)},
+		{"a P-256 key declaring ES384 is refused for an ES256 token", jwtPublicJWK(t, k.EC1, "ec-1", jwa.ES384)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -644,26 +644,26 @@ func TestJWTVerifierDoesNotTrustTheKeySet(t *testing.T) {
 func TestJWTVerifierDuplicateKid(t *testing.T) {
 	k := jwtKeys(t)
 	t.Run("a kid shared by two keys of different types selects by alg", func(t *testing.T) {
-		ks, err := NewStaticKeySet(jwtSet(t, jwtPublicJWK(t, k.rsa1, "same", ""), jwtPublicJWK(t, k.ec1, "same", "")))
+		ks, err := NewStaticKeySet(jwtSet(t, jwtPublicJWK(t, k.RSA1, "same", ""), jwtPublicJWK(t, k.EC1, "same", "")))
 		if err != nil {
 			t.Fatal(err)
 		}
-		tok := jwtSign(t, "ES256", k.ec1, jwtHeader("ES256", "same"), jwtClaims())
+		tok := jwtSign(t, "ES256", k.EC1, jwtHeader("ES256", "same"), jwtClaims())
 		if _, err := jwtTestVerifier(t, ks, nil).Verify(context.Background(), tok); err != nil {
 			t.Fatal(err)
 		}
 	})
 	t.Run("a kid shared by two RSA keys is ambiguous and rejected", func(t *testing.T) {
-		ks, err := NewStaticKeySet(jwtSet(t, jwtPublicJWK(t, k.rsa1, "same", ""), jwtPublicJWK(t, k.rsa2, "same", "")))
+		ks, err := NewStaticKeySet(jwtSet(t, jwtPublicJWK(t, k.RSA1, "same", ""), jwtPublicJWK(t, k.RSA2, "same", "")))
 		if err != nil {
 			t.Fatal(err)
 		}
-		tok := jwtSign(t, "RS256", k.rsa1, jwtHeader("RS256", "same"), jwtClaims())
+		tok := jwtSign(t, "RS256", k.RSA1, jwtHeader("RS256", "same"), jwtClaims())
 		d, err := jwtTestVerifier(t, ks, nil).Verify(context.Background(), tok)
 		jwtWantRejection(t, tok, d, err, "ambiguous_key", "unknown signing key")
 	})
 	t.Run("an EC key that declares alg RS256 is skipped at load and reported", func(t *testing.T) {
-		ks, err := NewStaticKeySet(jwtSet(t, jwtPublicJWK(t, k.rsa1, "r", jwa.RS256), jwtPublicJWK(t, k.ec1, "liar", jwa.RS256)))
+		ks, err := NewStaticKeySet(jwtSet(t, jwtPublicJWK(t, k.RSA1, "r", jwa.RS256), jwtPublicJWK(t, k.EC1, "liar", jwa.RS256)))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,127 @@
+package introspect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/tokengate/tokengate/cache"
+)
+
+// Issuers is the set of authorization servers one route trusts: one
+// Validator per issuer — its own keys, introspection client, decision cache,
+// Redis namespace, JWKS refresh gate and circuit breaker — and the rule that
+// picks the one that judges a token (Route).
+//
+// The rule exists because keys must never be shared between issuers: a
+// partner's IdP, or one tenant's realm, holds signing keys too, and a token
+// it signs with iss set to our own issuer must not be checked against the
+// union of everyone's keys. A JWT is therefore routed by its (unverified)
+// iss to exactly one validator, whose verifier pins that same iss and
+// knows only that issuer's keys.
+//
+// Issuers does not own its validators: whoever built them closes them (the
+// Caddy glue shares them between routes and config reloads).
+type Issuers struct {
+	all   []*Validator
+	byIss map[string]*Validator
+	// opaque judges tokens that are not JWTs: the first validator with
+	// introspection. Nil: none has one.
+	opaque *Validator
+	names  []string
+}
+
+// NewIssuers routes between validators, the route's own issuer first. With
+// one validator it is a pass-through: the validator's own rules (PathOf)
+// decide everything, exactly as without Issuers. With several, each must
+// have a distinct, non-empty Issuer: that is what a JWT is routed by.
+func NewIssuers(validators ...*Validator) (*Issuers, error) {
+	if len(validators) == 0 {
+		return nil, errors.New("no validator to route to")
+	}
+	is := &Issuers{all: validators, byIss: make(map[string]*Validator, len(validators))}
+	for i, v := range validators {
+		if v == nil {
+			return nil, fmt.Errorf("validator %d is nil", i)
+		}
+		iss := v.cfg.Issuer
+		if len(validators) > 1 && iss == "" {
+			return nil, fmt.Errorf("validator %d has no issuer: with several issuers a token is routed by its iss", i)
+		}
+		if _, dup := is.byIss[iss]; dup {
+			return nil, fmt.Errorf("issuer %s is trusted twice", iss)
+		}
+		is.byIss[iss] = v
+		is.names = append(is.names, iss)
+		if is.opaque == nil && v.introspector != nil {
+			is.opaque = v
+		}
+	}
+	return is, nil
+}
+
+// Validators are the issuers' validators, the route's own first.
+func (is *Issuers) Validators() []*Validator { return is.all }
+
+// Route picks the validator that judges token, or refuses it with an
+// invalid_token *Error before any network call:
+//
+//   - one issuer: its validator, always;
+//   - a JWT-shaped token: the validator whose Issuer is exactly the
+//     token's iss (compared as RFC 8414 §3 and RFC 9068 §4 compare it:
+//     byte for byte, trailing slash included); any other iss, or none, is
+//     "issuer not trusted";
+//   - any other token (opaque, or an encrypted JWT): the first issuer that
+//     has introspection; none has: "not a JWT access token", as a route
+//     with only jwt answers.
+//
+// iss is read without verifying anything: it only chooses whose keys and
+// whose introspection endpoint are asked. The chosen verifier then requires
+// that very iss and a signature by that issuer's key, so a token that names
+// one issuer and is signed by another fails there.
+func (is *Issuers) Route(token string) (*Validator, *Error) {
+	if len(is.all) == 1 {
+		return is.all[0], nil
+	}
+	if LooksLikeJWT(token) {
+		iss := unverifiedIssuer(token)
+		if v, ok := is.byIss[iss]; ok && iss != "" {
+			return v, nil
+		}
+		e := InvalidToken("issuer_not_trusted", "issuer not trusted", nil)
+		e.Hint = fmt.Sprintf("token iss %q is none of the issuers this route trusts (%s, compared exactly); add a trust block for it or get the token from one of them", shortIss(iss), strings.Join(is.names, ", "))
+		return nil, e
+	}
+	if is.opaque == nil {
+		e := InvalidToken("malformed", "the token is not a JWT access token", nil)
+		e.Hint = "no issuer of this route has introspect, so opaque tokens cannot be checked"
+		return nil, e
+	}
+	return is.opaque, nil
+}
+
+// Validate routes token (Route) and validates it with the chosen
+// validator. v is that validator (nil when routing refused the token); the
+// key is its cache key, or the route's own issuer's when routing refused,
+// so that the log still has a fingerprint.
+func (is *Issuers) Validate(ctx context.Context, token string) (d *Decision, key cache.Key, v *Validator, err error) {
+	v, rerr := is.Route(token)
+	if rerr != nil {
+		return nil, is.all[0].Key(token), nil, rerr
+	}
+	d, key, err = v.Validate(ctx, token)
+	return d, key, v, err
+}
+
+// Issuer is the issuer the validator was configured with: the name of its
+// metrics and log lines ("" when only an endpoint is configured).
+func (v *Validator) Issuer() string { return v.cfg.Issuer }
+
+// shortIss keeps an attacker-chosen iss from filling a log line.
+func shortIss(s string) string {
+	if len(s) > 96 {
+		return s[:96] + "…"
+	}
+	return s
+}

@@ -95,10 +95,14 @@ func (h *Handler) prepare() error {
 	h.policy = introspect.Policy{Scopes: h.Scopes, AnyScope: h.AnyScope, Audience: h.Audience, Clients: h.Clients,
 		ACRValues: h.ACRValues, MaxAge: time.Duration(h.MaxAge), Leeway: time.Duration(h.Leeway),
 		Claims: h.claimRequirements()}
-	h.prepareResourceMetadata()
 	h.realm = quoteRealm(h.Realm)
 	h.retry = strconv.Itoa(int((time.Duration(h.RetryAfter) + time.Second - 1) / time.Second))
-	return h.prepareDPoP()
+	if err := h.prepareDPoP(); err != nil {
+		return err
+	}
+	// After prepareDPoP: the document advertises the route's DPoP mode.
+	h.prepareResourceMetadata()
+	return nil
 }
 
 // resolvePlaceholders resolves {env.*} and {file.*} in secrets, paths and

@@ -143,6 +143,12 @@ func (h *Handler) resourceMetadata() *introspect.ResourceMetadata {
 		return nil
 	}
 	m := h.ResourceMetadata.metadata().WithDefaults(h.Issuer, h.Audience, &introspect.Policy{Scopes: h.Scopes, AnyScope: h.AnyScope}, h.transports())
+	// What DPoP the route enforces is a fact of its dpop setting, not a
+	// metadata setting of its own, so the two cannot disagree.
+	if g := h.dpop; g != nil && g.mode != dpopOff {
+		m.DPoPSigningAlgValuesSupported = g.verifier.AllowedAlgorithms()
+		m.DPoPBoundAccessTokensRequired = g.mode == dpopRequired
+	}
 	return &m
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -251,5 +252,37 @@ func TestEveryChallengeCarriesResourceMetadata(t *testing.T) {
 	}
 	if r := tc.get("/mcp", "Bearer "+as.Token(t, "mcp-ok", "read", "write", "tools")); r.status != 200 {
 		t.Errorf("a good token: %d %q", r.status, r.body)
+	}
+}
+
+// With DPoP on, the document says which proof algorithms the gateway
+// verifies and (required) that unbound tokens are refused (RFC 9728 §2);
+// with it off, neither member appears.
+func TestResourceMetadataAdvertisesTheDPoPMode(t *testing.T) {
+	as := testas.Start(t)
+	const wk = "/.well-known/oauth-protected-resource"
+	for _, c := range []struct {
+		mode         string
+		wantAlgs     bool
+		wantRequired bool
+	}{{"off", false, false}, {"optional", true, false}, {"required", true, true}} {
+		t.Run(c.mode, func(t *testing.T) {
+			tc := startCaddy(t, prmSite(as, "\t\tdpop "+c.mode+"\n\t\tresource_metadata {\n\t\t\tresource https://mcp.example.com\n\t\t}"))
+			r := tc.get(wk, "")
+			if r.status != http.StatusOK {
+				t.Fatalf("status %d", r.status)
+			}
+			var doc map[string]any
+			if err := json.Unmarshal([]byte(r.body), &doc); err != nil {
+				t.Fatal(err)
+			}
+			algs, hasAlgs := doc["dpop_signing_alg_values_supported"].([]any)
+			if hasAlgs != c.wantAlgs || c.wantAlgs && !slices.Contains(algs, any("ES256")) {
+				t.Errorf("dpop_signing_alg_values_supported = %v, want present: %v (with ES256)", doc["dpop_signing_alg_values_supported"], c.wantAlgs)
+			}
+			if got, _ := doc["dpop_bound_access_tokens_required"].(bool); got != c.wantRequired {
+				t.Errorf("dpop_bound_access_tokens_required = %v, want %v", doc["dpop_bound_access_tokens_required"], c.wantRequired)
+			}
+		})
 	}
 }

@@ -42,6 +42,12 @@ type ResourceMetadata struct {
 	ResourceName string `json:"resource_name,omitempty"`
 	// ResourceDocumentation is a URL of developer documentation.
 	ResourceDocumentation string `json:"resource_documentation,omitempty"`
+	// DPoPSigningAlgValuesSupported are the proof algorithms the gateway
+	// verifies, and DPoPBoundAccessTokensRequired says it refuses unbound
+	// tokens (RFC 9728 §2, RFC 9449 §5.1): set from the route's dpop mode,
+	// only when it is on.
+	DPoPSigningAlgValuesSupported []string `json:"dpop_signing_alg_values_supported,omitempty"`
+	DPoPBoundAccessTokensRequired bool     `json:"dpop_bound_access_tokens_required,omitempty"`
 }
 
 // WithDefaults fills what the operator left out, from the rest of the

@@ -97,6 +97,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    dpop off | optional | required {
 //	        algorithms <alg...>
 //	        window     <duration>
+//	        nonce
 //	    }
 //	}
 //

@@ -36,6 +36,12 @@ type DPoPConfig struct {
 	// jti values are remembered as long as a proof can be accepted.
 	// Default: 60s.
 	Window caddy.Duration `json:"window,omitempty"`
+	// Require server-provided nonces in proofs (RFC 9449 §9): a proof
+	// without the current nonce gets 401 use_dpop_nonce with a DPoP-Nonce
+	// header, and every DPoP response carries the current nonce. A nonce
+	// is good for one window and the next. Gateways of a fleet accept each
+	// other's nonces when they share cache.key_secret. Default: false.
+	Nonce bool `json:"nonce,omitempty"`
 }
 
 const (
@@ -85,6 +91,16 @@ func (h *Handler) prepareDPoP() error {
 		c.Mode = dpopOff
 	}
 	v := &dpop.Verifier{Algorithms: c.Algorithms, Window: time.Duration(c.Window)}
+	if c.Nonce {
+		n := &dpop.Nonces{Step: time.Duration(c.Window)}
+		if h.Cache != nil && h.Cache.KeySecret != "" {
+			// Derived inside Nonces with its own label: the cache's HMAC
+			// and the nonce's never produce the same values.
+			n.Secret = []byte(h.Cache.KeySecret)
+		}
+		n.Init()
+		v.Nonces = n
+	}
 	if err := v.Init(); err != nil {
 		return fmt.Errorf("bearer_auth: %w", err)
 	}
@@ -116,7 +132,7 @@ func (h *Handler) provisionDPoP() {
 // RFC 8705 §3) and the proof's single use (§11.1), in that order, on every
 // request. Nothing here is cached: the decision stays good for its holder
 // whatever a thief sends.
-func (h *Handler) bind(r *http.Request, d *introspect.Decision, token string, from introspect.Transport) *introspect.Error {
+func (h *Handler) bind(w http.ResponseWriter, r *http.Request, d *introspect.Decision, token string, from introspect.Transport) *introspect.Error {
 	g := h.dpop
 	if g == nil {
 		// A Handler used without Provision (unit tests): bindings are
@@ -126,6 +142,11 @@ func (h *Handler) bind(r *http.Request, d *introspect.Decision, token string, fr
 	p := introspect.Presentation{DPoP: from == introspect.TransportDPoP, RequireDPoP: g.mode == dpopRequired}
 	var proof *dpop.Proof
 	if p.DPoP {
+		if n := g.verifier.Nonces; n != nil {
+			// RFC 9449 §9: the nonce to use next, on every DPoP answer
+			// (the use_dpop_nonce refusal included).
+			w.Header().Set("DPoP-Nonce", n.Current())
+		}
 		values := r.Header.Values("DPoP")
 		if len(values) > 1 {
 			// §4.3 check 1: not more than one DPoP header.
@@ -221,7 +242,7 @@ func (h *Handler) setChallenge(hdr http.Header, r *http.Request, bearer, code, d
 		hdr.Set("WWW-Authenticate", bearer)
 		return
 	}
-	dpopRelated := code == string(dpop.CodeInvalidProof) || code != "" && usesDPoPScheme(r)
+	dpopRelated := code == string(dpop.CodeInvalidProof) || code == string(dpop.CodeUseNonce) || code != "" && usesDPoPScheme(r)
 	errOnDPoP := dpopRelated || code != "" && g.mode == dpopRequired
 	offerDPoP := g.mode != dpopOff || dpopRelated
 	hdr.Del("WWW-Authenticate")
@@ -325,6 +346,8 @@ func (c *DPoPConfig) unmarshal(d *caddyfile.Dispenser) error {
 			err = stringList(d, &c.Algorithms)
 		case "window":
 			err = duration(d, &c.Window)
+		case "nonce":
+			err = flag(d, &c.Nonce)
 		default:
 			return d.Errf("unrecognized dpop subdirective '%s'", d.Val())
 		}

@@ -195,3 +195,43 @@ func TestDPoPOptionalOffersBearerFirst(t *testing.T) {
 		t.Errorf("unbound Bearer token with dpop optional: %d", r.status)
 	}
 }
+
+// With server nonces on (RFC 9449 §9), a proof without the current nonce is
+// refused with use_dpop_nonce and the nonce to use; the client's retry with
+// it passes, and every DPoP answer carries the current nonce. A made-up
+// nonce is refused the same way.
+func TestDPoPServerNonces(t *testing.T) {
+	as := nodeas.Start(t)
+	client := nodeas.StartDPoPClient(t)
+	tc := startCaddy(t, nodeSite(as, "\t\tdpop optional {\n\t\t\tnonce\n\t\t}"))
+	key := client.NewKey(t, "ES256")
+	token := as.RequestToken(t, nodeas.TokenRequest{ClientID: "svc-a", Scopes: []string{"read"},
+		DPoP: client.Proof(t, key, nodeas.ProofOptions{Method: "POST", URL: as.TokenURL()})}).AccessToken
+	url := tc.base + "/things"
+	proof := func(nonce string) string {
+		return client.Proof(t, key, nodeas.ProofOptions{Method: "GET", URL: url, AccessToken: token, Nonce: nonce})
+	}
+
+	for _, nonce := range []string{"", "made-up-nonce"} {
+		r := tc.dpopDo("GET", "/things", "DPoP "+token, proof(nonce))
+		if r.status != http.StatusUnauthorized || !strings.Contains(strings.Join(r.header.Values("WWW-Authenticate"), "|"), `error="use_dpop_nonce"`) {
+			t.Fatalf("proof with nonce %q: %d %q, want 401 use_dpop_nonce", nonce, r.status, r.header.Values("WWW-Authenticate"))
+		}
+		if r.header.Get("DPoP-Nonce") == "" {
+			t.Fatal("use_dpop_nonce without a DPoP-Nonce header")
+		}
+	}
+	r := tc.dpopDo("GET", "/things", "DPoP "+token, proof(""))
+	nonce := r.header.Get("DPoP-Nonce")
+	r = tc.dpopDo("GET", "/things", "DPoP "+token, proof(nonce))
+	if r.status != http.StatusOK {
+		t.Fatalf("retry with the server's nonce: %d %q %q", r.status, r.body, r.header.Values("WWW-Authenticate"))
+	}
+	if r.header.Get("DPoP-Nonce") == "" {
+		t.Error("a DPoP answer without the current nonce")
+	}
+	// Unbound Bearer requests are not DPoP's business: no nonce needed.
+	if r := tc.get("/", "Bearer "+as.Token(t, "svc-a", "read")); r.status != http.StatusOK || r.header.Get("DPoP-Nonce") != "" {
+		t.Errorf("Bearer request: %d, DPoP-Nonce %q", r.status, r.header.Get("DPoP-Nonce"))
+	}
+}

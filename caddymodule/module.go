@@ -290,7 +290,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	// Sender constraints, per request and never cached (dpop.go).
-	if berr := h.bind(r, d, token, from); berr != nil {
+	if berr := h.bind(w, r, d, token, from); berr != nil {
 		h.rejectFrom(w, r, berr, key.Fingerprint(), route.metrics)
 		return nil
 	}

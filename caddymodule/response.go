@@ -26,7 +26,7 @@ func statusFor(e *introspect.Error) int {
 			return http.StatusRequestEntityTooLarge
 		}
 		return http.StatusBadRequest
-	case introspect.CodeInvalidToken, introspect.CodeInsufficientUserAuthentication, dpop.CodeInvalidProof:
+	case introspect.CodeInvalidToken, introspect.CodeInsufficientUserAuthentication, dpop.CodeInvalidProof, dpop.CodeUseNonce:
 		return http.StatusUnauthorized
 	case introspect.CodeInsufficientScope, introspect.CodeUnauthorizedClient:
 		return http.StatusForbidden
@@ -198,7 +198,7 @@ func outcomeLabel(c introspect.Code) string {
 		introspect.CodeInsufficientScope, introspect.CodeUnauthorizedClient,
 		introspect.CodeInsufficientUserAuthentication:
 		return string(c)
-	case dpop.CodeInvalidProof:
+	case dpop.CodeInvalidProof, dpop.CodeUseNonce:
 		return string(introspect.CodeInvalidToken)
 	}
 	return "unavailable"

@@ -34,6 +34,8 @@ type ProofOptions struct {
 	AccessToken string
 	// Skew shifts the client's clock (stale or future iat).
 	Skew time.Duration
+	// Nonce, if set, is the server-provided nonce (RFC 9449 §9).
+	Nonce string
 	// Tamper: "typ_jwt", "alg_none", "private_jwk", "bad_signature" (see
 	// dpopclient.mjs).
 	Tamper string
@@ -104,6 +106,6 @@ func (c *DPoPClient) Proof(t testing.TB, key DPoPKey, o ProofOptions) string {
 		Proof string `json:"proof"`
 	}
 	c.call(t, map[string]any{"op": "proof", "key": key.ID, "htm": o.Method, "htu": o.URL,
-		"token": o.AccessToken, "skew": o.Skew.Seconds(), "tamper": o.Tamper}, &p)
+		"token": o.AccessToken, "skew": o.Skew.Seconds(), "tamper": o.Tamper, "nonce": o.Nonce}, &p)
 	return p.Proof
 }

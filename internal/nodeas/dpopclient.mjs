@@ -56,7 +56,7 @@ async function handle(req) {
       if (req.skew) Date.now = () => realNow() + req.skew * 1000;
       let proof;
       try {
-        proof = await generateProof(kp, req.htu, req.htm, undefined, req.token || undefined);
+        proof = await generateProof(kp, req.htu, req.htm, req.nonce || undefined, req.token || undefined);
       } finally {
         Date.now = realNow;
       }

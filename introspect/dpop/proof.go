@@ -45,6 +45,9 @@ type Verifier struct {
 	Replay ReplayCache
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Nonces, if set, makes the nonce claim required and checked (RFC
+	// 9449 §9, §4.3 check 10). Nil: no server nonces (the default).
+	Nonces *Nonces
 
 	allowed map[string]*algorithm
 }
@@ -217,8 +220,15 @@ func (v *Verifier) Verify(proof string, req Request) (*Proof, error) {
 			return nil, invalid("dpop_ath", "the DPoP proof's ath does not match the access token")
 		}
 	}
-	// Check 10 (nonce) applies only when the server provided one; server
-	// nonces are not implemented (RFC 9449 §8 makes them optional).
+	// Check 10: with server nonces on, the proof must carry a current one;
+	// the answer to a missing or old one is use_dpop_nonce with a fresh
+	// nonce (§9), which a client retries with.
+	if v.Nonces != nil {
+		if nonce, _ := body["nonce"].(string); nonce == "" || !v.Nonces.Valid(nonce) {
+			return nil, &claims.Error{Code: CodeUseNonce, Reason: "dpop_nonce",
+				Description: "the DPoP proof must carry the nonce given in the DPoP-Nonce header"}
+		}
+	}
 	return &Proof{Thumbprint: jwk.thumbprint(), ID: jti, IssuedAt: iat}, nil
 }
 

@@ -13,10 +13,10 @@ import (
 	"github.com/tokengate/tokengate/internal/redistest"
 )
 
-// adminPost posts body to the in-process Caddy's admin API.
+// adminPost posts body to the test Caddy's admin API.
 func (tc *testCaddy) adminPost(path, body string) result {
 	tc.t.Helper()
-	resp, err := testClient.Post("http://"+tc.admin+path, "application/json", strings.NewReader(body))
+	resp, err := tc.client.Post("http://"+tc.admin+path, "application/json", strings.NewReader(body))
 	if err != nil {
 		tc.t.Fatalf("POST %s: %v", path, err)
 	}

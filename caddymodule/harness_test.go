@@ -260,8 +260,8 @@ func (r result) expect(t *testing.T, status int, wwwAuth, body string) {
 
 func TestMain(m *testing.M) {
 	// The test binary doubles as a real Caddy executable (it links Caddy's
-	// CLI, the standard modules and this plugin), so tests can start
-	// separate Caddy processes — a fleet — in seconds, without xcaddy.
+	// CLI, the standard modules and this plugin), so every test can start
+	// Caddy processes of its own in milliseconds, without xcaddy.
 	if os.Getenv(runAsCaddyEnv) == "1" {
 		os.Args = append([]string{"caddy"}, strings.Fields(os.Getenv(runAsCaddyArgsEnv))...)
 		caddycmd.Main()

@@ -101,6 +101,7 @@ func TestSoakHostileTrafficNeverChangesADecision(t *testing.T) {
 
 	var down atomic.Bool       // from the AS stopping until the gateway recovered
 	var scriptDone atomic.Bool // the phases below are over
+	var abort atomic.Bool      // the test failed: stop now
 	var requests, wrong, outage503 atomic.Int64
 	stop := time.Now().Add(duration)
 	var wg sync.WaitGroup
@@ -108,7 +109,7 @@ func TestSoakHostileTrafficNeverChangesADecision(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := w; !scriptDone.Load() || time.Now().Before(stop); i++ {
+			for i := w; !abort.Load() && (!scriptDone.Load() || time.Now().Before(stop)); i++ {
 				ps := probes(i)
 				p := ps[i%len(ps)]
 				headers := map[string]string{"Authorization": "Bearer " + p.header}
@@ -139,6 +140,10 @@ func TestSoakHostileTrafficNeverChangesADecision(t *testing.T) {
 			}
 		}()
 	}
+	defer func() { // if a phase below fails the test
+		abort.Store(true)
+		wg.Wait()
+	}()
 	// Steady traffic first.
 	waitFor(t, 30*time.Second, 10*time.Millisecond, "200 requests of steady traffic", func() bool { return requests.Load() >= 200 })
 	// The outage lasts until valid opaque tokens whose cached decisions

@@ -68,6 +68,7 @@ func TestSoakMixedTrafficWithOutageAndRotation(t *testing.T) {
 
 	var outage atomic.Bool     // from the AS stopping until the gateway recovered
 	var scriptDone atomic.Bool // the phases below are over
+	var abort atomic.Bool      // the test failed: stop now
 	var requests, wrong, unavailable atomic.Int64
 	stop := time.Now().Add(duration)
 	var wg sync.WaitGroup
@@ -75,7 +76,7 @@ func TestSoakMixedTrafficWithOutageAndRotation(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := w; !scriptDone.Load() || time.Now().Before(stop); i++ {
+			for i := w; !abort.Load() && (!scriptDone.Load() || time.Now().Before(stop)); i++ {
 				isValid := i%2 == 0
 				var tok string
 				if isValid {
@@ -101,6 +102,10 @@ func TestSoakMixedTrafficWithOutageAndRotation(t *testing.T) {
 			}
 		}()
 	}
+	defer func() { // if a phase below fails the test
+		abort.Store(true)
+		wg.Wait()
+	}()
 	// Steady traffic first.
 	waitFor(t, 30*time.Second, 10*time.Millisecond, "200 requests of steady traffic", func() bool { return requests.Load() >= 200 })
 	// The outage lasts until valid tokens whose cached decisions expired

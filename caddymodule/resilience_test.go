@@ -275,7 +275,12 @@ func TestTokenSprayIsCappedByMaxConcurrentAndAnswersQuickly(t *testing.T) {
 		switch r.status {
 		case 503:
 			unavailable++
-			if r.took > time.Second {
+			// Shed after the 100 ms queue wait. One queued behind the AS
+			// would not be answered before the AS is released, after the
+			// other 503s, or the 10 s timeout. The bound leaves room for
+			// the one-second stalls a loaded 2-core machine has now and
+			// then (seen here: every 503 of one run at 1.14 s).
+			if r.took > 3*time.Second {
 				t.Errorf("a 503 took %v: excess requests must not queue behind the AS", r.took)
 			}
 		case 401:
@@ -286,6 +291,9 @@ func TestTokenSprayIsCappedByMaxConcurrentAndAnswersQuickly(t *testing.T) {
 	}
 	if p := peak.Load(); p != maxConcurrent {
 		t.Errorf("peak concurrent introspection calls = %d, want %d", p, maxConcurrent)
+	}
+	if t.Failed() {
+		t.Logf("gateway log:\n%s", grepLines(tc.logs(), `"level":"warn"`, `"level":"error"`, "introspect"))
 	}
 	if unavailable != n-maxConcurrent || rejected != maxConcurrent {
 		t.Errorf("503s = %d, 401s = %d: want %d answered by the AS and the other %d shed", unavailable, rejected, maxConcurrent, n-maxConcurrent)

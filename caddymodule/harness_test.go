@@ -433,7 +433,7 @@ func tryLaunchCaddy(t *testing.T, env []string, caddyfile func(port, admin int) 
 		}
 		return p, nil
 	case <-done:
-		return nil, fmt.Errorf("exited at start:\n%s", out.String())
+		return nil, fmt.Errorf("exited at start (%v):\n%s", p.cmd.ProcessState, out.String())
 	case <-time.After(60 * time.Second):
 		t.Fatalf("caddy process did not start within 60s:\n%s", out.String())
 		return nil, nil

@@ -431,6 +431,15 @@ func tryLaunchCaddy(t *testing.T, env []string, caddyfile func(port, admin int) 
 		if err != nil {
 			t.Fatalf("caddy process pingback: %v", err)
 		}
+		// Caddy binds with SO_REUSEPORT, so a process that took one of
+		// the ports meanwhile shares it instead of making the bind fail.
+		for _, port := range []int{port, admin} {
+			if n := listeners(port); n > 1 {
+				_ = p.cmd.Process.Kill()
+				<-done
+				return nil, fmt.Errorf("address already in use: %d sockets listen on port %d", n, port)
+			}
+		}
 		return p, nil
 	case <-done:
 		return nil, fmt.Errorf("exited at start (%v):\n%s", p.cmd.ProcessState, out.String())

@@ -356,7 +356,7 @@ http://127.0.0.1:%d {
 // caddyfile returns for two free loopback ports (site, admin), and returns
 // once Caddy has loaded it and serves. A port found free can be taken by
 // another process before the child binds it: the child then exits at once,
-// and launchCaddy tries new ports.
+// or shares the port (see tryLaunchCaddy), and launchCaddy tries new ports.
 func launchCaddy(t *testing.T, env []string, caddyfile func(port, admin int) string) *caddyProcess {
 	t.Helper()
 	for attempt := 1; ; attempt++ {

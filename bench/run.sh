@@ -4,8 +4,8 @@
 # One run, loopback only, bounded (under 3 minutes with the defaults, hard
 # stop at MAX_SECONDS), cleans up after itself. Uses ./caddy as built by
 # ./xcaddy.sh (or CADDY=path; BUILD=1 builds one from the working tree with
-# plain `go build ./bench/caddy` instead). It compiles the small Go helpers
-# in bench/tools with `go test -c`. Needs wrk (installed with apt-get when
+# plain `go build ./bench/caddy` instead). It builds the small Go helpers
+# in bench/tools (`go build`). Needs wrk (installed with apt-get when
 # missing and running as root), curl, taskset, gawk.
 #
 # Processes, all on 127.0.0.1:
@@ -124,8 +124,8 @@ wait_http() { # url [want-status]
 }
 
 # --- helpers: authorization server and tokens --------------------------------
-log "compiling bench/tools (go test -c)"
-go test -c -o "$OUT/tools.test" ./bench/tools
+log "building bench/tools"
+go build -o "$OUT/tools" ./bench/tools
 # Hard stop: from here on (compiling is done), the run never outlives
 # MAX_SECONDS.
 (
@@ -139,17 +139,15 @@ go test -c -o "$OUT/tools.test" ./bench/tools
 WATCHDOG=$!
 PIDS+=("$WATCHDOG")
 log "minting $COLD_TOKENS ES256 and $RS256_TOKENS RS256 JWTs for the cold paths"
-(cd bench/tools && BENCH_MINT_N=$COLD_TOKENS BENCH_MINT_OUT="$OUT/cold-tokens.txt" \
-  "$OUT/tools.test" -test.run '^TestMintJWTs$' >"$OUT/mint.log" 2>&1) || die "minting failed: $(cat "$OUT/mint.log")"
-(cd bench/tools && BENCH_MINT_ALG=RS256 BENCH_MINT_N=$RS256_TOKENS BENCH_MINT_OUT="$OUT/rs256-tokens.txt" \
-  BENCH_MINT_JWKS="$OUT/rs256-jwks.json" "$OUT/tools.test" -test.run '^TestMintJWTs$' >>"$OUT/mint.log" 2>&1) ||
+"$OUT/tools" mint -n "$COLD_TOKENS" -out "$OUT/cold-tokens.txt" >"$OUT/mint.log" 2>&1 ||
+  die "minting failed: $(cat "$OUT/mint.log")"
+"$OUT/tools" mint -alg RS256 -n "$RS256_TOKENS" -out "$OUT/rs256-tokens.txt" -jwks "$OUT/rs256-jwks.json" >>"$OUT/mint.log" 2>&1 ||
   die "minting failed: $(cat "$OUT/mint.log")"
 WARM_JWT=$("$CADDY" bearer-auth token --key demo/demo-private.jwk \
   --issuer https://demo.tokengate.test --audience demo-api --scope read)
 
 log "starting the authorization server"
-(cd bench/tools && BENCH_AS_DIR="$OUT/as" BENCH_AS_MAX=$((MAX_SECONDS + 30))s \
-  exec taskset -c "$LOAD_CPU" "$OUT/tools.test" -test.run '^TestServeAS$' -test.v -test.timeout 0 >"$OUT/as.log" 2>&1) &
+taskset -c "$LOAD_CPU" "$OUT/tools" serve-as -dir "$OUT/as" -max $((MAX_SECONDS + 30))s >"$OUT/as.log" 2>&1 &
 PIDS+=("$!")
 for _ in $(seq 1 200); do [ -s "$OUT/as/token" ] && break; sleep 0.05; done
 [ -s "$OUT/as/token" ] || die "authorization server did not start: $(cat "$OUT/as.log")"

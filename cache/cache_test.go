@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/zap/zaptest"
@@ -80,6 +81,7 @@ func newMem(t testing.TB, cfg Config) *Cache[*verdict] {
 var plain = NewKeyer(nil)
 
 func TestKeyer(t *testing.T) {
+	t.Parallel()
 	const tok = "2YotnFZFEjr1zCsicMWpAA"
 	k1, k2 := plain.Key(tok), plain.Key(tok)
 	if k1 != k2 {
@@ -116,6 +118,7 @@ func TestKeyer(t *testing.T) {
 	}
 }
 
+// Not parallel: AllocsPerRun counts the whole process's allocations.
 func TestKeyDoesNotAllocate(t *testing.T) {
 	tok := "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwic2NvcGUiOiJyZWFkIHdyaXRlIn0.c2lnbmF0dXJlLXNpZ25hdHVyZS1zaWduYXR1cmU"
 	for name, k := range map[string]Keyer{"sha256": plain, "hmac": NewKeyer([]byte("secret"))} {
@@ -131,6 +134,7 @@ func TestKeyDoesNotAllocate(t *testing.T) {
 }
 
 func TestMemoryGetSetExpiry(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	obs := newObserver()
 	c := newMem(t, Config{Observer: obs})
@@ -163,6 +167,7 @@ func TestMemoryGetSetExpiry(t *testing.T) {
 }
 
 func TestNonPositiveTTLNotStored(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	c := newMem(t, Config{})
 	for i, ttl := range []time.Duration{0, -time.Second} {
@@ -189,6 +194,7 @@ func TestNonPositiveTTLNotStored(t *testing.T) {
 }
 
 func TestMaxEntriesBound(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	const max = 1000
 	c := newMem(t, Config{MaxEntries: max})
@@ -204,123 +210,141 @@ func TestMaxEntriesBound(t *testing.T) {
 	}
 }
 
+// TestLoadCoalesces runs in a synctest bubble: synctest.Wait returns once
+// every caller is blocked, so all of them are waiting on the one load in
+// flight when it finishes.
 func TestLoadCoalesces(t *testing.T) {
-	ctx := context.Background()
-	obs := newObserver()
-	c := newMem(t, Config{Observer: obs})
-	k := plain.Key("hot")
-	var calls atomic.Int32
-	load := func(context.Context) (*verdict, time.Duration, error) {
-		calls.Add(1)
-		time.Sleep(50 * time.Millisecond)
-		return &verdict{Sub: "bob"}, time.Minute, nil
-	}
-	const n = 50
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	errs := make(chan error, n)
-	for range n {
-		wg.Go(func() {
-			<-start
-			v, _, err := c.Load(ctx, k, load)
-			if err == nil && v.Sub != "bob" {
-				err = fmt.Errorf("got %+v", v)
-			}
-			errs <- err
-		})
-	}
-	close(start)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		obs := newObserver()
+		c := newMem(t, Config{Observer: obs})
+		k := plain.Key("hot")
+		var calls atomic.Int32
+		release := make(chan struct{})
+		load := func(context.Context) (*verdict, time.Duration, error) {
+			calls.Add(1)
+			<-release
+			return &verdict{Sub: "bob"}, time.Minute, nil
 		}
-	}
-	if calls.Load() != 1 {
-		t.Fatalf("loader called %d times, want 1", calls.Load())
-	}
-	if got := obs.coalesced.Load(); got == 0 || got > n-1 {
-		t.Fatalf("Coalesced = %d, want 1..%d", got, n-1)
-	}
-	if _, cached, _ := c.Load(ctx, k, load); !cached || calls.Load() != 1 {
-		t.Fatal("loaded value not cached")
-	}
+		const n = 50
+		errs := make(chan error, n)
+		for range n {
+			go func() {
+				v, _, err := c.Load(ctx, k, load)
+				if err == nil && v.Sub != "bob" {
+					err = fmt.Errorf("got %+v", v)
+				}
+				errs <- err
+			}()
+		}
+		synctest.Wait() // every caller is in Load, waiting for the loader
+		close(release)
+		for range n {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if calls.Load() != 1 {
+			t.Fatalf("loader called %d times, want 1", calls.Load())
+		}
+		if got := obs.coalesced.Load(); got != n-1 {
+			t.Fatalf("Coalesced = %d, want %d", got, n-1)
+		}
+		if _, cached, _ := c.Load(ctx, k, load); !cached || calls.Load() != 1 {
+			t.Fatal("loaded value not cached")
+		}
+	})
 }
 
 func TestLoadErrorsNotCached(t *testing.T) {
-	ctx := context.Background()
-	c := newMem(t, Config{})
-	k := plain.Key("flaky")
-	boom := errors.New("AS unreachable")
-	var calls atomic.Int32
-	fail := func(context.Context) (*verdict, time.Duration, error) {
-		calls.Add(1)
-		time.Sleep(20 * time.Millisecond)
-		return nil, time.Minute, boom
-	}
-	var wg sync.WaitGroup
-	for range 10 {
-		wg.Go(func() {
-			if _, _, err := c.Load(ctx, k, fail); !errors.Is(err, boom) {
-				t.Errorf("waiter got %v, want %v", err, boom)
-			}
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		obs := newObserver()
+		c := newMem(t, Config{Observer: obs})
+		k := plain.Key("flaky")
+		boom := errors.New("AS unreachable")
+		var calls atomic.Int32
+		release := make(chan struct{})
+		fail := func(context.Context) (*verdict, time.Duration, error) {
+			calls.Add(1)
+			<-release
+			return nil, time.Minute, boom
+		}
+		var wg sync.WaitGroup
+		for range 10 {
+			wg.Go(func() {
+				if _, _, err := c.Load(ctx, k, fail); !errors.Is(err, boom) {
+					t.Errorf("waiter got %v, want %v", err, boom)
+				}
+			})
+		}
+		synctest.Wait() // all ten wait for the one failing load
+		close(release)
+		wg.Wait()
+		if calls.Load() != 1 || obs.coalesced.Load() != 9 {
+			t.Fatalf("loader calls %d, coalesced %d: want one load shared by ten callers", calls.Load(), obs.coalesced.Load())
+		}
+		if _, _, err := c.Load(ctx, k, fail); !errors.Is(err, boom) {
+			t.Fatal(err)
+		}
+		if calls.Load() != 2 {
+			t.Fatalf("error was cached: loader called %d times, want 2", calls.Load())
+		}
+		v, cached, err := c.Load(ctx, k, func(context.Context) (*verdict, time.Duration, error) {
+			return &verdict{Sub: "ok"}, time.Minute, nil
 		})
-	}
-	wg.Wait()
-	if _, _, err := c.Load(ctx, k, fail); !errors.Is(err, boom) {
-		t.Fatal(err)
-	}
-	if calls.Load() < 2 {
-		t.Fatalf("error was cached: loader called %d times", calls.Load())
-	}
-	v, cached, err := c.Load(ctx, k, func(context.Context) (*verdict, time.Duration, error) {
-		return &verdict{Sub: "ok"}, time.Minute, nil
+		if err != nil || cached || v.Sub != "ok" {
+			t.Fatalf("after errors: %v %v %v", v, cached, err)
+		}
 	})
-	if err != nil || cached || v.Sub != "ok" {
-		t.Fatalf("after errors: %v %v %v", v, cached, err)
-	}
 }
 
 func TestLoadSurvivesFirstCallerCancel(t *testing.T) {
-	c := newMem(t, Config{})
-	k := plain.Key("cancel")
-	release := make(chan struct{})
-	loaderErr := make(chan error, 1)
-	load := func(ctx context.Context) (*verdict, time.Duration, error) {
-		<-release
-		loaderErr <- ctx.Err()
-		return &verdict{Sub: "carol"}, time.Minute, nil
-	}
-	ctx1, cancel1 := context.WithCancel(context.Background())
-	first := make(chan error, 1)
-	go func() {
-		_, _, err := c.Load(ctx1, k, load)
-		first <- err
-	}()
-	time.Sleep(20 * time.Millisecond) // let the first caller become the leader
-	second := make(chan *verdict, 1)
-	go func() {
-		v, _, _ := c.Load(context.Background(), k, load)
-		second <- v
-	}()
-	cancel1()
-	if err := <-first; !errors.Is(err, context.Canceled) {
-		t.Fatalf("first caller: %v, want context.Canceled", err)
-	}
-	close(release)
-	if v := <-second; v == nil || v.Sub != "carol" {
-		t.Fatalf("second caller got %v", v)
-	}
-	if err := <-loaderErr; err != nil {
-		t.Fatalf("loader context was cancelled: %v", err)
-	}
-	if _, ok := c.Get(context.Background(), k); !ok {
-		t.Fatal("value not cached")
-	}
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		c := newMem(t, Config{})
+		k := plain.Key("cancel")
+		release := make(chan struct{})
+		loaderErr := make(chan error, 1)
+		load := func(ctx context.Context) (*verdict, time.Duration, error) {
+			<-release
+			loaderErr <- ctx.Err()
+			return &verdict{Sub: "carol"}, time.Minute, nil
+		}
+		ctx1, cancel1 := context.WithCancel(context.Background())
+		first := make(chan error, 1)
+		go func() {
+			_, _, err := c.Load(ctx1, k, load)
+			first <- err
+		}()
+		synctest.Wait() // the first caller leads: its load is running
+		second := make(chan *verdict, 1)
+		go func() {
+			v, _, _ := c.Load(context.Background(), k, load)
+			second <- v
+		}()
+		synctest.Wait() // the second caller waits for the same load
+		cancel1()
+		if err := <-first; !errors.Is(err, context.Canceled) {
+			t.Fatalf("first caller: %v, want context.Canceled", err)
+		}
+		close(release)
+		if v := <-second; v == nil || v.Sub != "carol" {
+			t.Fatalf("second caller got %v", v)
+		}
+		if err := <-loaderErr; err != nil {
+			t.Fatalf("loader context was cancelled: %v", err)
+		}
+		if _, ok := c.Get(context.Background(), k); !ok {
+			t.Fatal("value not cached")
+		}
+	})
 }
 
 func TestLoadPanicIsError(t *testing.T) {
+	t.Parallel()
 	c := newMem(t, Config{Logger: zaptest.NewLogger(t)})
 	_, _, err := c.Load(context.Background(), plain.Key("p"), func(context.Context) (*verdict, time.Duration, error) {
 		panic("bug in loader")
@@ -331,6 +355,7 @@ func TestLoadPanicIsError(t *testing.T) {
 }
 
 func TestEvictionDuringLoadNotStored(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	c := newMem(t, Config{})
 	k := plain.Key("revoked-meanwhile")
@@ -356,6 +381,7 @@ func TestEvictionDuringLoadNotStored(t *testing.T) {
 }
 
 func TestDeleteFingerprintMemory(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	c := newMem(t, Config{})
 	k := plain.Key("fp")
@@ -385,6 +411,7 @@ func TestDeleteFingerprintMemory(t *testing.T) {
 	}
 }
 
+// Not parallel: it counts the whole process's goroutines.
 func TestCloseStopsGoroutines(t *testing.T) {
 	srv := startRedis(t)
 	before := runtime.NumGoroutine()
@@ -422,17 +449,33 @@ func TestCloseStopsGoroutines(t *testing.T) {
 	})
 }
 
-// waitFor polls cond until it holds or d passes.
+// waitFor polls cond every 5ms until it holds, and fails the test if it
+// does not within d: for conditions that have no event to wait on.
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		if cond() {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
+	waitEvery(t, d, 5*time.Millisecond, what, cond)
+}
+
+// waitEvery is waitFor polling every interval, for conditions that cost a
+// round trip or a write each time they are checked.
+func waitEvery(t testing.TB, d, interval time.Duration, what string, cond func() bool) {
+	t.Helper()
+	if !eventually(d, interval, cond) {
+		t.Fatalf("timed out after %v waiting for %s", d, what)
 	}
+}
+
+// eventually polls cond every interval until it holds (true) or d has
+// passed (false).
+func eventually(d, interval time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		<-tick.C
+	}
+	return true
 }

@@ -58,6 +58,7 @@ func inMemory(c *Cache[*verdict], k Key) bool {
 }
 
 func TestSharedTier(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	srv := startRedis(t)
 	a, b, _, ob := fleet(t, srv, "t1")
@@ -117,6 +118,7 @@ func TestSharedTier(t *testing.T) {
 }
 
 func TestNamespacesAreSeparate(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	srv := startRedis(t)
 	a, _, _, _ := fleet(t, srv, "ns-a")
@@ -136,6 +138,7 @@ func TestNamespacesAreSeparate(t *testing.T) {
 }
 
 func TestFleetEviction(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	srv := startRedis(t)
 	a, b, _, _ := fleet(t, srv, "t2")
@@ -232,6 +235,7 @@ func TestFleetEviction(t *testing.T) {
 }
 
 func TestRedisOutage(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	srv := startRedis(t)
 	const timeout = 50 * time.Millisecond
@@ -309,14 +313,11 @@ func TestRedisOutage(t *testing.T) {
 	// The shared tier is used again within a few seconds: A's writes reach
 	// B through Redis.
 	i := 0
-	waitFor(t, 8*time.Second, "shared tier to recover", func() bool {
+	waitEvery(t, 8*time.Second, 50*time.Millisecond, "shared tier to recover", func() bool {
 		i++
 		k := plain.Key(fmt.Sprint("after-", i))
 		a.Set(ctx, k, &verdict{Sub: "ivy"}, time.Minute)
 		v, ok := b.Get(ctx, k)
-		if !ok {
-			time.Sleep(50 * time.Millisecond)
-		}
 		return ok && v.Sub == "ivy"
 	})
 	t.Logf("shared tier back %v after restart", time.Since(restarted))
@@ -330,19 +331,13 @@ func TestRedisOutage(t *testing.T) {
 			return false
 		}
 		_, _ = a.Delete(ctx, k2)
-		deadline := time.Now().Add(time.Second)
-		for time.Now().Before(deadline) {
-			if !inMemory(b, k2) {
-				return true
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		return false
+		return eventually(time.Second, 10*time.Millisecond, func() bool { return !inMemory(b, k2) })
 	})
 	t.Logf("fleet eviction back %v after restart", time.Since(restarted))
 }
 
 func TestRedisDownAtStartup(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	srv := startRedis(t)
 	srv.Kill()
@@ -363,17 +358,16 @@ func TestRedisDownAtStartup(t *testing.T) {
 		t.Fatal(v, err)
 	}
 	srv.Restart(t)
-	waitFor(t, 8*time.Second, "Redis to be used once it comes up", func() bool {
+	raw := rawClient(t, srv)
+	waitEvery(t, 8*time.Second, 50*time.Millisecond, "Redis to be used once it comes up", func() bool {
 		c.Set(ctx, k, &verdict{Sub: "jo"}, time.Minute)
-		n, _ := rawClient(t, srv).Exists(ctx, decisionKey("tokengate", k)).Result()
-		if n == 0 {
-			time.Sleep(50 * time.Millisecond)
-		}
+		n, _ := raw.Exists(ctx, decisionKey("tokengate", k)).Result()
 		return n == 1
 	})
 }
 
 func TestRedisURLForms(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		url  string
 		kind string
@@ -412,6 +406,7 @@ func TestRedisURLForms(t *testing.T) {
 }
 
 func TestRedisPassword(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	srv := redistest.StartArgs(t, "--requirepass", "s3cret")
 	url := "redis://:s3cret@" + srv.Addr() + "/0"
@@ -440,6 +435,7 @@ func TestRedisPassword(t *testing.T) {
 // TestRedisCluster runs the cluster code paths (cluster client, SCAN on
 // every primary, Pub/Sub) against a one-node Redis Cluster.
 func TestRedisCluster(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	start := time.Now()
 	srv := redistest.StartArgs(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
@@ -494,6 +490,7 @@ func TestRedisCluster(t *testing.T) {
 // Peek then Load, the validator's sequence, counts each lookup once and asks
 // Redis once per miss (Get then Load counted every miss twice).
 func TestPeekThenLoadCountsEachLookupOnce(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	srv := startRedis(t)
 	a, b, _, ob := fleet(t, srv, "peek")
@@ -542,6 +539,7 @@ func TestPeekThenLoadCountsEachLookupOnce(t *testing.T) {
 // it: Delete and Flush report what this call removed from memory or Redis,
 // not that they ran.
 func TestEvictionsReportWhatTheyRemoved(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	srv := startRedis(t)
 	a, b, _, _ := fleet(t, srv, "count")
@@ -603,6 +601,7 @@ func TestEvictionsReportWhatTheyRemoved(t *testing.T) {
 // have heard. This holds both before the breaker has noticed the outage
 // (the call runs into the dead server) and after (it is not attempted).
 func TestEvictionWithRedisDownIsBoundedByTimeout(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	srv := startRedis(t)
 	const timeout = 50 * time.Millisecond
@@ -677,6 +676,7 @@ func TestEvictionWithRedisDownIsBoundedByTimeout(t *testing.T) {
 // eviction: the tombstone the eviction left must refuse it, until the
 // tombstone expires.
 func TestTombstoneRefusesWriteBackAfterEviction(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	srv := startRedis(t)
 	rc := rawClient(t, srv)

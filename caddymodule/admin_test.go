@@ -13,10 +13,10 @@ import (
 	"github.com/tokengate/tokengate/internal/redistest"
 )
 
-// adminPost posts body to the in-process Caddy's admin API.
+// adminPost posts body to the test Caddy's admin API.
 func (tc *testCaddy) adminPost(path, body string) result {
 	tc.t.Helper()
-	resp, err := testClient.Post("http://"+tc.admin+path, "application/json", strings.NewReader(body))
+	resp, err := tc.client.Post("http://"+tc.admin+path, "application/json", strings.NewReader(body))
 	if err != nil {
 		tc.t.Fatalf("POST %s: %v", path, err)
 	}
@@ -62,6 +62,7 @@ func jwtSiteWithRedis(redisURL, cacheExtra string) string {
 // "evicted" counts entries actually removed, so that an operator can tell
 // a revoked decision from a token (or fingerprint) no gateway cached.
 func TestAdminEvictCountsOnlyRemovedEntries(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	tc := startCaddy(t, jwtSiteWithRedis(srv.URL(), ""))
 
@@ -100,6 +101,7 @@ func TestAdminEvictCountsOnlyRemovedEntries(t *testing.T) {
 // fleet may not have heard) within a small multiple of redis_timeout, not
 // after one admin deadline per Redis command.
 func TestAdminEvictWithRedisDownAnswers503WithinRedisTimeout(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	const redisTimeout = 50 * time.Millisecond
 	tc := startCaddy(t, jwtSiteWithRedis(srv.URL(), fmt.Sprintf("\t\t\tredis_timeout %v\n", redisTimeout)))

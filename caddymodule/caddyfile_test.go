@@ -12,6 +12,7 @@ import (
 )
 
 func TestCaddyfileParsesEverySubdirective(t *testing.T) {
+	t.Parallel()
 	d := caddyfile.NewTestDispenser(`bearer_auth {
 		realm api
 		issuer https://as.example.com
@@ -69,6 +70,7 @@ func TestCaddyfileParsesEverySubdirective(t *testing.T) {
 }
 
 func TestCaddyfileErrorsNameTheSubdirective(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ input, want string }{
 		{`bearer_auth { jwks x }`, "unrecognized bearer_auth subdirective 'jwks'"},
 		{`bearer_auth { jwt { jwks x } }`, "unrecognized jwt subdirective 'jwks'"},
@@ -99,6 +101,7 @@ func TestCaddyfileErrorsNameTheSubdirective(t *testing.T) {
 // TestValidateNamesTheBadSettingAndWhy is what `caddy validate` prints for a
 // config that parses but cannot work.
 func TestValidateNamesTheBadSettingAndWhy(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ block, want string }{
 		{`bearer_auth {
 		}`, "configure introspect or jwt"},
@@ -195,6 +198,7 @@ func mustConfig(t *testing.T, b []byte) *caddy.Config {
 }
 
 func TestJSONConfigIsEqualInPower(t *testing.T) {
+	t.Parallel()
 	tc := startCaddy(t, `	respond "placeholder"`)
 	// Load a native JSON config (no Caddyfile): the same demo setup.
 	cfg := fmt.Sprintf(`{
@@ -207,7 +211,7 @@ func TestJSONConfigIsEqualInPower(t *testing.T) {
 			{"handler": "static_response", "body": "json {http.auth.user.id} {http.request.header.X-Client}"}
 		]}]}}}}
 }`, tc.admin, tc.port, demoIssuer, demoAudience)
-	if err := caddy.Load([]byte(cfg), true); err != nil {
+	if err := tc.loadJSON([]byte(cfg)); err != nil {
 		t.Fatal(err)
 	}
 	tok, _ := mintToken(demoKey, demoIssuer, []string{demoAudience}, "read", "u1", "c1", time.Hour, time.Now())

@@ -163,6 +163,7 @@ func keySite(as *testas.Server, keyFile, extra string) string {
 }
 
 func TestPrivateKeyJWTAuthenticatesTheGateway(t *testing.T) {
+	t.Parallel()
 	opt, keyFile := keyClient(t)
 	as := testas.Start(t, opt)
 	tc := startCaddy(t, keySite(as, keyFile, ""))
@@ -172,6 +173,7 @@ func TestPrivateKeyJWTAuthenticatesTheGateway(t *testing.T) {
 }
 
 func TestRejectedAssertionAudienceIs503WithAnAudienceHint(t *testing.T) {
+	t.Parallel()
 	opt, keyFile := keyClient(t)
 	as := testas.Start(t, opt)
 	tc := startCaddy(t, keySite(as, keyFile, "\t\t\tassertion_audience "+as.IntrospectionURL()))
@@ -186,6 +188,7 @@ func TestRejectedAssertionAudienceIs503WithAnAudienceHint(t *testing.T) {
 }
 
 func TestPrivateKeyJWTConfigErrorsNameTheSetting(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct{ block, want string }{
 		{`introspect {
 			endpoint https://as/introspect
@@ -220,6 +223,7 @@ func TestPrivateKeyJWTConfigErrorsNameTheSetting(t *testing.T) {
 // assertion_audience) used to refuse to start. The assertion's aud is now
 // the URL it is sent to, which servers such as Okta require.
 func TestPrivateKeyJWTWithOnlyAnEndpointUsesItsURLAsAudience(t *testing.T) {
+	t.Parallel()
 	pk, keyFile := gatewayKey(t)
 	as := testas.Start(t)
 	front := newEndpointAudienceFront(t, as, "gw-key", "gw-1", &pk.PublicKey)
@@ -264,6 +268,7 @@ func TestPrivateKeyJWTWithOnlyAnEndpointUsesItsURLAsAudience(t *testing.T) {
 // introspection endpoint, and private_key_jwt at the token endpoint for the
 // gateway's own token.
 func TestAssertionConfigsWithOnlyAnEndpointAreValid(t *testing.T) {
+	t.Parallel()
 	_, keyFile := gatewayKey(t)
 	// Parsed as written: no audience or issuer is filled in.
 	var h Handler
@@ -321,6 +326,7 @@ func TestAssertionConfigsWithOnlyAnEndpointAreValid(t *testing.T) {
 }
 
 func TestRefusedGatewayCredentialsBackOffInsteadOfHammeringTheAS(t *testing.T) {
+	t.Parallel()
 	as := testas.Start(t)
 	tc := startCaddy(t, fmt.Sprintf(`	bearer_auth {
 		introspect {
@@ -341,6 +347,7 @@ func TestRefusedGatewayCredentialsBackOffInsteadOfHammeringTheAS(t *testing.T) {
 }
 
 func TestClientSecretFromFilePlaceholder(t *testing.T) {
+	t.Parallel()
 	as := testas.Start(t)
 	secretFile := filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(secretFile, []byte(testas.GatewaySecret+"\n"), 0o600); err != nil {

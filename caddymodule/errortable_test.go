@@ -68,6 +68,7 @@ func demoSite(extra string) string {
 // TestErrorTable checks every row of DESIGN.md's error table with the exact
 // status, WWW-Authenticate header and JSON body a client sees.
 func TestErrorTable(t *testing.T) {
+	t.Parallel()
 	tc := startCaddy(t, demoSite(""))
 	now := time.Now()
 	good := mint(t, demoKey, demoIssuer, demoAudience, "read write", "demo-client", time.Hour, now)
@@ -152,6 +153,7 @@ func TestErrorTable(t *testing.T) {
 }
 
 func TestAlgorithmNotInAllowlistIsInvalidToken(t *testing.T) {
+	t.Parallel()
 	tc := startCaddy(t, strings.Replace(demoSite(""), "jwks_file ../demo/demo-jwks.json", "jwks_file ../demo/demo-jwks.json\n\t\t\talgorithms RS256", 1))
 	tok := mint(t, demoKey, demoIssuer, demoAudience, "read", "demo-client", time.Hour, time.Now())
 	tc.get("/", "Bearer "+tok).expect(t, 401,
@@ -160,6 +162,7 @@ func TestAlgorithmNotInAllowlistIsInvalidToken(t *testing.T) {
 }
 
 func TestUnreachableJWKSGives503NotInvalidToken(t *testing.T) {
+	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -188,6 +191,7 @@ func TestUnreachableJWKSGives503NotInvalidToken(t *testing.T) {
 }
 
 func TestUnreachableJWKSFailsTheConfigLoadByDefault(t *testing.T) {
+	t.Parallel()
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	dead := "http://" + l.Addr().String() + "/jwks"
 	l.Close()
@@ -226,6 +230,7 @@ func publicJWKS(t *testing.T, privateFile string) string {
 }
 
 func TestTypOptionAddsToTheStandardAccessTokenType(t *testing.T) {
+	t.Parallel()
 	tc := startCaddy(t, strings.Replace(demoSite(""), "jwks_file ../demo/demo-jwks.json", "jwks_file ../demo/demo-jwks.json\n\t\t\ttyp JWT", 1))
 	tok := mint(t, demoKey, demoIssuer, demoAudience, "read", "demo-client", time.Hour, time.Now())
 	if r := tc.get("/", "Bearer "+tok); r.status != 200 {

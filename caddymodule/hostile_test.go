@@ -86,6 +86,7 @@ func hostileRoutes(t *testing.T) []struct {
 }
 
 func TestJunkTokensDoNotTripTheBreakerForValidTokens(t *testing.T) {
+	t.Parallel()
 	for _, route := range hostileRoutes(t) {
 		t.Run(route.name, func(t *testing.T) {
 			tc := startCaddy(t, route.site)
@@ -118,6 +119,7 @@ func TestJunkTokensDoNotTripTheBreakerForValidTokens(t *testing.T) {
 // sent in a way it does not accept) answers the canary with the same 400:
 // the gateway's trouble (503 and an error line), not the caller's token.
 func TestA400ForEveryRequestIsTheGatewaysFaultNotTheTokens(t *testing.T) {
+	t.Parallel()
 	node := nodeas.Start(t)
 	tc := startCaddy(t, nodeSite(node, ""))
 	tc.load(strings.Replace(nodeSite(node, ""), "client_secret "+nodeas.GatewaySecret, "client_secret "+nodeas.GatewaySecret+"\n\t\t\tauth_method bearer\n\t\t\ttoken_endpoint "+node.Issuer()+"/nope", 1))
@@ -128,6 +130,7 @@ func TestA400ForEveryRequestIsTheGatewaysFaultNotTheTokens(t *testing.T) {
 }
 
 func TestRevokedTokenIsNotServedStaleWhileTheServerIsHealthy(t *testing.T) {
+	t.Parallel()
 	as := nodeas.Start(t)
 	tc := startCaddy(t, nodeSite(as, `		cache {
 			ttl 200ms
@@ -152,6 +155,7 @@ func TestRevokedTokenIsNotServedStaleWhileTheServerIsHealthy(t *testing.T) {
 // A breaker opened by the gateway's own refused credentials is not an
 // outage of the server: the server is up and could say the token is revoked.
 func TestStaleGraceIsNotUsedWhenTheServerRefusesTheGateway(t *testing.T) {
+	t.Parallel()
 	as := newHostileAS(t)
 	var mode atomic.Int32 // 0 active, 1 refuse the gateway, 2 down (502)
 	as.set(func(w http.ResponseWriter) {
@@ -181,17 +185,24 @@ func TestStaleGraceIsNotUsedWhenTheServerRefusesTheGateway(t *testing.T) {
 	// The server goes down for real: stale decisions are now what the
 	// operator asked for.
 	mode.Store(2)
-	time.Sleep(1100 * time.Millisecond) // the breaker's open interval, so one probe is let through
-	if r := tc.get("/", "Bearer known"); r.status != http.StatusOK {
-		t.Fatalf("known token during an outage, with stale_grace: %d, want 200", r.status)
+	// Once the breaker's open interval (1s) has passed it lets a probe
+	// through, which meets the outage: from then on the stale decision is
+	// served. Until then every answer is the 503 of the open breaker.
+	var last result
+	if !eventually(5*time.Second, 20*time.Millisecond, func() bool {
+		last = tc.get("/", "Bearer known")
+		return last.status != http.StatusServiceUnavailable
+	}) || last.status != http.StatusOK {
+		t.Fatalf("known token during an outage, with stale_grace: %d, want 200 once the breaker probes", last.status)
 	}
 }
 
 func TestGatewayWithoutStaleGraceNeverServesASharedStaleEntry(t *testing.T) {
+	t.Parallel()
 	as := testas.Start(t)
 	rs := redistest.Start(t)
-	withGrace := startMember(t, fleetSite(as, rs.URL(), "\t\t\tttl 200ms\n\t\t\tstale_grace 2m\n", ""))
-	withoutGrace := startMember(t, fleetSite(as, rs.URL(), "\t\t\tttl 200ms\n", ""))
+	withGrace := startCaddyProcess(t, fleetSite(as, rs.URL(), "\t\t\tttl 200ms\n\t\t\tstale_grace 2m\n", ""))
+	withoutGrace := startCaddyProcess(t, fleetSite(as, rs.URL(), "\t\t\tttl 200ms\n", ""))
 
 	tok := as.Token(t, "svc-a", "read")
 	mustAllow(t, withGrace, tok, "gateway with grace, fresh token")
@@ -221,6 +232,7 @@ func grepLines(s string, words ...string) string {
 }
 
 func TestLeewayAppliesToExpOnTheJWTPathAndInTheCache(t *testing.T) {
+	t.Parallel()
 	tc := startCaddy(t, demoSite(""))
 	now := time.Now()
 	// Expired 10 s ago: within the default 30 s leeway.
@@ -241,6 +253,7 @@ func TestLeewayAppliesToExpOnTheJWTPathAndInTheCache(t *testing.T) {
 }
 
 func TestLeewayAppliesToExpOnTheIntrospectionPath(t *testing.T) {
+	t.Parallel()
 	as := newHostileAS(t)
 	exp := time.Now().Add(-10 * time.Second).Unix()
 	as.set(func(w http.ResponseWriter) {
@@ -260,6 +273,7 @@ func TestLeewayAppliesToExpOnTheIntrospectionPath(t *testing.T) {
 }
 
 func TestTwoDifferentLeewaysAreAConfigError(t *testing.T) {
+	t.Parallel()
 	h := &Handler{Leeway: caddyDuration(10 * time.Second), JWT: &JWTConfig{JWKSFile: "x", Leeway: caddyDuration(20 * time.Second)}, Issuer: demoIssuer, Audience: []string{demoAudience}}
 	if err := h.prepare(); err == nil || !strings.Contains(err.Error(), "differ") {
 		t.Fatalf("Validate() = %v, want an error naming the two leeways", err)

@@ -23,6 +23,7 @@ func introspectSite(as *testas.Server, extra string) string {
 }
 
 func TestClientCredentialsTokenIsAllowedThroughIntrospection(t *testing.T) {
+	t.Parallel()
 	as := testas.Start(t)
 	tc := startCaddy(t, introspectSite(as, "scopes read"))
 	tok := as.Token(t, "svc-a", "read", "write")
@@ -36,6 +37,7 @@ func TestClientCredentialsTokenIsAllowedThroughIntrospection(t *testing.T) {
 }
 
 func TestRevokedTokenIsInvalidToken(t *testing.T) {
+	t.Parallel()
 	as := testas.Start(t)
 	tc := startCaddy(t, introspectSite(as, ""))
 	tok := as.Token(t, "svc-a", "read")
@@ -46,6 +48,7 @@ func TestRevokedTokenIsInvalidToken(t *testing.T) {
 }
 
 func TestMissingScopeIsInsufficientScopeWithScopeAttribute(t *testing.T) {
+	t.Parallel()
 	as := testas.Start(t)
 	tc := startCaddy(t, introspectSite(as, "scopes read write"))
 	tok := as.Token(t, "svc-b", "read")
@@ -55,6 +58,7 @@ func TestMissingScopeIsInsufficientScopeWithScopeAttribute(t *testing.T) {
 }
 
 func TestClientNotInClientsIsUnauthorizedClient(t *testing.T) {
+	t.Parallel()
 	as := testas.Start(t)
 	tc := startCaddy(t, introspectSite(as, "clients svc-a"))
 	tc.get("/", "Bearer "+as.Token(t, "svc-b", "read")).expect(t, 403,
@@ -66,6 +70,7 @@ func TestClientNotInClientsIsUnauthorizedClient(t *testing.T) {
 }
 
 func TestStoppedAuthorizationServerGives503WithRetryAfter(t *testing.T) {
+	t.Parallel()
 	as := testas.Start(t)
 	tc := startCaddy(t, introspectSite(as, ""))
 	good := as.Token(t, "svc-a", "read")
@@ -93,6 +98,7 @@ func TestStoppedAuthorizationServerGives503WithRetryAfter(t *testing.T) {
 }
 
 func TestRepeatedRequestsWithOneTokenIntrospectOnce(t *testing.T) {
+	t.Parallel()
 	as := testas.Start(t)
 	tc := startCaddy(t, introspectSite(as, ""))
 	tok := as.Token(t, "svc-a", "read")
@@ -107,6 +113,7 @@ func TestRepeatedRequestsWithOneTokenIntrospectOnce(t *testing.T) {
 }
 
 func TestConcurrentFirstRequestsAreCoalescedIntoOneCall(t *testing.T) {
+	t.Parallel()
 	as := testas.Start(t)
 	tc := startCaddy(t, introspectSite(as, ""))
 	tok := as.Token(t, "svc-a", "read")
@@ -132,6 +139,7 @@ func TestConcurrentFirstRequestsAreCoalescedIntoOneCall(t *testing.T) {
 }
 
 func TestNegativeDecisionIsCached(t *testing.T) {
+	t.Parallel()
 	as := testas.Start(t)
 	tc := startCaddy(t, introspectSite(as, ""))
 	for i := 0; i < 20; i++ {
@@ -145,6 +153,7 @@ func TestNegativeDecisionIsCached(t *testing.T) {
 }
 
 func TestCacheSurvivesReloadWithSameValidationSettings(t *testing.T) {
+	t.Parallel()
 	as := testas.Start(t)
 	tc := startCaddy(t, introspectSite(as, ""))
 	tok := as.Token(t, "svc-a", "read")
@@ -167,8 +176,8 @@ func TestCacheSurvivesReloadWithSameValidationSettings(t *testing.T) {
 }
 
 func TestClientSecretFromEnvPlaceholderAndPostMethod(t *testing.T) {
+	t.Parallel()
 	as := testas.Start(t)
-	t.Setenv("TG_TEST_SECRET", testas.GatewaySecret)
 	tc := startCaddy(t, fmt.Sprintf(`	bearer_auth {
 		introspect {
 			endpoint %s
@@ -177,13 +186,14 @@ func TestClientSecretFromEnvPlaceholderAndPostMethod(t *testing.T) {
 			auth_method client_secret_post
 		}
 	}
-	respond "ok"`, as.IntrospectionURL()))
+	respond "ok"`, as.IntrospectionURL()), withEnv("TG_TEST_SECRET="+testas.GatewaySecret))
 	if r := tc.get("/", "Bearer "+as.Token(t, "svc-a")); r.status != 200 {
 		t.Fatalf("status %d %s", r.status, r.body)
 	}
 }
 
 func TestWrongGatewaySecretIs503AndLogsWhatToCheck(t *testing.T) {
+	t.Parallel()
 	as := testas.Start(t)
 	tc := startCaddy(t, fmt.Sprintf(`	bearer_auth {
 		introspect {
@@ -206,6 +216,7 @@ func TestWrongGatewaySecretIs503AndLogsWhatToCheck(t *testing.T) {
 }
 
 func TestNoRawTokenEverReachesTheLog(t *testing.T) {
+	t.Parallel()
 	as := testas.Start(t)
 	tc := startCaddy(t, introspectSite(as, "scopes admin"))
 	good := as.Token(t, "svc-a", "read")
@@ -231,6 +242,7 @@ func TestNoRawTokenEverReachesTheLog(t *testing.T) {
 }
 
 func TestForwardClaimReplacesClientSuppliedHeaderAndStripAuthorization(t *testing.T) {
+	t.Parallel()
 	as := testas.Start(t)
 	tc := startCaddy(t, fmt.Sprintf(`	bearer_auth {
 		issuer %s

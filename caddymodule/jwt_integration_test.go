@@ -26,6 +26,7 @@ func jwtSite(as *testas.Server, extra string) string {
 }
 
 func TestJWTFromRealAuthorizationServerIsVerifiedLocally(t *testing.T) {
+	t.Parallel()
 	as := testas.Start(t)
 	tc := startCaddy(t, jwtSite(as, ""))
 	tok := as.Token(t, "svc-jwt", "read")
@@ -43,6 +44,7 @@ func TestJWTFromRealAuthorizationServerIsVerifiedLocally(t *testing.T) {
 }
 
 func TestKeyRotationIsPickedUpWithoutReload(t *testing.T) {
+	t.Parallel()
 	as := testas.Start(t)
 	tc := startCaddy(t, jwtSite(as, ""))
 	oldTok := as.Token(t, "svc-jwt", "read")
@@ -58,8 +60,8 @@ func TestKeyRotationIsPickedUpWithoutReload(t *testing.T) {
 		t.Fatalf("new key, no reload: %d %s", r.status, r.body)
 	}
 
-	time.Sleep(250 * time.Millisecond)
-	as.RotateKey(false) // the AS drops every earlier key
+	time.Sleep(250 * time.Millisecond) // past refresh_interval since the refresh the new kid caused
+	as.RotateKey(false)                // the AS drops every earlier key
 	newest := as.Token(t, "svc-jwt", "read")
 	if r := tc.get("/", "Bearer "+newest); r.status != 200 {
 		t.Fatalf("newest key: %d %s", r.status, r.body)
@@ -75,6 +77,7 @@ func TestKeyRotationIsPickedUpWithoutReload(t *testing.T) {
 }
 
 func TestUnknownKidFloodCausesBoundedJWKSFetches(t *testing.T) {
+	t.Parallel()
 	as := testas.Start(t)
 	tc := startCaddy(t, jwtSite(as, ""))
 	good := as.Token(t, "svc-jwt", "read")
@@ -97,6 +100,7 @@ func TestUnknownKidFloodCausesBoundedJWKSFetches(t *testing.T) {
 }
 
 func TestHybridModeIntrospectsOpaqueTokensAndVerifiesJWTsLocally(t *testing.T) {
+	t.Parallel()
 	as := testas.Start(t)
 	tc := startCaddy(t, jwtSite(as, fmt.Sprintf(`		introspect {
 			client_id %s
@@ -121,6 +125,7 @@ func TestHybridModeIntrospectsOpaqueTokensAndVerifiesJWTsLocally(t *testing.T) {
 }
 
 func TestIntrospectJWTCatchesRevokedJWTs(t *testing.T) {
+	t.Parallel()
 	as := testas.Start(t)
 	tc := startCaddy(t, jwtSite(as, fmt.Sprintf(`		introspect {
 			client_id %s
@@ -136,6 +141,7 @@ func TestIntrospectJWTCatchesRevokedJWTs(t *testing.T) {
 }
 
 func TestTokenOfANewKeyIsAcceptedOnceTheRefreshGateOpens(t *testing.T) {
+	t.Parallel()
 	as := testas.Start(t)
 	tc := startCaddy(t, jwtSite(as, ""))
 	if r := tc.get("/", "Bearer "+as.Token(t, "svc-jwt", "read")); r.status != 200 {
@@ -146,7 +152,7 @@ func TestTokenOfANewKeyIsAcceptedOnceTheRefreshGateOpens(t *testing.T) {
 	// Within refresh_interval (200ms) of the load-time fetch the new kid
 	// may be refused; it must not stay refused once a refresh is allowed.
 	tc.get("/", "Bearer "+tok)
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // past refresh_interval (a clock condition)
 	if r := tc.get("/", "Bearer "+tok); r.status != 200 {
 		t.Fatalf("token of the new key after the refresh gate opened: %d %s", r.status, r.header.Get("WWW-Authenticate"))
 	}

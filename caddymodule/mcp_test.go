@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -23,8 +22,6 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
-
-	"github.com/caddyserver/caddy/v2"
 
 	"github.com/tokengate/tokengate/internal/nodeas"
 )
@@ -93,35 +90,6 @@ func startMCPGateway(t *testing.T, as *nodeas.Server) (tc *testCaddy, mcpURL str
 	up := startMCPServer(t)
 	tc = startCaddyFor(t, func(base string) string { return mcpGatewaySite(as, base+"/mcp", up.URL) })
 	return tc, tc.base + "/mcp"
-}
-
-// startCaddyFor is startCaddy for a site that names Caddy's own URL (base),
-// known only once its port is chosen. Starting with a placeholder and
-// reloading would not do: during a reload a new connection can be reset by
-// the listener being replaced, and the MCP client's first request is one.
-func startCaddyFor(t *testing.T, site func(base string) string) *testCaddy {
-	t.Helper()
-	caddyMu.Lock()
-	tc := &testCaddy{t: t, logFile: filepath.Join(t.TempDir(), "caddy.log"),
-		client: &http.Client{Timeout: testClient.Timeout, Transport: http.DefaultTransport.(*http.Transport).Clone()}}
-	t.Cleanup(func() {
-		tc.client.CloseIdleConnections()
-		_ = caddy.Stop()
-		caddyMu.Unlock()
-	})
-	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		tc.port = freePort(t)
-		tc.base = fmt.Sprintf("http://127.0.0.1:%d", tc.port)
-		tc.admin = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		if err = tc.tryLoad(site(tc.base)); err == nil || !strings.Contains(err.Error(), "address already in use") {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatalf("loading config: %v", err)
-	}
-	return tc
 }
 
 // recorder keeps every request made through it, for assertions on what a

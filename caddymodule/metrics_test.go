@@ -145,8 +145,9 @@ const (
 )
 
 func TestMetricsCountDecisionsCacheLookupsAndIntrospections(t *testing.T) {
+	t.Parallel()
 	as := testas.Start(t)
-	p := startMember(t, introspectSite(as, "scopes read"))
+	p := startCaddyProcess(t, introspectSite(as, "scopes read"))
 
 	good := as.Token(t, "svc-a", "read")
 	lacking := as.Token(t, "svc-a", "write")
@@ -222,10 +223,11 @@ func TestMetricsCountDecisionsCacheLookupsAndIntrospections(t *testing.T) {
 }
 
 func TestMetricsRedisTierLookupsAndErrors(t *testing.T) {
+	t.Parallel()
 	as := testas.Start(t)
 	srv := redistest.Start(t)
 	site := fleetSite(as, srv.URL(), "", "")
-	a, b := startMember(t, site), startMember(t, site)
+	a, b := startCaddyProcess(t, site), startCaddyProcess(t, site)
 
 	tok := as.Token(t, "svc-a", "read")
 	mustAllow(t, a, tok, "A")

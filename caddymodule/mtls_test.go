@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -105,8 +106,8 @@ func TestCertificateBoundTokensNeedTheirClientCertificate(t *testing.T) {
 	as.AddClient(testas.Client{ID: "svc-mtls-jwt", Secret: "s", Scopes: []string{"read"}, Audience: []string{"svc-jwt"}, JWTAccessTokens: true,
 		CertThumbprint: introspect.CertThumbprint(right.Leaf.Raw)})
 
-	caddyMu.Lock()
-	t.Cleanup(func() { _ = caddy.Stop(); caddyMu.Unlock() })
+	inProcessCaddy.Lock()
+	t.Cleanup(func() { _ = caddy.Stop(); inProcessCaddy.Unlock() })
 	port, admin := freePort(t), freePort(t)
 	cf := fmt.Sprintf(`{
 	admin 127.0.0.1:%d
@@ -188,3 +189,8 @@ https://localhost:%d {
 		}
 	}
 }
+
+// inProcessCaddy serialises the tests that run Caddy in this process (one
+// running config per process); every other test has a Caddy child of its
+// own.
+var inProcessCaddy sync.Mutex

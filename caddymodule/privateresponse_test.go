@@ -12,6 +12,7 @@ import (
 )
 
 func TestMakePrivateKeepsResponsesOutOfSharedCaches(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		upstream []string
 		want     string
@@ -65,6 +66,7 @@ func (w *wireWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 func TestPrivateResponseMarksEveryWayAResponseStarts(t *testing.T) {
+	t.Parallel()
 	start := map[string]func(w http.ResponseWriter) error{
 		"WriteHeader": func(w http.ResponseWriter) error { w.WriteHeader(http.StatusNotFound); return nil },
 		"Write":       func(w http.ResponseWriter) error { _, err := w.Write([]byte("x")); return err },

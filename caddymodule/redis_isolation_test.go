@@ -15,6 +15,7 @@ import (
 // accepted by the first must not be accepted by the second through the shared
 // tier: each set of validation settings has its own Redis namespace.
 func TestRoutesWithDifferentTrustDoNotShareRedisDecisions(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	// Route b trusts only a key of its own.
 	otherJWKS := filepath.Join(t.TempDir(), "other-jwks.json")

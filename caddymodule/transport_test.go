@@ -112,6 +112,7 @@ func expectInvalidRequest(t *testing.T, r result, status int) {
 // not parse (percent-encoded name, a body past the bound, a name a framework
 // folds into access_token).
 func TestFormBodyIsReadAsTheUpstreamReadsItOrRefused(t *testing.T) {
+	t.Parallel()
 	as := testas.Start(t)
 	up := newRecordingUpstream(t)
 	tc := startCaddy(t, proxySite(as, up.URL, "\t\tallow_form_token\n\t\tstrip_authorization"))
@@ -184,6 +185,7 @@ func TestFormBodyIsReadAsTheUpstreamReadsItOrRefused(t *testing.T) {
 // form must not reach the upstream either; everything else in the body
 // arrives as sent, with a Content-Length that matches.
 func TestStripAuthorizationRemovesOnlyTheFormTokenPair(t *testing.T) {
+	t.Parallel()
 	as := testas.Start(t)
 	up := newRecordingUpstream(t)
 	tc := startCaddy(t, proxySite(as, up.URL, "\t\tallow_form_token\n\t\tstrip_authorization"))
@@ -219,6 +221,7 @@ func TestStripAuthorizationRemovesOnlyTheFormTokenPair(t *testing.T) {
 // the rest of the query is re-encoded or re-ordered, so only the
 // access_token pair goes.
 func TestStripAuthorizationRemovesOnlyTheQueryTokenPair(t *testing.T) {
+	t.Parallel()
 	as := testas.Start(t)
 	up := newRecordingUpstream(t)
 	tc := startCaddy(t, proxySite(as, up.URL, "\t\tallow_query_token\n\t\tstrip_authorization"))
@@ -253,6 +256,7 @@ func TestStripAuthorizationRemovesOnlyTheQueryTokenPair(t *testing.T) {
 // response to a request whose token was in the URI must not be stored by a
 // shared cache, whatever the upstream said.
 func TestQueryTokenResponsesAreCacheControlPrivate(t *testing.T) {
+	t.Parallel()
 	as := testas.Start(t)
 	up := newRecordingUpstream(t)
 	tc := startCaddy(t, proxySite(as, up.URL, "\t\tallow_query_token"))

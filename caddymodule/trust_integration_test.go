@@ -238,7 +238,7 @@ func TestMetricsCountEachTrustedIssuerApart(t *testing.T) {
 	a := testas.Start(t)
 	b := testas.Start(t, testas.WithClients(partnerApp))
 	c := testas.Start(t)
-	p := startMember(t, trustSite(a, b))
+	p := startCaddyProcess(t, trustSite(a, b))
 	mustAllow(t, p, a.Token(t, "svc-jwt", "read"), "A's token")
 	tokB := b.Token(t, "partner-app", "read")
 	mustAllow(t, p, tokB, "B's token")

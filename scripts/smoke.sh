@@ -5,14 +5,30 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x ./caddy ] || { echo "smoke: ./caddy is missing; run ./xcaddy.sh first" >&2; exit 1; }
 
+# The example listens on 8080 and its admin API on 2019: another server
+# there would answer instead.
+for port in 8080 2019; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "smoke: something already listens on port $port; Caddyfile.example needs 8080 and 2019 free" >&2
+    exit 1
+  fi
+done
+
 log=$(mktemp)
 ./caddy run --config Caddyfile.example >"$log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -f "$log"' EXIT
+started=0
 for _ in $(seq 1 100); do
-  curl -s -o /dev/null localhost:8080/ && break
+  kill -0 $pid 2>/dev/null || break
+  if curl -s -o /dev/null localhost:8080/; then started=1; break; fi
   sleep 0.1
 done
+if [ $started = 0 ]; then
+  echo "smoke: ./caddy did not start serving Caddyfile.example:" >&2
+  cat "$log" >&2
+  exit 1
+fi
 
 fail=0
 check() { # name, want-status, want-body-substring, curl args...
@@ -31,7 +47,7 @@ check() { # name, want-status, want-body-substring, curl args...
 check "no token" 401 '"bearer token required"' localhost:8080/
 TOKEN=$(./caddy bearer-auth token --key demo/demo-private.jwk \
   --issuer https://demo.tokengate.test --audience demo-api --scope read)
-check "good token" 200 'hello demo-user, your scopes: read' -H "Authorization: Bearer $TOKEN" localhost:8080/
+check "good token" 200 'hello demo-user, your scopes: read, X-User: demo-user' -H "Authorization: Bearer $TOKEN" localhost:8080/
 TOKEN=$(./caddy bearer-auth token --key demo/demo-private.jwk \
   --issuer https://demo.tokengate.test --audience demo-api --scope write)
 check "missing scope" 403 '"error":"insufficient_scope"' -H "Authorization: Bearer $TOKEN" localhost:8080/

@@ -1,33 +1,18 @@
-// Package tools holds the helpers bench/run.sh needs, as tests that skip
-// unless run.sh asks for them: a real authorization server (the same
-// in-process one the integration tests use) that serves until it is
-// killed, and a fast minter of demo JWTs for the cold path.
-//
-// run.sh builds them once with `go test -c` and runs the binary:
-//
-//	tools.test -test.run '^TestServeAS$'   (BENCH_AS_DIR set)
-//	tools.test -test.run '^TestMintJWTs$'  (BENCH_MINT_N, BENCH_MINT_OUT set)
-package tools
+package main
 
 import (
 	"bufio"
-	"crypto/rand"
-	"crypto/rsa"
-	"encoding/hex"
 	"encoding/json"
-	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"runtime"
-	"strconv"
-	"sync"
-	"syscall"
+	"strings"
 	"testing"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
 	"github.com/lestrrat-go/jwx/v2/jwt"
@@ -35,144 +20,142 @@ import (
 	"github.com/tokengate/tokengate/internal/testas"
 )
 
-// TestServeAS runs the test authorization server on 127.0.0.1 and writes
-// into $BENCH_AS_DIR: issuer, introspection_url, and token (an opaque
-// access token of client svc-a with scope read, valid for an hour). It
-// serves until SIGTERM/SIGINT or $BENCH_AS_MAX (default 10m).
-func TestServeAS(t *testing.T) {
-	dir := os.Getenv("BENCH_AS_DIR")
-	if dir == "" {
-		t.Skip("run by bench/run.sh (set BENCH_AS_DIR)")
-	}
+func TestMain(m *testing.M) {
+	// The authorization server logs every route and error through the
+	// global slog logger, as it does in serve-as.
 	slog.SetDefault(slog.New(slog.DiscardHandler))
-	as := testas.Start(t, testas.WithTokenLifetime(time.Hour))
-	tok := as.Token(t, "svc-a", "read")
-	for name, v := range map[string]string{
-		"issuer":            as.Issuer(),
-		"introspection_url": as.IntrospectionURL(),
-		"token":             tok,
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(v+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	maxRun := 10 * time.Minute
-	if s := os.Getenv("BENCH_AS_MAX"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		maxRun = d
-	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	select {
-	case <-sig:
-	case <-time.After(maxRun):
-	}
-	t.Logf("introspection calls served: %d", as.IntrospectionCalls())
+	os.Exit(m.Run())
 }
 
-// TestMintJWTs writes $BENCH_MINT_N JWT access tokens, one per line, to
-// $BENCH_MINT_OUT, with the claims `caddy bearer-auth token` gives them
-// (typ at+jwt, kid, iss, sub, aud, client_id, scope, iat, nbf, exp, jti),
-// each with its own sub and jti. $BENCH_MINT_ALG ES256 (the default) signs
-// with demo/demo-private.jwk; RS256 signs with a new RSA-2048 key whose
-// public JWKS goes to $BENCH_MINT_JWKS.
-func TestMintJWTs(t *testing.T) {
-	out := os.Getenv("BENCH_MINT_OUT")
-	if out == "" {
-		t.Skip("run by bench/run.sh (set BENCH_MINT_N and BENCH_MINT_OUT)")
-	}
-	n, err := strconv.Atoi(os.Getenv("BENCH_MINT_N"))
-	if err != nil || n <= 0 {
-		t.Fatalf("BENCH_MINT_N: %v", err)
-	}
-	alg := jwa.ES256
-	var key jwk.Key
-	switch a := os.Getenv("BENCH_MINT_ALG"); a {
-	case "", "ES256":
-		raw, err := os.ReadFile(filepath.Join("..", "..", "demo", "demo-private.jwk"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if key, err = jwk.ParseKey(raw); err != nil {
-			t.Fatal(err)
-		}
-	case "RS256":
-		alg = jwa.RS256
-		priv, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if key, err = jwk.FromRaw(priv); err != nil {
-			t.Fatal(err)
-		}
-		_ = key.Set(jwk.KeyIDKey, "bench-rs256")
-		_ = key.Set(jwk.AlgorithmKey, jwa.RS256)
-		_ = key.Set(jwk.KeyUsageKey, "sig")
-		pub, err := key.PublicKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		set := jwk.NewSet()
-		_ = set.AddKey(pub)
-		b, err := json.Marshal(set)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(os.Getenv("BENCH_MINT_JWKS"), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	default:
-		t.Fatalf("BENCH_MINT_ALG %q: want ES256 or RS256", a)
-	}
-	f, err := os.Create(out)
+// readTokens returns the lines of a mint output file.
+func readTokens(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
-	// Signing (RSA above all) is the slow part: use every CPU.
-	toks := make([][]byte, n)
-	workers := runtime.GOMAXPROCS(0)
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			hdr := jws.NewHeaders()
-			_ = hdr.Set(jws.TypeKey, "at+jwt")
-			for i := w; i < n; i += workers {
-				var jti [16]byte
-				_, _ = rand.Read(jti[:])
-				tok, err := jwt.NewBuilder().Issuer("https://demo.tokengate.test").Subject(fmt.Sprintf("user-%d", i)).
-					Audience([]string{"demo-api"}).IssuedAt(now).NotBefore(now).Expiration(now.Add(time.Hour)).
-					JwtID(hex.EncodeToString(jti[:])).Claim("client_id", "demo-client").Claim("scope", "read").Build()
-				if err == nil {
-					toks[i], err = jwt.Sign(tok, jwt.WithKey(alg, key, jws.WithProtectedHeaders(hdr)))
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
+	defer f.Close()
+	var toks []string
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		toks = append(toks, s.Text())
 	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+	if err := s.Err(); err != nil {
 		t.Fatal(err)
 	}
-	w := bufio.NewWriter(f)
-	for _, tok := range toks {
-		w.Write(tok)
-		w.WriteByte('\n')
+	return toks
+}
+
+// checkTokens verifies every token against the JWKS file and checks the
+// claims the bench gateway's sites require, and that sub and jti differ.
+func checkTokens(t *testing.T, toks []string, jwksFile string, n int, now time.Time) {
+	t.Helper()
+	if len(toks) != n {
+		t.Fatalf("%d tokens, want %d", len(toks), n)
 	}
-	if err := w.Flush(); err != nil {
+	b, err := os.ReadFile(jwksFile)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Close(); err != nil {
+	set, err := jwk.Parse(b)
+	if err != nil {
 		t.Fatal(err)
+	}
+	subs, jtis := map[string]bool{}, map[string]bool{}
+	for i, tok := range toks {
+		parsed, err := jwt.ParseString(tok, jwt.WithKeySet(set), jwt.WithClock(jwt.ClockFunc(func() time.Time { return now })),
+			jwt.WithIssuer("https://demo.tokengate.test"), jwt.WithAudience("demo-api"),
+			jwt.WithClaimValue("client_id", "demo-client"), jwt.WithClaimValue("scope", "read"))
+		if err != nil {
+			t.Fatalf("token %d: %v", i, err)
+		}
+		msg, err := jws.ParseString(tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if typ := msg.Signatures()[0].ProtectedHeaders().Type(); typ != "at+jwt" {
+			t.Errorf("token %d: typ %q, want at+jwt", i, typ)
+		}
+		if got := parsed.Expiration().Sub(parsed.IssuedAt()); got != time.Hour {
+			t.Errorf("token %d: lifetime %v, want 1h", i, got)
+		}
+		subs[parsed.Subject()], jtis[parsed.JwtID()] = true, true
+	}
+	if len(subs) != n || len(jtis) != n {
+		t.Errorf("%d distinct subs and %d distinct jtis in %d tokens", len(subs), len(jtis), n)
+	}
+}
+
+func TestMintES256TokensVerifyAgainstTheDemoJWKS(t *testing.T) {
+	t.Parallel()
+	out := filepath.Join(t.TempDir(), "tokens.txt")
+	now := time.Now().Truncate(time.Second)
+	if err := mint(mintOptions{n: 7, out: out, key: filepath.Join("..", "..", "demo", "demo-private.jwk")}, now); err != nil {
+		t.Fatal(err)
+	}
+	checkTokens(t, readTokens(t, out), filepath.Join("..", "..", "demo", "demo-jwks.json"), 7, now)
+}
+
+func TestMintRS256TokensVerifyAgainstTheJWKSItWrites(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	out, jwksFile := filepath.Join(dir, "tokens.txt"), filepath.Join(dir, "jwks.json")
+	now := time.Now().Truncate(time.Second)
+	if err := mint(mintOptions{n: 3, out: out, alg: "RS256", jwks: jwksFile}, now); err != nil {
+		t.Fatal(err)
+	}
+	checkTokens(t, readTokens(t, out), jwksFile, 3, now)
+	if err := mint(mintOptions{n: 1, out: out, alg: "HS256"}, now); err == nil {
+		t.Error("alg HS256 accepted")
+	}
+}
+
+func TestServeASWritesWhatRunShReads(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	as, stop, err := startAS(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSuffix(string(b), "\n")
+	}
+	if got := read("issuer"); got != as.Issuer() {
+		t.Errorf("issuer %q, want %q", got, as.Issuer())
+	}
+	// The token is svc-a's, scope read, for an hour, and the gateway's
+	// credentials (which run.sh's config uses) introspect it.
+	req, _ := http.NewRequest(http.MethodPost, read("introspection_url"), strings.NewReader(url.Values{"token": {read("token")}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(testas.GatewayID, testas.GatewaySecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var got struct {
+		Active   bool   `json:"active"`
+		ClientID string `json:"client_id"`
+		Scope    string `json:"scope"`
+		Exp      int64  `json:"exp"`
+	}
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatalf("introspection answer %q: %v", body, err)
+	}
+	if left := time.Until(time.Unix(got.Exp, 0)); !got.Active || got.ClientID != "svc-a" || got.Scope != "read" || left < 55*time.Minute {
+		t.Errorf("introspection: %s (expires in %v), want an active svc-a token with scope read for an hour", body, left)
+	}
+	if n := as.IntrospectionCalls(); n != 1 {
+		t.Errorf("introspection calls = %d, want 1", n)
+	}
+	stop()
+	if _, err := http.Get(as.Issuer() + "/.well-known/openid-configuration"); err == nil {
+		t.Error("the server still answers after stop")
 	}
 }

@@ -21,7 +21,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -108,6 +107,15 @@ func WithTokenLifetime(d time.Duration) Option {
 // give a second server the issuer of an earlier one.
 func WithAddr(addr string) Option { return func(c *config) { c.addr = addr } }
 
+// T is what the server needs of a test to report failures and to stop
+// with it; *testing.T and *testing.B are one. bench/tools runs the server
+// from a program, with a T of its own.
+type T interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
+
 // Server is a running test AS.
 type Server struct {
 	issuer    string
@@ -127,7 +135,7 @@ type Server struct {
 
 // Start runs a test AS on 127.0.0.1 (a free port unless WithAddr) and stops
 // it when the test ends.
-func Start(t testing.TB, opts ...Option) *Server {
+func Start(t T, opts ...Option) *Server {
 	t.Helper()
 	cfg := config{tokenLifetime: 5 * time.Minute}
 	for _, o := range opts {
@@ -271,13 +279,13 @@ func (tr *TokenResponse) UnmarshalJSON(b []byte) error {
 
 // Token gets an access token for clientID by a real client_credentials grant
 // (client_secret_basic) and returns it. No scopes means all of the client's.
-func (s *Server) Token(t testing.TB, clientID string, scopes ...string) string {
+func (s *Server) Token(t T, clientID string, scopes ...string) string {
 	t.Helper()
 	return s.TokenResponse(t, clientID, scopes...).AccessToken
 }
 
 // TokenResponse is Token returning the whole response.
-func (s *Server) TokenResponse(t testing.TB, clientID string, scopes ...string) TokenResponse {
+func (s *Server) TokenResponse(t T, clientID string, scopes ...string) TokenResponse {
 	t.Helper()
 	c, ok := s.store.client(clientID)
 	if !ok {
@@ -300,7 +308,7 @@ func (s *Server) TokenResponse(t testing.TB, clientID string, scopes ...string) 
 
 // Revoke revokes token by a real RFC 7009 request authenticated as clientID
 // (client_secret_basic). Only the client the token was issued to may revoke it.
-func (s *Server) Revoke(t testing.TB, clientID, token string) {
+func (s *Server) Revoke(t T, clientID, token string) {
 	t.Helper()
 	c, ok := s.store.client(clientID)
 	if !ok {
@@ -312,7 +320,7 @@ func (s *Server) Revoke(t testing.TB, clientID, token string) {
 	}
 }
 
-func (s *Server) post(t testing.TB, u string, c Client, form url.Values) (int, []byte) {
+func (s *Server) post(t T, u string, c Client, form url.Values) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, u, strings.NewReader(form.Encode()))
 	if err != nil {
@@ -414,7 +422,7 @@ func (s *Server) Stop() {
 
 // Restart serves again on the same address (so the same issuer) with the
 // same clients, tokens and keys.
-func (s *Server) Restart(t testing.TB) {
+func (s *Server) Restart(t T) {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()

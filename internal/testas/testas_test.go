@@ -72,6 +72,7 @@ func gatewayIntrospect(t *testing.T, s *Server, token string) map[string]any {
 func segments(tok string) int { return strings.Count(tok, ".") + 1 }
 
 func TestOpaqueTokenIntrospectAndRevoke(t *testing.T) {
+	t.Parallel()
 	s := Start(t)
 	tok := s.Token(t, "svc-a", "read", "write")
 	if n := segments(tok); n != 5 {
@@ -116,6 +117,7 @@ func TestOpaqueTokenIntrospectAndRevoke(t *testing.T) {
 }
 
 func TestDefaultScopesAndInactiveCases(t *testing.T) {
+	t.Parallel()
 	s := Start(t)
 	tr := s.TokenResponse(t, "svc-a")
 	if tr.Scope != "read write admin" || tr.TokenType != "Bearer" || tr.ExpiresIn < 290 {
@@ -144,6 +146,7 @@ func TestDefaultScopesAndInactiveCases(t *testing.T) {
 }
 
 func TestScopeNotAllowed(t *testing.T) {
+	t.Parallel()
 	s := Start(t)
 	form := url.Values{"grant_type": {"client_credentials"}, "scope": {"read write"}}
 	req, _ := http.NewRequest(http.MethodPost, s.TokenURL(), strings.NewReader(form.Encode()))
@@ -156,6 +159,7 @@ func TestScopeNotAllowed(t *testing.T) {
 }
 
 func TestIntrospectionClientAuth(t *testing.T) {
+	t.Parallel()
 	s := Start(t)
 	tok := s.Token(t, "svc-b")
 
@@ -185,6 +189,7 @@ func TestIntrospectionClientAuth(t *testing.T) {
 }
 
 func TestPrivateKeyJWTIntrospection(t *testing.T) {
+	t.Parallel()
 	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	s := Start(t, WithClients(Client{ID: "gw-key", PublicKey: &priv.PublicKey, KeyID: "k1", CanIntrospect: true}))
 	tok := s.Token(t, "svc-a", "admin")
@@ -248,6 +253,7 @@ func jwtHeader(t *testing.T, tok string) map[string]any {
 }
 
 func TestJWTAccessToken(t *testing.T) {
+	t.Parallel()
 	s := Start(t)
 	tok := s.Token(t, "svc-jwt", "read", "write")
 	if n := segments(tok); n != 3 {
@@ -300,6 +306,7 @@ func TestJWTAccessToken(t *testing.T) {
 }
 
 func TestRevokeOnlyByOwner(t *testing.T) {
+	t.Parallel()
 	s := Start(t)
 	tok := s.Token(t, "svc-a")
 	form := url.Values{"token": {tok}}
@@ -316,6 +323,7 @@ func TestRevokeOnlyByOwner(t *testing.T) {
 }
 
 func TestRotateKey(t *testing.T) {
+	t.Parallel()
 	s := Start(t)
 	kid1 := s.KeyID()
 	tok1 := s.Token(t, "svc-jwt")
@@ -351,6 +359,7 @@ func TestRotateKey(t *testing.T) {
 }
 
 func TestStopRestart(t *testing.T) {
+	t.Parallel()
 	s := Start(t)
 	tok := s.Token(t, "svc-a")
 	iss := s.Issuer()
@@ -388,6 +397,7 @@ func mustGet(t *testing.T, u string) *http.Request {
 }
 
 func TestWithAddrReusesIssuer(t *testing.T) {
+	t.Parallel()
 	a := Start(t)
 	addr := a.Addr()
 	a.Stop()
@@ -401,6 +411,7 @@ func TestWithAddrReusesIssuer(t *testing.T) {
 }
 
 func TestDelay(t *testing.T) {
+	t.Parallel()
 	s := Start(t)
 	s.SetDelay(300 * time.Millisecond)
 	c := &http.Client{Timeout: 50 * time.Millisecond}
@@ -416,9 +427,18 @@ func TestDelay(t *testing.T) {
 	if s.Requests(s.DiscoveryPath()) != 1 {
 		t.Errorf("delayed request not counted")
 	}
-	// Stop must not wait for a delayed request.
+	// Stop must not wait for a delayed request: once the server has
+	// counted it, the request is being delayed.
 	go func() { _, _ = http.Get(s.DiscoveryURL()) }()
-	time.Sleep(20 * time.Millisecond)
+	deadline := time.Now().Add(5 * time.Second)
+	poll := time.NewTicker(time.Millisecond)
+	defer poll.Stop()
+	for s.Requests(s.DiscoveryPath()) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the second request never reached the server")
+		}
+		<-poll.C
+	}
 	start = time.Now()
 	s.Stop()
 	if d := time.Since(start); d > 200*time.Millisecond {
@@ -427,6 +447,7 @@ func TestDelay(t *testing.T) {
 }
 
 func TestNegativeClockOffset(t *testing.T) {
+	t.Parallel()
 	s := Start(t)
 	s.SetClockOffset(-10 * time.Minute)
 

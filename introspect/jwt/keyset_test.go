@@ -85,7 +85,7 @@ func TestRemoteKeySetReportsItsURLAndLastFetchError(t *testing.T) {
 func TestRemoteKeySetDoesNotFetchUntilAsked(t *testing.T) {
 	k := jwtKeys(t)
 	f := newJWTRemoteFixture(t, jwtSet(t, jwtPublicJWK(t, k.RSA1, "rsa-1", jwa.RS256)), nil)
-	time.Sleep(20 * time.Millisecond)
+	time.Sleep(20 * time.Millisecond) // an absence: time for a fetch started at once to arrive
 	if n := f.srv.requests.Load(); n != 0 {
 		t.Fatalf("NewRemoteKeySet fetched %d times", n)
 	}
@@ -322,7 +322,7 @@ func TestRemoteKeySetBackgroundRefresh(t *testing.T) {
 			t.Fatal("background goroutine still running after cancel")
 		}
 		n := srv.requests.Load()
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // an absence: five refresh intervals with no fetch
 		if m := srv.requests.Load(); m != n {
 			t.Fatalf("fetched %d more times after cancel", m-n)
 		}

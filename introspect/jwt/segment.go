@@ -19,9 +19,19 @@ var segmentEncoding = base64.RawURLEncoding.Strict()
 // decodeSegment decodes one base64url segment. It is the one segment
 // decoder: the verifier, LooksLike and the unverified readers below all use
 // it.
+//
+// Go's base64 decoders skip '\r' and '\n' even in Strict mode, so the
+// alphabet is checked first: otherwise a newline inserted into a segment
+// would give a second spelling of a good token (another cache key, another
+// fingerprint) that still verifies, because jws re-encodes what it decoded.
 func decodeSegment(seg string) ([]byte, error) {
+	if !isB64URL(seg) {
+		return nil, errNotB64URL
+	}
 	return segmentEncoding.DecodeString(seg)
 }
+
+var errNotB64URL = errors.New("a character outside the base64url alphabet")
 
 // LooksLike reports whether token is structurally a JWS compact
 // serialization: exactly three non-empty base64url segments whose first

@@ -9,6 +9,7 @@ import (
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/tokengate/tokengate/introspect"
 )
 
 func init() {
@@ -77,24 +78,28 @@ func (a *AdminAPI) evict(w http.ResponseWriter, r *http.Request) error {
 			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New(`"fingerprint" must be the 16 hex characters logged as token_fingerprint`)}
 		}
 	}
-	res := adminResult{}
-	var firstErr error
-	live.Range(func(k, _ any) bool {
-		e := k.(*poolEntry)
-		res.Caches++
+	return evictEverywhere(w, func(v *introspect.Validator) (int, error) {
 		if req.Token != "" {
 			// Each cache may key tokens differently (key_secret), so
 			// the token is hashed per cache.
-			removed, err := e.validator.Evict(r.Context(), req.Token)
-			if err != nil && firstErr == nil {
-				firstErr = err
-			}
+			removed, err := v.Evict(r.Context(), req.Token)
 			if removed {
-				res.Evicted++
+				return 1, err
 			}
-			return true
+			return 0, err
 		}
-		n, err := e.validator.EvictFingerprint(r.Context(), req.Fingerprint)
+		return v.EvictFingerprint(r.Context(), req.Fingerprint)
+	})
+}
+
+// evictEverywhere runs evict on every live validator and answers with what
+// was removed, or with fleetError for the first failure.
+func evictEverywhere(w http.ResponseWriter, evict func(*introspect.Validator) (int, error)) error {
+	res := adminResult{}
+	var firstErr error
+	live.Range(func(k, _ any) bool {
+		res.Caches++
+		n, err := evict(k.(*poolEntry).validator)
 		if err != nil && firstErr == nil {
 			firstErr = err
 		}
@@ -119,22 +124,7 @@ func (a *AdminAPI) flush(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: errors.New("use POST")}
 	}
-	res := adminResult{}
-	var firstErr error
-	live.Range(func(k, _ any) bool {
-		e := k.(*poolEntry)
-		res.Caches++
-		n, err := e.validator.Flush(r.Context())
-		if err != nil && firstErr == nil {
-			firstErr = err
-		}
-		res.Evicted += n
-		return true
-	})
-	if firstErr != nil {
-		return fleetError(firstErr)
-	}
-	return writeJSON(w, res)
+	return evictEverywhere(w, func(v *introspect.Validator) (int, error) { return v.Flush(r.Context()) })
 }
 
 func writeJSON(w http.ResponseWriter, v any) error {

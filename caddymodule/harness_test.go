@@ -372,7 +372,13 @@ func launchCaddy(t *testing.T, env []string, caddyfile func(port, admin int) str
 		if err == nil {
 			return p
 		}
-		if !strings.Contains(err.Error(), "address already in use") || attempt == 5 {
+		// A child can also exit at start with status 1 and no output at all
+		// (seen about once in a few thousand starts on a loaded machine,
+		// cause unknown: Caddy's CLI exits before its logger is set up).
+		// Nothing was served yet, so starting another is safe; it is
+		// logged, and a child that keeps failing still fails the test.
+		retriable := strings.Contains(err.Error(), "address already in use") || strings.Contains(err.Error(), "exited at start")
+		if !retriable || attempt == 5 {
 			t.Fatalf("caddy process did not start: %v", err)
 		}
 		t.Logf("caddy process did not start (retrying on other ports): %v", err)

@@ -10,6 +10,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"math/big"
+
+	"github.com/tokengate/tokengate/introspect/claims"
 )
 
 // publicJWK is the jwk header of a proof (RFC 9449 §4.2: "the public key
@@ -62,17 +64,8 @@ var errPrivateKey = errors.New("the jwk holds a private key")
 
 var errKey = errors.New("unusable jwk")
 
-// b64 decodes base64url without padding, strictly: one spelling per value
-// (Go's decoders would skip '\r' and '\n' and accept non-zero trailing bits).
-func b64(s string) ([]byte, error) {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return nil, errors.New("a character outside the base64url alphabet")
-		}
-	}
-	return base64.RawURLEncoding.Strict().DecodeString(s)
-}
+// b64 is claims.DecodeSegment: one spelling per value, as for tokens.
+func b64(s string) ([]byte, error) { return claims.DecodeSegment(s) }
 
 // key returns the public key, and checks that it suits alg (RFC 9449 §4.3
 // check 6: the signature must verify with the jwk, under the header's alg).

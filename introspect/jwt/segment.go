@@ -1,7 +1,6 @@
 package jwt
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -9,29 +8,9 @@ import (
 	"github.com/tokengate/tokengate/introspect/claims"
 )
 
-// segmentEncoding is the only base64 a JWS compact serialization may use:
-// URL alphabet, no padding (RFC 7515 §2, §7.1), and Strict so that non-zero
-// trailing bits are rejected. With one accepted encoding per byte string, a
-// token has exactly one spelling: nobody can mint a "different" token
-// (another cache key, another log fingerprint) from a good one.
-var segmentEncoding = base64.RawURLEncoding.Strict()
-
-// decodeSegment decodes one base64url segment. It is the one segment
-// decoder: the verifier, LooksLike and the unverified readers below all use
-// it.
-//
-// Go's base64 decoders skip '\r' and '\n' even in Strict mode, so the
-// alphabet is checked first: otherwise a newline inserted into a segment
-// would give a second spelling of a good token (another cache key, another
-// fingerprint) that still verifies, because jws re-encodes what it decoded.
-func decodeSegment(seg string) ([]byte, error) {
-	if !isB64URL(seg) {
-		return nil, errNotB64URL
-	}
-	return segmentEncoding.DecodeString(seg)
-}
-
-var errNotB64URL = errors.New("a character outside the base64url alphabet")
+// decodeSegment is claims.DecodeSegment, the one segment decoder: the
+// verifier, LooksLike and the unverified readers below all use it.
+func decodeSegment(seg string) ([]byte, error) { return claims.DecodeSegment(seg) }
 
 // LooksLike reports whether token is structurally a JWS compact
 // serialization: exactly three non-empty base64url segments whose first
@@ -62,15 +41,7 @@ func LooksLike(token string) bool {
 	return ok
 }
 
-func isB64URL(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
+func isB64URL(s string) bool { return claims.IsBase64URL(s) }
 
 // UnverifiedHeader reads the JOSE header of a JWS compact serialization
 // without verifying anything: for routing and for explaining a token, never

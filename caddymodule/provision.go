@@ -212,8 +212,9 @@ func (h *Handler) Validate() error {
 		return err
 	}
 	if h.Cache != nil && h.Cache.Redis != "" {
-		if u, err := url.Parse(h.Cache.Redis); err != nil || !strings.HasPrefix(u.Scheme, "redis") && !strings.HasPrefix(u.Scheme, "rediss") && u.Scheme != "unix" {
-			return fmt.Errorf("bearer_auth: cache: redis: %q is not a redis://, rediss:// or unix:// URL", h.Cache.Redis)
+		// The URL is not quoted back: it may hold a password.
+		if u, err := url.Parse(h.Cache.Redis); err != nil || u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix" {
+			return errors.New("bearer_auth: cache: redis: not a redis://, rediss:// or unix:// URL")
 		}
 	}
 	return h.validateTrust()

@@ -65,7 +65,9 @@ func CheckBinding(d *Decision, p Presentation) *Error {
 	jkt, x5t, malformed := Confirmation(d)
 	if malformed {
 		// A cnf we cannot read may be a binding we would fail to enforce.
-		return InvalidToken("cnf_malformed", "the token's confirmation claim is malformed", nil)
+		e := InvalidToken("cnf_malformed", "the token's confirmation claim is malformed", nil)
+		e.Hint = "the token's cnf is not an object with string jkt / x5t#S256 members (RFC 7800, RFC 9449 §6, RFC 8705 §3.1): the authorization server's token or introspection output is at fault"
+		return e
 	}
 	if jkt != "" {
 		if !p.DPoP {
@@ -93,8 +95,14 @@ func CheckBinding(d *Decision, p Presentation) *Error {
 		// token. If they do not match, the resource access attempt MUST be
 		// rejected with an error, per [RFC6750], using an HTTP 401 status
 		// code and the invalid_token error code."
-		return &Error{Code: CodeInvalidToken, Reason: "certificate_mismatch",
+		e := &Error{Code: CodeInvalidToken, Reason: "certificate_mismatch",
 			Description: "the token is bound to a TLS client certificate this connection did not present"}
+		if p.CertThumbprint == "" {
+			e.Hint = "the request came with no client certificate: certificate-bound tokens need Caddy's tls client_auth on this site, and TLS must end at Caddy (not at a proxy in front)"
+		} else {
+			e.Hint = "the connection's client certificate is not the one the token is bound to (cnf.x5t#S256)"
+		}
+		return e
 	}
 	return nil
 }

@@ -50,6 +50,8 @@ func (p *Policy) authorizeAuthentication(d *Decision) *Error {
 		e.Hint = fmt.Sprintf("token acr %q, acr_values %s", claims.Shorten(d.ACR), strings.Join(p.ACRValues, " "))
 	case "auth_time_too_old":
 		e.Hint = fmt.Sprintf("auth_time %s, max_age %s, leeway %s", d.AuthTime.UTC().Format(time.RFC3339), p.MaxAge, p.Leeway)
+	case "acr_missing", "auth_time_missing":
+		e.Hint = "the token carries no " + strings.TrimSuffix(reason, "_missing") + ": if users did authenticate, configure the authorization server to put it into access tokens and introspection answers"
 	}
 	return e
 }

@@ -11,6 +11,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"time"
@@ -193,7 +194,9 @@ func (v *Verifier) Verify(proof string, req Request) (*Proof, error) {
 	// normalization (RFC 3986 §6.2.2, §6.2.3).
 	htu, _ := body["htu"].(string)
 	if !sameURI(htu, req.URI) {
-		return nil, invalid("dpop_htu", "the DPoP proof's htu does not match the request URI")
+		e := invalid("dpop_htu", "the DPoP proof's htu does not match the request URI")
+		e.Hint = fmt.Sprintf("proof htu %q, request URI %q as the gateway sees it; behind a proxy, list it in Caddy's trusted_proxies so that X-Forwarded-Proto/Host count", claims.Shorten(htu), claims.Shorten(req.URI))
+		return nil, e
 	}
 	// Check 11: iat within the window, either way (a proof made for later
 	// would otherwise be usable for longer than its jti is remembered).
@@ -202,11 +205,15 @@ func (v *Verifier) Verify(proof string, req Request) (*Proof, error) {
 		return nil, invalid("dpop_iat", "the DPoP proof has no iat")
 	}
 	now := v.Now()
+	clock := func(e *claims.Error) *claims.Error {
+		e.Hint = fmt.Sprintf("proof iat %s, now %s, window %s; if every client fails this way, check the gateway's clock", iat.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), v.Window)
+		return e
+	}
 	if iat.Before(now.Add(-v.Window)) {
-		return nil, invalid("dpop_iat_stale", "the DPoP proof is too old")
+		return nil, clock(invalid("dpop_iat_stale", "the DPoP proof is too old"))
 	}
 	if iat.After(now.Add(v.Window)) {
-		return nil, invalid("dpop_iat_future", "the DPoP proof is issued in the future")
+		return nil, clock(invalid("dpop_iat_future", "the DPoP proof is issued in the future"))
 	}
 	// Check 12 (§4.3, with an access token): ath is the base64url SHA-256
 	// of the token's ASCII bytes (§4.2), so that a proof cannot be paired
@@ -249,7 +256,8 @@ func (v *Verifier) Consume(ctx context.Context, p *Proof) error {
 	fresh, err := v.Replay.Once(ctx, sum, keep)
 	if err != nil {
 		return &claims.Error{Code: claims.CodeUnavailable, Reason: "dpop_replay_store",
-			Description: "the DPoP proof could not be checked right now; try again later", Err: err}
+			Description: "the DPoP proof could not be checked right now; try again later", Err: err,
+			Hint: "the replay cache for DPoP proofs could not answer: check cache.redis and redis_timeout"}
 	}
 	if !fresh {
 		return invalid("dpop_replay", "the DPoP proof has been used before")

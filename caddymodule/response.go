@@ -162,6 +162,11 @@ func (h *Handler) logRejection(r *http.Request, e *introspect.Error, status int,
 		// The gateway's own trouble with the authorization server is an
 		// operator problem, visible with Caddy's default log level.
 		level, msg = zapcore.ErrorLevel, "cannot validate token: "+e.Reason
+		if e.Reason == introspect.ReasonServerErrorOnToken {
+			// One token's trouble at a server that answers others: any
+			// caller can cause it, so it must not page the operator.
+			level = zapcore.WarnLevel
+		}
 	}
 	c := h.logger.Check(level, msg)
 	if c == nil {

@@ -109,3 +109,7 @@ func NewHTTPClient(timeout time.Duration) *http.Client { return asclient.NewHTTP
 func AssertionTargetOf(auth ClientAuthenticator, endpoint string) (asclient.AssertionTarget, bool) {
 	return asclient.AssertionTargetOf(auth, endpoint)
 }
+
+// ReasonServerErrorOnToken is the Reason of a 503 for a 5xx the server gave
+// for one token while it answers the gateway's other requests.
+const ReasonServerErrorOnToken = asclient.ReasonServerErrorOnToken

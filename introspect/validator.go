@@ -111,7 +111,8 @@ func (v *Validator) init() {
 			if err == nil {
 				return false
 			}
-			return AsError(err).Reason == "overloaded" || errors.Is(err, context.Canceled)
+			r := AsError(err).Reason
+			return r == "overloaded" || r == asclient.ReasonServerErrorOnToken || errors.Is(err, context.Canceled)
 		},
 		OnStateChange: func(_ string, _, to gobreaker.State) {
 			if to == gobreaker.StateOpen {

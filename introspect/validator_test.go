@@ -65,3 +65,57 @@ func TestRevalidationDoesNotWriteBackAnEvictedDecision(t *testing.T) {
 		t.Errorf("introspection calls after the eviction = %d, want 1", n)
 	}
 }
+
+// A token the server chokes on (5xx for that token alone, e.g. a firewall in
+// front of it refusing that string) must not open the breaker for everyone:
+// the canary shows the server answers, so the 503 is that caller's only.
+// When every call fails, the breaker still opens.
+func TestA5xxForOneTokenDoesNotOpenTheBreaker(t *testing.T) {
+	var down atomic.Bool
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		_ = r.ParseForm()
+		tok := r.PostForm.Get("token")
+		if down.Load() || tok == "poison" {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"active":%v,"client_id":"c"}`, tok == "good")
+	}))
+	defer srv.Close()
+	v, err := New(Config{Introspect: &IntrospectOptions{Endpoint: srv.URL, ClientID: "gw", ClientSecret: "s"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	ctx := context.Background()
+	for i := 0; i < 20; i++ {
+		_, _, err := v.Validate(ctx, "poison")
+		if e := AsError(err); e == nil || e.Code != CodeUnavailable || e.Reason != ReasonServerErrorOnToken {
+			t.Fatalf("poison token, try %d: %v, want 503 %s", i, err, ReasonServerErrorOnToken)
+		}
+	}
+	if _, _, err := v.Validate(ctx, "good"); err != nil {
+		t.Fatalf("a good token after 20 poison tokens: %v (the breaker must stay closed)", err)
+	}
+	// A real outage still opens it: the canary fails too (it is probed at
+	// most once a second, so this may take that long), then calls stop.
+	down.Store(true)
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 0; ; i++ {
+		_, _, err := v.Validate(ctx, fmt.Sprintf("t%d", i))
+		if AsError(err).Reason == "circuit_open" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the breaker did not open during an outage: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	before := calls.Load()
+	if _, _, err := v.Validate(ctx, "t-last"); AsError(err).Reason != "circuit_open" || calls.Load() != before {
+		t.Fatalf("open breaker: %v with %d more calls, want circuit_open and none", err, calls.Load()-before)
+	}
+}

@@ -74,6 +74,18 @@ func (c *Introspector) Introspect(ctx context.Context, token string) (*claims.De
 
 func (c *Introspector) introspectOnce(ctx context.Context, token string) (*claims.Decision, error) {
 	d, err := c.exchange(ctx, token)
+	if e, ok := err.(*claims.Error); ok && e.Reason == "as_server_error" && c.requestProvenWithin(ctx, 0) {
+		// The server failed on this token while it answers others (its
+		// canary, probed at most once a second, got a proper answer): a
+		// token it chokes on, or a firewall in front of it refusing this
+		// one. Still the gateway's 503 — the token is not known to be bad
+		// — but not the server's outage: the breaker does not count it
+		// and stale_grace does not apply, so junk cannot take the
+		// breaker (and everyone's uncached tokens) down.
+		e.Reason = ReasonServerErrorOnToken
+		e.Hint = "the authorization server failed on this token although it answers the gateway's requests for other tokens: " + e.Hint
+		return nil, e
+	}
 	if e, ok := err.(*claims.Error); ok && e.Reason == reasonRefusedRequest && c.requestProven(ctx) {
 		// The same request shape got a proper RFC 7662 answer recently, so
 		// the 400 is the server's verdict on this token (it would not parse
@@ -96,6 +108,10 @@ func (c *Introspector) introspectOnce(ctx context.Context, token string) (*claim
 // they cannot parse).
 const reasonRefusedRequest = "as_rejected_request"
 
+// ReasonServerErrorOnToken marks a 5xx for one token from a server that
+// answers other requests: a 503 that says nothing about the server's health.
+const ReasonServerErrorOnToken = "as_server_error_on_token"
+
 // Proof that the gateway's requests are well-formed: a 200 RFC 7662 answer
 // (active or not) within proofTTL. Without one, a 400 is first checked
 // against a canary: a random opaque token, which a server that accepts the
@@ -110,7 +126,13 @@ const (
 // canary token (at most once per probeInterval) when it has not. The canary
 // is the gateway's own, so no caller can make this check fail.
 func (c *Introspector) requestProven(ctx context.Context) bool {
-	if t := c.lastGood.Load(); t != 0 && time.Since(time.Unix(0, t)) < proofTTL {
+	return c.requestProvenWithin(ctx, proofTTL)
+}
+
+// requestProvenWithin is requestProven with a proper answer no older than
+// within counting as proof.
+func (c *Introspector) requestProvenWithin(ctx context.Context, within time.Duration) bool {
+	if t := c.lastGood.Load(); t != 0 && time.Since(time.Unix(0, t)) < within {
 		return true
 	}
 	v, _, _ := c.probes.Do("canary", func() (any, error) {

@@ -1,0 +1,42 @@
+package claims
+
+import (
+	"encoding/base64"
+	"errors"
+)
+
+// segmentEncoding is the only base64 a JWS compact serialization may use:
+// URL alphabet, no padding (RFC 7515 §2, §7.1), and Strict so that non-zero
+// trailing bits are rejected. With one accepted encoding per byte string, a
+// token or proof has exactly one spelling: nobody can mint a "different"
+// one (another cache key, another log fingerprint, another replay-cache
+// entry) from a good one.
+var segmentEncoding = base64.RawURLEncoding.Strict()
+
+var errNotBase64URL = errors.New("a character outside the base64url alphabet")
+
+// DecodeSegment decodes one base64url segment of a JWS (an access token's,
+// a DPoP proof's, or a JWK member). It is the one such decoder.
+//
+// Go's base64 decoders skip '\r' and '\n' even in Strict mode, so the
+// alphabet is checked first: otherwise a newline inserted into a segment
+// would give a second spelling of a good token that still verifies, because
+// jws re-encodes what it decoded.
+func DecodeSegment(seg string) ([]byte, error) {
+	if !IsBase64URL(seg) {
+		return nil, errNotBase64URL
+	}
+	return segmentEncoding.DecodeString(seg)
+}
+
+// IsBase64URL reports whether s uses only the base64url alphabet (no
+// padding, no whitespace).
+func IsBase64URL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

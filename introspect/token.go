@@ -1,7 +1,11 @@
 package introspect
 
 import (
+	"bytes"
 	"errors"
+	"io"
+	"mime"
+	"mime/multipart"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -118,6 +122,11 @@ func (x Extractor) Extract(r *http.Request) (string, Transport, *Error) {
 		}
 	}
 
+	if x.AllowForm && isMultipartBody(r) {
+		if err := multipartHasNoToken(r); err != nil {
+			return "", TransportNone, err
+		}
+	}
 	if x.AllowForm && isFormBody(r) {
 		t, ok, err := formToken(r, limit)
 		if err != nil {
@@ -197,6 +206,62 @@ func isFormBody(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// isMultipartBody reports a multipart/form-data body, which PHP, Rails and
+// qs-based upstreams read into the same parameters as a urlencoded form.
+func isMultipartBody(r *http.Request) bool {
+	if r.Body == nil || r.Body == http.NoBody {
+		return false
+	}
+	for _, ct := range r.Header.Values("Content-Type") {
+		mt, _, _ := strings.Cut(ct, ";")
+		if strings.EqualFold(strings.TrimSpace(mt), "multipart/form-data") {
+			return true
+		}
+	}
+	return false
+}
+
+// multipartHasNoToken refuses a multipart/form-data body with a part named
+// access_token (or a name an upstream folds into it): RFC 6750 §2.2 allows
+// the token only in a urlencoded body, and an upstream that reads multipart
+// forms would otherwise find a second token the gateway never checked. The
+// body is read within MaxFormBody (413 beyond: a gateway that accepts form
+// tokens cannot vouch for a body it did not read) and put back unchanged.
+func multipartHasNoToken(r *http.Request) *Error {
+	if r.ContentLength > MaxFormBody {
+		return bodyTooLarge()
+	}
+	body, err := httpbody.Read(r.Body, MaxFormBody)
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.Is(err, httpbody.ErrTooLarge) || errors.As(err, &mbe):
+		return bodyTooLarge()
+	case err != nil:
+		return claims.InvalidRequest("bad_body", "the request body could not be read")
+	}
+	_ = r.Body.Close()
+	r.Body = newFormBody(string(body))
+	_, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || params["boundary"] == "" {
+		return claims.InvalidRequest("bad_body", "the multipart body has no usable boundary")
+	}
+	mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return claims.InvalidRequest("bad_body", "the multipart body is malformed")
+		}
+		name := part.FormName()
+		_ = part.Close()
+		if name == "access_token" || foldsToAccessToken(name) {
+			return claims.InvalidRequest("multipart_token", "access_token is accepted only in an application/x-www-form-urlencoded body")
+		}
+	}
 }
 
 // formToken reads the whole form body within MaxFormBody, puts the same

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"maps"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -234,4 +235,64 @@ func FuzzRemoveTokenParam(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A multipart/form-data body is read by PHP, Rails and qs-based upstreams
+// into the same parameters as a urlencoded form: with form tokens on, a
+// part named access_token (or a name folded into it) is refused, a body over
+// the bound is 413, and any other multipart body reaches the upstream
+// unchanged.
+func TestExtractorRefusesATokenInAMultipartBody(t *testing.T) {
+	multipartBody := func(name string, extra int) (string, string) {
+		var b strings.Builder
+		w := multipart.NewWriter(&b)
+		_ = w.WriteField("note", strings.Repeat("x", extra))
+		if name != "" {
+			_ = w.WriteField(name, "FORGED")
+		}
+		_ = w.Close()
+		return b.String(), w.FormDataContentType()
+	}
+	x := Extractor{AllowForm: true}
+	for _, c := range []struct {
+		name, part string
+		extra      int
+		wantReason string
+		tooLarge   bool
+	}{
+		{"a part named access_token", "access_token", 0, "multipart_token", false},
+		{"a name PHP folds into access_token", "access.token", 0, "multipart_token", false},
+		{"an array of access_token", "access_token[]", 0, "multipart_token", false},
+		{"no token part", "", 0, "", false},
+		{"over the bound", "", MaxFormBody, "body_too_large", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			body, ct := multipartBody(c.part, c.extra)
+			r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+			r.Header.Set("Content-Type", ct)
+			r.Header.Set("Authorization", "Bearer good-token")
+			tok, _, err := x.Extract(r)
+			if c.wantReason == "" {
+				if err != nil || tok != "good-token" {
+					t.Fatalf("got %q, %v; want the header token", tok, err)
+				}
+				got, _ := io.ReadAll(r.Body)
+				if string(got) != body {
+					t.Fatal("the multipart body did not reach the upstream unchanged")
+				}
+				return
+			}
+			if err == nil || err.Code != CodeInvalidRequest || err.Reason != c.wantReason || err.TooLarge != c.tooLarge {
+				t.Fatalf("got %v, want invalid_request %s (too large: %v)", err, c.wantReason, c.tooLarge)
+			}
+		})
+	}
+	// Without form tokens the gateway does not read bodies at all.
+	body, ct := multipartBody("access_token", 0)
+	r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+	r.Header.Set("Content-Type", ct)
+	r.Header.Set("Authorization", "Bearer good-token")
+	if tok, _, err := (Extractor{}).Extract(r); err != nil || tok != "good-token" {
+		t.Fatalf("without allow_form_token: %q, %v", tok, err)
+	}
 }

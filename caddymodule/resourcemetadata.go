@@ -134,7 +134,7 @@ func (h *Handler) prepareResourceMetadata() {
 	}
 	doc := m.Document()
 	h.prm = &servedMetadata{doc: doc, length: strconv.Itoa(len(doc)), paths: m.Paths(), url: m.URL()}
-	h.requiredScope = scopeValue((&introspect.Policy{Scopes: h.Scopes, AnyScope: h.AnyScope}).RequiredScope())
+	h.requiredScope = scopeValue(h.policy.RequiredScope())
 }
 
 // resourceMetadata is the document this handler serves, or nil.
@@ -142,7 +142,7 @@ func (h *Handler) resourceMetadata() *introspect.ResourceMetadata {
 	if h.ResourceMetadata == nil {
 		return nil
 	}
-	m := h.ResourceMetadata.metadata().WithDefaults(h.Issuer, h.Audience, &introspect.Policy{Scopes: h.Scopes, AnyScope: h.AnyScope}, h.transports())
+	m := h.ResourceMetadata.metadata().WithDefaults(h.Issuer, h.Audience, &h.policy, h.transports())
 	// What DPoP the route enforces is a fact of its dpop setting, not a
 	// metadata setting of its own, so the two cannot disagree.
 	if g := h.dpop; g != nil && g.mode != dpopOff {

@@ -30,6 +30,9 @@ type Issuers struct {
 	// introspection. Nil: none has one.
 	opaque *Validator
 	names  []string
+	// trusted is names joined once, for the refusal's operator hint: the
+	// refusal path is an anonymous caller's to trigger.
+	trusted string
 }
 
 // NewIssuers routes between validators, the route's own issuer first. With
@@ -58,6 +61,7 @@ func NewIssuers(validators ...*Validator) (*Issuers, error) {
 			is.opaque = v
 		}
 	}
+	is.trusted = strings.Join(is.names, ", ")
 	return is, nil
 }
 
@@ -90,7 +94,7 @@ func (is *Issuers) Route(token string) (*Validator, *Error) {
 			return v, nil
 		}
 		e := InvalidToken("issuer_not_trusted", "issuer not trusted", nil)
-		e.Hint = fmt.Sprintf("token iss %q is none of the issuers this route trusts (%s, compared exactly); add a trust block for it or get the token from one of them", shortIss(iss), strings.Join(is.names, ", "))
+		e.Hint = fmt.Sprintf("token iss %q is none of the issuers this route trusts (%s, compared exactly); add a trust block for it or get the token from one of them", shortIss(iss), is.trusted)
 		return nil, e
 	}
 	if is.opaque == nil {

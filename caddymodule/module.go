@@ -307,9 +307,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	route.metrics.allowed.Inc()
 	if c := h.logger.Check(zapcore.DebugLevel, "token accepted"); c != nil {
-		c.Write(zap.String("outcome", "allowed"), zap.String("issuer", route.metrics.issuer), zap.String("client_id", d.ClientID),
-			zap.String("sub", d.Subject), zap.String("token_fingerprint", key.Fingerprint()),
-			zap.String("source", d.Source), zap.String("transport", from.String()))
+		c.Write(zap.String("outcome", "allowed"), zap.String("issuer", route.metrics.issuer), zap.String("client_id", d.ClientID()),
+			zap.String("sub", d.Subject()), zap.String("token_fingerprint", key.Fingerprint()),
+			zap.String("source", d.Source()), zap.String("transport", from.String()))
 	}
 	if from == introspect.TransportQuery {
 		// RFC 6750 §2.3: a response to a request with the token in its URI
@@ -392,10 +392,10 @@ type placeholders struct {
 func newPlaceholders(d *introspect.Decision) any {
 	return &placeholders{
 		userID:   d.UserID(),
-		clientID: d.ClientID,
+		clientID: d.ClientID(),
 		scope:    d.ScopeString(),
-		acr:      d.ACR,
-		authTime: authTimeString(d.AuthTime),
+		acr:      d.ACR(),
+		authTime: authTimeString(d.AuthTime()),
 		// {http.auth.bearer.claims.<name>}; a missing claim is "".
 		claims: func(key string) (any, bool) {
 			name, ok := strings.CutPrefix(key, "http.auth.bearer.claims.")

@@ -10,10 +10,10 @@ import (
 )
 
 func TestCheckBindingEnforcesConfirmationWhateverTheMode(t *testing.T) {
-	jktBound := &introspect.Decision{Claims: map[string]any{"cnf": map[string]any{"jkt": "KEY"}}}
-	certBound := &introspect.Decision{Claims: map[string]any{"cnf": map[string]any{"x5t#S256": "CERT"}}}
-	unbound := &introspect.Decision{Claims: map[string]any{"sub": "a"}}
-	badCnf := &introspect.Decision{Claims: map[string]any{"cnf": "KEY"}}
+	jktBound := introspect.DecisionFields{Claims: map[string]any{"cnf": map[string]any{"jkt": "KEY"}}}.Build()
+	certBound := introspect.DecisionFields{Claims: map[string]any{"cnf": map[string]any{"x5t#S256": "CERT"}}}.Build()
+	unbound := introspect.DecisionFields{Claims: map[string]any{"sub": "a"}}.Build()
+	badCnf := introspect.DecisionFields{Claims: map[string]any{"cnf": "KEY"}}.Build()
 	tests := []struct {
 		name string
 		d    *introspect.Decision

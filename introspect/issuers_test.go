@@ -132,8 +132,8 @@ func TestIssuersRouteEachJWTToItsOwnIssuer(t *testing.T) {
 			switch {
 			case tc.reason == "" && err != nil:
 				t.Fatalf("refused: %v", err)
-			case tc.reason == "" && d.Issuer != tc.want.Issuer():
-				t.Fatalf("decision of issuer %q", d.Issuer)
+			case tc.reason == "" && d.Issuer() != tc.want.Issuer():
+				t.Fatalf("decision of issuer %q", d.Issuer())
 			case tc.reason != "" && (err == nil || AsError(err).Reason != tc.reason):
 				t.Fatalf("got %v, want invalid_token %s", err, tc.reason)
 			}
@@ -190,7 +190,7 @@ func TestIssuersSendOpaqueTokensToTheFirstIntrospection(t *testing.T) {
 		t.Fatal(err)
 	}
 	d, _, v, err := is.Validate(context.Background(), "an-opaque-token")
-	if err != nil || v != b || d.Issuer != issuerB {
+	if err != nil || v != b || d.Issuer() != issuerB {
 		t.Fatalf("opaque token: %v by %s, want B's introspection", err, issuerOf(v))
 	}
 	if callsB.Load() != 1 || callsC.Load() != 0 {

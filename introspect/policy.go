@@ -33,10 +33,10 @@ type Policy struct {
 // for us at all" to "may it do this", so the client sees the most basic
 // problem first.
 func (p *Policy) Authorize(d *Decision) *Error {
-	if len(p.Audience) > 0 && !containsAny(d.Audience, p.Audience) {
+	if len(p.Audience) > 0 && !containsAny(d.Audience(), p.Audience) {
 		return InvalidToken("audience", "the token is not meant for this API (audience mismatch)", nil)
 	}
-	if len(p.Clients) > 0 && !contains(p.Clients, d.ClientID) {
+	if len(p.Clients) > 0 && !contains(p.Clients, d.ClientID()) {
 		return &Error{Code: CodeUnauthorizedClient, Reason: "client_not_allowed",
 			Description: "the client this token was issued to may not use this API"}
 	}
@@ -46,7 +46,7 @@ func (p *Policy) Authorize(d *Decision) *Error {
 				Description: "the token lacks a required scope", Scope: p.RequiredScope()}
 		}
 	}
-	if len(p.AnyScope) > 0 && !containsAny(d.Scopes, p.AnyScope) {
+	if len(p.AnyScope) > 0 && !containsAny(d.Scopes(), p.AnyScope) {
 		return &Error{Code: CodeInsufficientScope, Reason: "missing_scope",
 			Description: "the token needs one of the accepted scopes", Scope: p.RequiredScope()}
 	}

@@ -14,6 +14,8 @@ import (
 type (
 	// Decision is what the gateway knows about a good token.
 	Decision = claims.Decision
+	// DecisionFields are the parts a Decision is built from.
+	DecisionFields = claims.DecisionFields
 	// Verdict is what the decision cache stores for a token hash.
 	Verdict = claims.Verdict
 	// Error is a rejection, mapped to one HTTP status by the Caddy module.

@@ -31,13 +31,13 @@ func (p *Policy) authorizeAuthentication(d *Decision) *Error {
 	}
 	var reason, desc string
 	switch {
-	case len(p.ACRValues) > 0 && d.ACR == "":
+	case len(p.ACRValues) > 0 && d.ACR() == "":
 		reason, desc = "acr_missing", "the token does not say how the user authenticated (no acr); this API requires a stronger authentication"
-	case len(p.ACRValues) > 0 && !slices.Contains(p.ACRValues, d.ACR):
+	case len(p.ACRValues) > 0 && !slices.Contains(p.ACRValues, d.ACR()):
 		reason, desc = "acr_not_accepted", "the user's authentication (acr) is not one this API accepts"
-	case p.MaxAge > 0 && d.AuthTime.IsZero():
+	case p.MaxAge > 0 && d.AuthTime().IsZero():
 		reason, desc = "auth_time_missing", "the token does not say when the user authenticated (no auth_time); this API requires a recent authentication"
-	case p.MaxAge > 0 && p.now().Sub(d.AuthTime) > p.MaxAge+p.Leeway:
+	case p.MaxAge > 0 && p.now().Sub(d.AuthTime()) > p.MaxAge+p.Leeway:
 		reason, desc = "auth_time_too_old", "the user authenticated too long ago for this API"
 	default:
 		return nil
@@ -47,9 +47,9 @@ func (p *Policy) authorizeAuthentication(d *Decision) *Error {
 	// For the operator's log only: what the token said.
 	switch reason {
 	case "acr_not_accepted":
-		e.Hint = fmt.Sprintf("token acr %q, acr_values %s", claims.Shorten(d.ACR), strings.Join(p.ACRValues, " "))
+		e.Hint = fmt.Sprintf("token acr %q, acr_values %s", claims.Shorten(d.ACR()), strings.Join(p.ACRValues, " "))
 	case "auth_time_too_old":
-		e.Hint = fmt.Sprintf("auth_time %s, max_age %s, leeway %s", d.AuthTime.UTC().Format(time.RFC3339), p.MaxAge, p.Leeway)
+		e.Hint = fmt.Sprintf("auth_time %s, max_age %s, leeway %s", d.AuthTime().UTC().Format(time.RFC3339), p.MaxAge, p.Leeway)
 	case "acr_missing", "auth_time_missing":
 		e.Hint = "the token carries no " + strings.TrimSuffix(reason, "_missing") + ": if users did authenticate, configure the authorization server to put it into access tokens and introspection answers"
 	}

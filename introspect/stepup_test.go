@@ -22,25 +22,25 @@ func TestStepUpPolicy(t *testing.T) {
 		code   Code   // "" = allowed
 		reason string // for rejections
 	}{
-		{"no step-up configured: any authentication passes", Policy{}, &Decision{}, "", ""},
-		{"acr listed", Policy{ACRValues: gold}, &Decision{ACR: "phr"}, "", ""},
-		{"acr missing", Policy{ACRValues: gold}, &Decision{}, CodeInsufficientUserAuthentication, "acr_missing"},
-		{"acr not listed", Policy{ACRValues: gold}, &Decision{ACR: "urn:example:silver"}, CodeInsufficientUserAuthentication, "acr_not_accepted"},
-		{"acr compared exactly", Policy{ACRValues: gold}, &Decision{ACR: "PHR"}, CodeInsufficientUserAuthentication, "acr_not_accepted"},
-		{"auth_time recent", Policy{MaxAge: time.Hour}, &Decision{AuthTime: now.Add(-59 * time.Minute)}, "", ""},
-		{"auth_time missing", Policy{MaxAge: time.Hour}, &Decision{}, CodeInsufficientUserAuthentication, "auth_time_missing"},
-		{"auth_time too old", Policy{MaxAge: time.Hour}, &Decision{AuthTime: now.Add(-61 * time.Minute)}, CodeInsufficientUserAuthentication, "auth_time_too_old"},
-		{"auth_time within the leeway", Policy{MaxAge: time.Hour, Leeway: 30 * time.Second}, &Decision{AuthTime: now.Add(-time.Hour - 20*time.Second)}, "", ""},
-		{"auth_time past the leeway", Policy{MaxAge: time.Hour, Leeway: 30 * time.Second}, &Decision{AuthTime: now.Add(-time.Hour - 40*time.Second)}, CodeInsufficientUserAuthentication, "auth_time_too_old"},
-		{"both required, acr fails first", Policy{ACRValues: gold, MaxAge: time.Hour}, &Decision{ACR: "x", AuthTime: now}, CodeInsufficientUserAuthentication, "acr_not_accepted"},
-		{"both required, auth_time fails", Policy{ACRValues: gold, MaxAge: time.Hour}, &Decision{ACR: "phr", AuthTime: now.Add(-2 * time.Hour)}, CodeInsufficientUserAuthentication, "auth_time_too_old"},
-		{"both met", Policy{ACRValues: gold, MaxAge: time.Hour}, &Decision{ACR: "phr", AuthTime: now.Add(-time.Minute)}, "", ""},
+		{"no step-up configured: any authentication passes", Policy{}, DecisionFields{}.Build(), "", ""},
+		{"acr listed", Policy{ACRValues: gold}, DecisionFields{ACR: "phr"}.Build(), "", ""},
+		{"acr missing", Policy{ACRValues: gold}, DecisionFields{}.Build(), CodeInsufficientUserAuthentication, "acr_missing"},
+		{"acr not listed", Policy{ACRValues: gold}, DecisionFields{ACR: "urn:example:silver"}.Build(), CodeInsufficientUserAuthentication, "acr_not_accepted"},
+		{"acr compared exactly", Policy{ACRValues: gold}, DecisionFields{ACR: "PHR"}.Build(), CodeInsufficientUserAuthentication, "acr_not_accepted"},
+		{"auth_time recent", Policy{MaxAge: time.Hour}, DecisionFields{AuthTime: now.Add(-59 * time.Minute)}.Build(), "", ""},
+		{"auth_time missing", Policy{MaxAge: time.Hour}, DecisionFields{}.Build(), CodeInsufficientUserAuthentication, "auth_time_missing"},
+		{"auth_time too old", Policy{MaxAge: time.Hour}, DecisionFields{AuthTime: now.Add(-61 * time.Minute)}.Build(), CodeInsufficientUserAuthentication, "auth_time_too_old"},
+		{"auth_time within the leeway", Policy{MaxAge: time.Hour, Leeway: 30 * time.Second}, DecisionFields{AuthTime: now.Add(-time.Hour - 20*time.Second)}.Build(), "", ""},
+		{"auth_time past the leeway", Policy{MaxAge: time.Hour, Leeway: 30 * time.Second}, DecisionFields{AuthTime: now.Add(-time.Hour - 40*time.Second)}.Build(), CodeInsufficientUserAuthentication, "auth_time_too_old"},
+		{"both required, acr fails first", Policy{ACRValues: gold, MaxAge: time.Hour}, DecisionFields{ACR: "x", AuthTime: now}.Build(), CodeInsufficientUserAuthentication, "acr_not_accepted"},
+		{"both required, auth_time fails", Policy{ACRValues: gold, MaxAge: time.Hour}, DecisionFields{ACR: "phr", AuthTime: now.Add(-2 * time.Hour)}.Build(), CodeInsufficientUserAuthentication, "auth_time_too_old"},
+		{"both met", Policy{ACRValues: gold, MaxAge: time.Hour}, DecisionFields{ACR: "phr", AuthTime: now.Add(-time.Minute)}.Build(), "", ""},
 		// Step-up is asked only of tokens that pass everything else: a new
 		// login would not fix these, so the client is told them first.
-		{"a scope failure stays 403 insufficient_scope", Policy{Scopes: []string{"read"}, ACRValues: gold, MaxAge: time.Hour}, &Decision{}, CodeInsufficientScope, "missing_scope"},
-		{"an any_scope failure stays 403 insufficient_scope", Policy{AnyScope: []string{"a", "b"}, ACRValues: gold}, &Decision{Scopes: []string{"c"}}, CodeInsufficientScope, "missing_scope"},
-		{"a client failure stays 403 unauthorized_client", Policy{Clients: []string{"c1"}, MaxAge: time.Hour}, &Decision{ClientID: "c2"}, CodeUnauthorizedClient, "client_not_allowed"},
-		{"an audience failure stays 401 invalid_token", Policy{Audience: []string{"api"}, ACRValues: gold}, &Decision{Audience: []string{"other"}}, CodeInvalidToken, "audience"},
+		{"a scope failure stays 403 insufficient_scope", Policy{Scopes: []string{"read"}, ACRValues: gold, MaxAge: time.Hour}, DecisionFields{}.Build(), CodeInsufficientScope, "missing_scope"},
+		{"an any_scope failure stays 403 insufficient_scope", Policy{AnyScope: []string{"a", "b"}, ACRValues: gold}, DecisionFields{Scopes: []string{"c"}}.Build(), CodeInsufficientScope, "missing_scope"},
+		{"a client failure stays 403 unauthorized_client", Policy{Clients: []string{"c1"}, MaxAge: time.Hour}, DecisionFields{ClientID: "c2"}.Build(), CodeUnauthorizedClient, "client_not_allowed"},
+		{"an audience failure stays 401 invalid_token", Policy{Audience: []string{"api"}, ACRValues: gold}, DecisionFields{Audience: []string{"other"}}.Build(), CodeInvalidToken, "audience"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := tc.p
@@ -75,7 +75,7 @@ func TestStepUpPolicy(t *testing.T) {
 func TestStepUpPolicyIsJudgedOnEveryCall(t *testing.T) {
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	p := Policy{MaxAge: 10 * time.Minute, Now: func() time.Time { return now }}
-	d := &Decision{AuthTime: now.Add(-9 * time.Minute)}
+	d := DecisionFields{AuthTime: now.Add(-9 * time.Minute)}.Build()
 	if e := p.Authorize(d); e != nil {
 		t.Fatalf("fresh: %v", e)
 	}
@@ -111,10 +111,10 @@ func TestCheckStepUp(t *testing.T) {
 // client asking for exactly that gets a token that passes.
 func TestInsufficientScopeNamesEveryRequiredScope(t *testing.T) {
 	p := Policy{Scopes: []string{"read", "write"}, AnyScope: []string{"a", "b", "a"}}
-	for _, d := range []*Decision{{Scopes: []string{"a"}}, {Scopes: []string{"read", "write"}}} {
+	for _, d := range []*Decision{DecisionFields{Scopes: []string{"a"}}.Build(), DecisionFields{Scopes: []string{"read", "write"}}.Build()} {
 		e := p.Authorize(d)
 		if e == nil || e.Code != CodeInsufficientScope || e.Scope != "read write a b" {
-			t.Errorf("granted %q: %+v, want insufficient_scope with scope %q", d.Scopes, e, "read write a b")
+			t.Errorf("granted %q: %+v, want insufficient_scope with scope %q", d.Scopes(), e, "read write a b")
 		}
 	}
 }
@@ -124,13 +124,13 @@ func TestInsufficientScopeNamesEveryRequiredScope(t *testing.T) {
 // packages' TestStepUpClaimsAreReadStrictly.)
 func TestStepUpClaimsSurviveTheSharedTier(t *testing.T) {
 	at := time.Date(2025, 6, 1, 11, 59, 0, 0, time.UTC).Unix()
-	in := &Decision{ACR: "phr", AuthTime: time.Unix(at, 0).UTC()}
+	in := DecisionFields{ACR: "phr", AuthTime: time.Unix(at, 0).UTC()}.Build()
 	b, err := json.Marshal(in)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out Decision
-	if err := json.Unmarshal(b, &out); err != nil || out.ACR != in.ACR || !out.AuthTime.Equal(in.AuthTime) {
-		t.Fatalf("round trip: acr %q auth_time %s, %v", out.ACR, out.AuthTime, err)
+	if err := json.Unmarshal(b, &out); err != nil || out.ACR() != in.ACR() || !out.AuthTime().Equal(in.AuthTime()) {
+		t.Fatalf("round trip: acr %q auth_time %s, %v", out.ACR(), out.AuthTime(), err)
 	}
 }

@@ -206,7 +206,7 @@ func (v *Validator) fromVerdict(vd *Verdict) (*Decision, error) {
 	}
 	// The cache TTL is bounded by exp, but a shared tier's clock or a
 	// slow path could still hand us a stale entry: check again, cheaply.
-	if d := vd.Decision; !d.ExpiresAt.IsZero() && d.UsableFor(v.now(), v.cfg.Leeway) <= 0 {
+	if d := vd.Decision; !d.ExpiresAt().IsZero() && d.UsableFor(v.now(), v.cfg.Leeway) <= 0 {
 		return nil, d.CheckTimes(v.now(), v.cfg.Leeway)
 	}
 	return vd.Decision, nil

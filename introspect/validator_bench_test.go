@@ -210,5 +210,5 @@ func benchPlaceholders(d *Decision) any {
 	return &struct {
 		userID, clientID, scope any
 		claims                  func(string) (any, bool)
-	}{d.UserID(), d.ClientID, d.ScopeString(), func(k string) (any, bool) { return d.Claim(k) }}
+	}{d.UserID(), d.ClientID(), d.ScopeString(), func(k string) (any, bool) { return d.Claim(k) }}
 }

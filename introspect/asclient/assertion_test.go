@@ -861,7 +861,7 @@ func TestPrivateKeyJWTAtRealAS(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if d.ClientID != "svc-a" || !d.HasScope("read") || !d.HasScope("write") {
+				if d.ClientID() != "svc-a" || !d.HasScope("read") || !d.HasScope("write") {
 					t.Fatalf("decision %+v", d)
 				}
 			}
@@ -915,7 +915,7 @@ func TestClientSecretMethodsAtRealAS(t *testing.T) {
 		t.Run(auth.Method(), func(t *testing.T) {
 			in := &Introspector{Endpoint: s.IntrospectionURL(), Auth: auth}
 			d, err := in.Introspect(context.Background(), tok)
-			if err != nil || d.ClientID != "svc-b" {
+			if err != nil || d.ClientID() != "svc-b" {
 				t.Fatalf("%+v %v", d, err)
 			}
 		})
@@ -1016,7 +1016,7 @@ func TestClientSecretJWT(t *testing.T) {
 	good := &Introspector{Endpoint: front.URL, Auth: ClientSecretJWT{ClientID: "gw-hs", Secret: secret, Audience: s.Issuer()}}
 	for i := 0; i < 3; i++ { // a replayed jti would be refused: each call signs anew
 		d, err := good.Introspect(context.Background(), tok)
-		if err != nil || d.ClientID != "svc-a" || !d.HasScope("read") {
+		if err != nil || d.ClientID() != "svc-a" || !d.HasScope("read") {
 			t.Fatalf("%+v %v", d, err)
 		}
 	}

@@ -193,8 +193,8 @@ func caMustIntrospect(t testing.TB, in *Introspector, tok, wantClient string) {
 		t.Errorf("introspect: %v", err)
 		return
 	}
-	if d.ClientID != wantClient {
-		t.Errorf("client_id = %q, want %q", d.ClientID, wantClient)
+	if d.ClientID() != wantClient {
+		t.Errorf("client_id = %q, want %q", d.ClientID(), wantClient)
 	}
 }
 

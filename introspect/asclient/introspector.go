@@ -238,7 +238,7 @@ func ParseIntrospectionResponse(body []byte, now time.Time, leeway time.Duration
 	if tu, ok := claimSet["token_use"].(string); ok && !strings.EqualFold(tu, "access_token") && !strings.EqualFold(tu, "access") {
 		return nil, claims.InvalidToken("not_access_token", "the token is not an access token", nil)
 	}
-	if issuer != "" && d.Issuer != "" && d.Issuer != issuer {
+	if issuer != "" && d.Issuer() != "" && d.Issuer() != issuer {
 		return nil, claims.InvalidToken("issuer", "the token was issued by another issuer", nil)
 	}
 	if e := d.CheckTimes(now, leeway); e != nil {

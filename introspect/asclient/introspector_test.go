@@ -59,7 +59,7 @@ func TestParseIntrospectionResponseFailsClosed(t *testing.T) {
 		}
 	}
 	d, _ := ParseIntrospectionResponse([]byte(`{"active":true,"scope":"read write","client_id":"c","aud":"api","exp":1700000100}`), now, 0, "")
-	if d.ScopeString() != "read write" || d.ClientID != "c" || d.UserID() != "c" || d.Audience[0] != "api" || !d.ExpiresAt.Equal(time.Unix(1700000100, 0)) {
+	if d.ScopeString() != "read write" || d.ClientID() != "c" || d.UserID() != "c" || d.Audience()[0] != "api" || !d.ExpiresAt().Equal(time.Unix(1700000100, 0)) {
 		t.Errorf("decision %+v", d)
 	}
 }

@@ -18,11 +18,11 @@ func TestStepUpClaimsAreReadStrictly(t *testing.T) {
 			return []byte(`{"active":true,"client_id":"c","exp":` + jsonInt(now.Add(time.Hour).Unix()) + extra + `}`)
 		}
 		d, e := ParseIntrospectionResponse(body(`,"acr":"phr","auth_time":`+jsonInt(at)), now, 0, "")
-		if e != nil || d.ACR != "phr" || d.AuthTime.Unix() != at {
+		if e != nil || d.ACR() != "phr" || d.AuthTime().Unix() != at {
 			t.Fatalf("got %+v %v, want acr phr and auth_time %d", d, e, at)
 		}
 		d, e = ParseIntrospectionResponse(body(`,"acr":null,"auth_time":null`), now, 0, "")
-		if e != nil || d.ACR != "" || !d.AuthTime.IsZero() {
+		if e != nil || d.ACR() != "" || !d.AuthTime().IsZero() {
 			t.Fatalf("null members: %+v %v, want them read as absent", d, e)
 		}
 		for _, bad := range []string{`,"auth_time":"` + jsonInt(at) + `"`, `,"acr":1`, `,"acr":["phr"]`} {

@@ -36,7 +36,7 @@ func TestDecisionMemoBuildsOncePerDecision(t *testing.T) {
 		got = append(got, d.Memo(build))
 	}
 	for _, g := range got {
-		if g != got[0] || g != d.Subject+"!" {
+		if g != got[0] || g != d.Subject()+"!" {
 			t.Fatalf("Memo returned %v and %v", got[0], g)
 		}
 	}

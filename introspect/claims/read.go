@@ -113,45 +113,45 @@ func jsonKind(v any) string {
 // and scope may be an array. JWT access tokens are held to RFC 9068's
 // stricter rules by the JWT verifier, which uses the same claim readers.
 func NewDecision(obj map[string]any, source string) (*Decision, error) {
-	d := &Decision{Claims: obj, Source: source}
+	f := DecisionFields{Claims: obj, Source: source}
 	var err error
-	if d.Subject, err = lenientString(obj, "sub"); err != nil {
+	if f.Subject, err = lenientString(obj, "sub"); err != nil {
 		return nil, err
 	}
-	if d.ClientID, err = lenientString(obj, "client_id"); err != nil {
+	if f.ClientID, err = lenientString(obj, "client_id"); err != nil {
 		return nil, err
 	}
-	if d.ClientID == "" {
-		if d.ClientID, err = lenientString(obj, "azp"); err != nil {
+	if f.ClientID == "" {
+		if f.ClientID, err = lenientString(obj, "azp"); err != nil {
 			return nil, err
 		}
 	}
-	if d.Issuer, err = lenientString(obj, "iss"); err != nil {
+	if f.Issuer, err = lenientString(obj, "iss"); err != nil {
 		return nil, err
 	}
-	if d.Audience, err = lenientStringOrList(obj, "aud"); err != nil {
+	if f.Audience, err = lenientStringOrList(obj, "aud"); err != nil {
 		return nil, err
 	}
-	if d.Scopes, err = lenientScopes(obj); err != nil {
+	if f.Scopes, err = lenientScopes(obj); err != nil {
 		return nil, err
 	}
-	if d.ExpiresAt, err = lenientNumericDate(obj, "exp"); err != nil {
+	if f.ExpiresAt, err = lenientNumericDate(obj, "exp"); err != nil {
 		return nil, err
 	}
-	if d.NotBefore, err = lenientNumericDate(obj, "nbf"); err != nil {
+	if f.NotBefore, err = lenientNumericDate(obj, "nbf"); err != nil {
 		return nil, err
 	}
-	if d.IssuedAt, err = lenientNumericDate(obj, "iat"); err != nil {
+	if f.IssuedAt, err = lenientNumericDate(obj, "iat"); err != nil {
 		return nil, err
 	}
 	// For step-up (RFC 9470): typed like every other claim, never guessed.
-	if d.ACR, err = lenientString(obj, "acr"); err != nil {
+	if f.ACR, err = lenientString(obj, "acr"); err != nil {
 		return nil, err
 	}
-	if d.AuthTime, err = lenientNumericDate(obj, "auth_time"); err != nil {
+	if f.AuthTime, err = lenientNumericDate(obj, "auth_time"); err != nil {
 		return nil, err
 	}
-	return d, nil
+	return f.Build(), nil
 }
 
 // absent reports a member that is missing or null.

@@ -10,23 +10,28 @@ import (
 // means the same thing everywhere. A zero time means the claim is absent
 // (whether that is allowed is the caller's business).
 func (d *Decision) CheckTimes(now time.Time, leeway time.Duration) *Error {
+	return CheckTimes(d.expiresAt, d.notBefore, d.issuedAt, now, leeway)
+}
+
+// CheckTimes is Decision.CheckTimes for times not yet in a Decision.
+func CheckTimes(exp, nbf, iat time.Time, now time.Time, leeway time.Duration) *Error {
 	// RFC 7519 §4.1.4: the current time MUST be before exp (plus leeway).
-	if !d.ExpiresAt.IsZero() && !now.Before(d.ExpiresAt.Add(leeway)) {
+	if !exp.IsZero() && !now.Before(exp.Add(leeway)) {
 		e := InvalidToken("expired", "token expired", nil)
-		e.Hint = fmt.Sprintf("expired at %s, now %s, leeway %s; if fresh tokens fail too, check the gateway's clock", d.ExpiresAt.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), leeway)
+		e.Hint = fmt.Sprintf("expired at %s, now %s, leeway %s; if fresh tokens fail too, check the gateway's clock", exp.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), leeway)
 		return e
 	}
 	// RFC 7519 §4.1.5.
-	if !d.NotBefore.IsZero() && now.Add(leeway).Before(d.NotBefore) {
+	if !nbf.IsZero() && now.Add(leeway).Before(nbf) {
 		e := InvalidToken("nbf", "token not yet valid", nil)
-		e.Hint = fmt.Sprintf("nbf %s, now %s, leeway %s; check clock skew between the AS and the gateway", d.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), leeway)
+		e.Hint = fmt.Sprintf("nbf %s, now %s, leeway %s; check clock skew between the AS and the gateway", nbf.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), leeway)
 		return e
 	}
 	// RFC 7519 §4.1.6 leaves iat's use to the application; a token issued
 	// in the future is a clock problem or a forgery.
-	if !d.IssuedAt.IsZero() && now.Add(leeway).Before(d.IssuedAt) {
+	if !iat.IsZero() && now.Add(leeway).Before(iat) {
 		e := InvalidToken("iat", "token not yet valid: issued in the future", nil)
-		e.Hint = fmt.Sprintf("iat %s, now %s, leeway %s; check clock skew between the AS and the gateway", d.IssuedAt.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), leeway)
+		e.Hint = fmt.Sprintf("iat %s, now %s, leeway %s; check clock skew between the AS and the gateway", iat.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), leeway)
 		return e
 	}
 	return nil
@@ -35,8 +40,8 @@ func (d *Decision) CheckTimes(now time.Time, leeway time.Duration) *Error {
 // UsableFor is how long d may still be used at now: until exp plus leeway,
 // or (no exp) without a bound of its own.
 func (d *Decision) UsableFor(now time.Time, leeway time.Duration) time.Duration {
-	if d.ExpiresAt.IsZero() {
+	if d.expiresAt.IsZero() {
 		return 1<<63 - 1
 	}
-	return d.ExpiresAt.Add(leeway).Sub(now)
+	return d.expiresAt.Add(leeway).Sub(now)
 }

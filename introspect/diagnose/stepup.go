@@ -29,8 +29,8 @@ func stepUpSummary(p *introspect.Policy) []string {
 // stepUpHave is what the token said, next to what the route requires.
 func stepUpHave(p *introspect.Policy, dec *introspect.Decision) string {
 	at := "none"
-	if !dec.AuthTime.IsZero() {
-		at = dec.AuthTime.UTC().Format(time.RFC3339)
+	if !dec.AuthTime().IsZero() {
+		at = dec.AuthTime().UTC().Format(time.RFC3339)
 	}
 	var want []string
 	if len(p.ACRValues) > 0 {
@@ -39,5 +39,5 @@ func stepUpHave(p *introspect.Policy, dec *introspect.Decision) string {
 	if p.MaxAge > 0 {
 		want = append(want, "max_age "+p.MaxAge.String())
 	}
-	return fmt.Sprintf(" (acr %q, auth_time %s; %s)", dec.ACR, at, strings.Join(want, ", "))
+	return fmt.Sprintf(" (acr %q, auth_time %s; %s)", dec.ACR(), at, strings.Join(want, ", "))
 }

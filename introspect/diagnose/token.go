@@ -227,9 +227,9 @@ func shorten(s string) string {
 }
 
 func decisionData(dec *introspect.Decision) map[string]any {
-	m := map[string]any{"source": dec.Source, "sub": dec.Subject, "client_id": dec.ClientID, "scope": dec.ScopeString(), "aud": dec.Audience}
-	if !dec.ExpiresAt.IsZero() {
-		m["exp"] = dec.ExpiresAt.UTC().Format(time.RFC3339)
+	m := map[string]any{"source": dec.Source(), "sub": dec.Subject(), "client_id": dec.ClientID(), "scope": dec.ScopeString(), "aud": dec.Audience()}
+	if !dec.ExpiresAt().IsZero() {
+		m["exp"] = dec.ExpiresAt().UTC().Format(time.RFC3339)
 	}
 	return m
 }
@@ -237,18 +237,18 @@ func decisionData(dec *introspect.Decision) map[string]any {
 func describeDecision(dec *introspect.Decision) string {
 	var b strings.Builder
 	b.WriteString("valid")
-	if dec.Subject != "" {
-		b.WriteString(", sub " + dec.Subject)
+	if dec.Subject() != "" {
+		b.WriteString(", sub " + dec.Subject())
 	}
-	if dec.ClientID != "" {
-		b.WriteString(", client_id " + dec.ClientID)
+	if dec.ClientID() != "" {
+		b.WriteString(", client_id " + dec.ClientID())
 	}
 	fmt.Fprintf(&b, ", scope %q", dec.ScopeString())
-	if len(dec.Audience) > 0 {
-		b.WriteString(", aud " + strings.Join(dec.Audience, " "))
+	if len(dec.Audience()) > 0 {
+		b.WriteString(", aud " + strings.Join(dec.Audience(), " "))
 	}
-	if !dec.ExpiresAt.IsZero() {
-		b.WriteString(", expires " + dec.ExpiresAt.UTC().Format(time.RFC3339))
+	if !dec.ExpiresAt().IsZero() {
+		b.WriteString(", expires " + dec.ExpiresAt().UTC().Format(time.RFC3339))
 	}
 	return b.String()
 }
@@ -305,9 +305,9 @@ func policyHave(p *introspect.Policy, dec *introspect.Decision, e *introspect.Er
 	case introspect.CodeInsufficientScope:
 		return fmt.Sprintf(" (requires %q, granted %q)", e.Scope, dec.ScopeString())
 	case introspect.CodeUnauthorizedClient:
-		return fmt.Sprintf(" (client_id %q, allowed: %s)", dec.ClientID, strings.Join(p.Clients, " "))
+		return fmt.Sprintf(" (client_id %q, allowed: %s)", dec.ClientID(), strings.Join(p.Clients, " "))
 	case introspect.CodeInvalidToken:
-		return fmt.Sprintf(" (aud %q, audience %s)", strings.Join(dec.Audience, " "), strings.Join(p.Audience, " "))
+		return fmt.Sprintf(" (aud %q, audience %s)", strings.Join(dec.Audience(), " "), strings.Join(p.Audience, " "))
 	case introspect.CodeInsufficientUserAuthentication:
 		return stepUpHave(p, dec)
 	}
@@ -322,7 +322,7 @@ func policyHint(dec *introspect.Decision, e *introspect.Error) string {
 	case introspect.CodeInsufficientScope:
 		return fmt.Sprintf("request the token with scope %q (the client must be allowed that scope at the authorization server), or change scopes/any_scope", e.Scope)
 	case introspect.CodeUnauthorizedClient:
-		return fmt.Sprintf("add %q to clients if this client may use this API, or check the token was issued to the right client (and realm)", dec.ClientID)
+		return fmt.Sprintf("add %q to clients if this client may use this API, or check the token was issued to the right client (and realm)", dec.ClientID())
 	case introspect.CodeInvalidToken:
 		return "request the token for this API's audience (the resource/audience parameter or client setting at the authorization server), or fix audience"
 	case introspect.CodeInsufficientUserAuthentication:

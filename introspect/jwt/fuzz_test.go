@@ -123,7 +123,7 @@ func FuzzJWTVerify(f *testing.F) {
 		default:
 			t.Fatalf("accepted alg %q", hdr.Alg)
 		}
-		if d.Issuer != jwtTestIssuer || !slices.Contains(d.Audience, jwtTestAudience) || d.Source != "jwt" || !jwtTestNow.Before(d.ExpiresAt.Add(30*time.Second)) {
+		if d.Issuer() != jwtTestIssuer || !slices.Contains(d.Audience(), jwtTestAudience) || d.Source() != "jwt" || !jwtTestNow.Before(d.ExpiresAt().Add(30*time.Second)) {
 			t.Fatalf("accepted a decision that breaks the claim rules: %+v", d)
 		}
 	})

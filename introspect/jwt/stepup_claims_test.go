@@ -19,7 +19,7 @@ func TestStepUpClaimsAreReadStrictly(t *testing.T) {
 			return jwtSign(t, "ES256", k.EC1, jwtHeader("ES256", "ec-1"), jwtWith(mod))
 		}
 		d, err := v.Verify(context.Background(), sign(func(c map[string]any) { c["acr"] = "phr"; c["auth_time"] = at }))
-		if err != nil || d.ACR != "phr" || d.AuthTime.Unix() != at {
+		if err != nil || d.ACR() != "phr" || d.AuthTime().Unix() != at {
 			t.Fatalf("got %+v %v, want acr phr and auth_time %d", d, err, at)
 		}
 		for name, mod := range map[string]func(map[string]any){

@@ -337,7 +337,7 @@ func (v *Verifier) parseHeader(seg string) (parsedHeader, error) {
 // JWT, null is not absent, scope must be a string, iss, aud and exp are
 // required, and each failure has its own reason for the log.
 func (v *Verifier) checkClaims(claimSet map[string]any) (*claims.Decision, error) {
-	d := &claims.Decision{Claims: claimSet, Source: "jwt"}
+	f := claims.DecisionFields{Claims: claimSet, Source: "jwt"}
 
 	iss, _, err := claims.String(claimSet, "iss")
 	if err != nil {
@@ -348,7 +348,7 @@ func (v *Verifier) checkClaims(claimSet map[string]any) (*claims.Decision, error
 		e.Hint = fmt.Sprintf("token iss %q, configured issuer %q (compared exactly, trailing slash included)", shorten(iss), v.issuer)
 		return nil, e
 	}
-	d.Issuer = iss
+	f.Issuer = iss
 
 	aud, present, err := claims.StringOrList(claimSet, "aud")
 	if err != nil {
@@ -364,7 +364,7 @@ func (v *Verifier) checkClaims(claimSet map[string]any) (*claims.Decision, error
 		e.Hint = fmt.Sprintf("token aud %q does not contain any of the configured audience %q", shortenAll(aud), v.audience)
 		return nil, e
 	}
-	d.Audience = aud
+	f.Audience = aud
 
 	exp, present, err := claims.NumericDate(claimSet, "exp")
 	if err != nil {
@@ -373,18 +373,18 @@ func (v *Verifier) checkClaims(claimSet map[string]any) (*claims.Decision, error
 	if !present {
 		return nil, claims.InvalidToken("exp_missing", "malformed token: missing exp claim", nil)
 	}
-	d.ExpiresAt = exp
-	if d.NotBefore, _, err = claims.NumericDate(claimSet, "nbf"); err != nil {
+	f.ExpiresAt = exp
+	if f.NotBefore, _, err = claims.NumericDate(claimSet, "nbf"); err != nil {
 		return nil, claims.InvalidToken("malformed", "malformed token: "+err.Error(), err)
 	}
-	if d.IssuedAt, _, err = claims.NumericDate(claimSet, "iat"); err != nil {
+	if f.IssuedAt, _, err = claims.NumericDate(claimSet, "iat"); err != nil {
 		return nil, claims.InvalidToken("malformed", "malformed token: "+err.Error(), err)
 	}
-	if e := d.CheckTimes(v.now(), v.leeway); e != nil {
+	if e := claims.CheckTimes(f.ExpiresAt, f.NotBefore, f.IssuedAt, v.now(), v.leeway); e != nil {
 		return nil, e
 	}
 
-	if d.Subject, _, err = claims.String(claimSet, "sub"); err != nil {
+	if f.Subject, _, err = claims.String(claimSet, "sub"); err != nil {
 		return nil, claims.InvalidToken("malformed", "malformed token: sub claim must be a string", err)
 	}
 	// RFC 9068 §2.2: client_id; OpenID-style ASes (Keycloak, Entra) send azp.
@@ -397,7 +397,7 @@ func (v *Verifier) checkClaims(claimSet map[string]any) (*claims.Decision, error
 			return nil, claims.InvalidToken("malformed", "malformed token: azp claim must be a string", err)
 		}
 	}
-	d.ClientID = clientID
+	f.ClientID = clientID
 
 	// RFC 9068 §2.2.3: scope is a space-separated string (RFC 6749 §3.3).
 	// Some ASes (Entra, Okta) send scp as an array or a string instead;
@@ -405,24 +405,24 @@ func (v *Verifier) checkClaims(claimSet map[string]any) (*claims.Decision, error
 	if scope, present, err := claims.String(claimSet, "scope"); err != nil {
 		return nil, claims.InvalidToken("malformed", "malformed token: scope claim must be a space-separated string", err)
 	} else if present {
-		d.Scopes = claims.SplitScope(scope)
+		f.Scopes = claims.SplitScope(scope)
 	} else {
 		scp, _, err := claims.StringOrList(claimSet, "scp")
 		if err != nil {
 			return nil, claims.InvalidToken("malformed", "malformed token: scp claim must be a string or an array of strings", err)
 		}
 		for _, s := range scp {
-			d.Scopes = append(d.Scopes, claims.SplitScope(s)...)
+			f.Scopes = append(f.Scopes, claims.SplitScope(s)...)
 		}
 	}
 	// RFC 9068 §2.2.1: acr and auth_time, for step-up (RFC 9470).
-	if d.ACR, _, err = claims.String(claimSet, "acr"); err != nil {
+	if f.ACR, _, err = claims.String(claimSet, "acr"); err != nil {
 		return nil, claims.InvalidToken("malformed", "malformed token: acr claim must be a string", err)
 	}
-	if d.AuthTime, _, err = claims.NumericDate(claimSet, "auth_time"); err != nil {
+	if f.AuthTime, _, err = claims.NumericDate(claimSet, "auth_time"); err != nil {
 		return nil, claims.InvalidToken("malformed", "malformed token: "+err.Error(), err)
 	}
-	return d, nil
+	return f.Build(), nil
 }
 
 func shortenAll(ss []string) []string {

@@ -94,7 +94,7 @@ func TestJWTVerifierAcceptsGoodTokens(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := &claims.Decision{
+			want := claims.DecisionFields{
 				Subject:   "user-42",
 				ClientID:  "client-7",
 				Scopes:    []string{"read", "write"},
@@ -104,9 +104,10 @@ func TestJWTVerifierAcceptsGoodTokens(t *testing.T) {
 				IssuedAt:  jwtTestNow.Add(-time.Minute),
 				Source:    "jwt",
 			}
-			claims := d.Claims
-			d.Claims = nil
-			if !reflect.DeepEqual(d, want) {
+			got := d.Fields()
+			claims := got.Claims
+			got.Claims = nil
+			if !reflect.DeepEqual(got, want) {
 				t.Errorf("decision\n got %+v\nwant %+v", d, want)
 			}
 			// Numbers are json.Number, documented on Verify's Decision.
@@ -143,8 +144,8 @@ func TestJWTVerifierDecisionFields(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(d.Scopes, tt.wantScopes) || d.ClientID != tt.wantClient || !reflect.DeepEqual(d.Audience, tt.wantAud) {
-				t.Errorf("scopes %q client %q aud %q; want %q %q %q", d.Scopes, d.ClientID, d.Audience, tt.wantScopes, tt.wantClient, tt.wantAud)
+			if !reflect.DeepEqual(d.Scopes(), tt.wantScopes) || d.ClientID() != tt.wantClient || !reflect.DeepEqual(d.Audience(), tt.wantAud) {
+				t.Errorf("scopes %q client %q aud %q; want %q %q %q", d.Scopes(), d.ClientID(), d.Audience(), tt.wantScopes, tt.wantClient, tt.wantAud)
 			}
 		})
 	}

@@ -226,14 +226,14 @@ func (m *Minter) mint(d *introspect.Decision, now time.Time) (*Token, error) {
 	iat := now.Unix()
 	exp := iat + m.ttl
 	capped := false
-	if !d.ExpiresAt.IsZero() {
-		if callerExp := d.ExpiresAt.Unix(); callerExp < exp {
+	if !d.ExpiresAt().IsZero() {
+		if callerExp := d.ExpiresAt().Unix(); callerExp < exp {
 			exp, capped = callerExp, true
 		}
 	}
 	if exp <= iat {
 		e := introspect.InvalidToken("expired", "token expired", nil)
-		e.Hint = fmt.Sprintf("the token expired at %s and was accepted within the leeway only; an upstream token cannot outlive it", d.ExpiresAt.UTC().Format(time.RFC3339))
+		e.Hint = fmt.Sprintf("the token expired at %s and was accepted within the leeway only; an upstream token cannot outlive it", d.ExpiresAt().UTC().Format(time.RFC3339))
 		return nil, e
 	}
 	jti, err := newJTI()
@@ -248,8 +248,8 @@ func (m *Minter) mint(d *introspect.Decision, now time.Time) (*Token, error) {
 	if sub := d.UserID(); sub != "" {
 		claims["sub"] = sub
 	}
-	if d.ClientID != "" {
-		claims["client_id"] = d.ClientID
+	if d.ClientID() != "" {
+		claims["client_id"] = d.ClientID()
 	}
 	if s := d.ScopeString(); s != "" {
 		claims["scope"] = s
@@ -258,7 +258,7 @@ func (m *Minter) mint(d *introspect.Decision, now time.Time) (*Token, error) {
 	claims["exp"] = exp
 	claims["jti"] = jti
 	for _, name := range m.copy {
-		if v, ok := d.Claims[name]; ok && v != nil {
+		if v, ok := d.TopClaim(name); ok && v != nil {
 			claims[name] = v
 		}
 	}

@@ -130,8 +130,8 @@ func newMinter(t testing.TB, o Options) *Minter {
 }
 
 func decision(exp time.Time, claims map[string]any) *introspect.Decision {
-	return &introspect.Decision{Subject: "alice", ClientID: "web-app", Scopes: []string{"orders:read", "orders:write"},
-		Audience: []string{"gateway-api"}, Issuer: "https://as.test", ExpiresAt: exp, Claims: claims, Source: "introspection"}
+	return introspect.DecisionFields{Subject: "alice", ClientID: "web-app", Scopes: []string{"orders:read", "orders:write"},
+		Audience: []string{"gateway-api"}, Issuer: "https://as.test", ExpiresAt: exp, Claims: claims, Source: "introspection"}.Build()
 }
 
 // TestMintedTokensVerifyAgainstThePublishedJWKS verifies a minted token the
@@ -274,8 +274,8 @@ func TestClaimsOfTheCallerAreCopiedOnlyWhenPresent(t *testing.T) {
 	m := newMinter(t, Options{SigningKeyFile: keys[2].file, Claims: []string{"tenant", "roles", "acr", "missing"},
 		Audience: []string{"orders-service", "billing-service"}})
 	cnf := map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}
-	d := &introspect.Decision{ClientID: "batch-job", Claims: map[string]any{"cnf": cnf, "tenant": "acme",
-		"roles": []any{"reader", "auditor"}, "secret_note": "not named, not copied", "missing": nil}}
+	d := introspect.DecisionFields{ClientID: "batch-job", Claims: map[string]any{"cnf": cnf, "tenant": "acme",
+		"roles": []any{"reader", "auditor"}, "secret_note": "not named, not copied", "missing": nil}}.Build()
 	tok, err := m.Mint(d)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,41 @@
+package claims
+
+import (
+	"bytes"
+	"encoding/json"
+	"time"
+)
+
+// decisionJSON is a Decision as the shared Redis tier stores it.
+type decisionJSON struct {
+	Subject   string         `json:"sub,omitempty"`
+	ClientID  string         `json:"client_id,omitempty"`
+	Scopes    []string       `json:"scopes,omitempty"`
+	Audience  []string       `json:"aud,omitempty"`
+	Issuer    string         `json:"iss,omitempty"`
+	ExpiresAt time.Time      `json:"exp,omitzero"`
+	NotBefore time.Time      `json:"nbf,omitzero"`
+	IssuedAt  time.Time      `json:"iat,omitzero"`
+	ACR       string         `json:"acr,omitempty"`
+	AuthTime  time.Time      `json:"auth_time,omitzero"`
+	Claims    map[string]any `json:"claims,omitempty"`
+	Source    string         `json:"source,omitempty"`
+}
+
+// MarshalJSON writes d for the shared cache tier.
+func (d *Decision) MarshalJSON() ([]byte, error) {
+	return json.Marshal(decisionJSON(d.Fields()))
+}
+
+// UnmarshalJSON reads a Decision written by MarshalJSON. Numbers in the
+// claims come back as json.Number, as the strict reader gives them.
+func (d *Decision) UnmarshalJSON(b []byte) error {
+	var j decisionJSON
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&j); err != nil {
+		return err
+	}
+	d.fill(DecisionFields(j))
+	return nil
+}

@@ -193,7 +193,7 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Decision, cach
 	// An entry due for re-checking may come from the shared tier, written
 	// by a gateway with stale_grace: every gateway re-checks it, and only
 	// one with stale_grace of its own may fall back to it.
-	if !vd.FreshUntil.IsZero() && vd.Decision != nil && !v.now().Before(vd.FreshUntil) {
+	if vd.FreshUntil != 0 && vd.Decision != nil && v.now().UnixNano() >= vd.FreshUntil {
 		return v.revalidate(ctx, key, token, vd)
 	}
 	d, err := v.fromVerdict(vd)
@@ -241,7 +241,7 @@ func (v *Validator) decide(ctx context.Context, token string) (*Verdict, time.Du
 		// Keep the entry past its TTL for the grace period (still never
 		// past exp), marked as due for re-checking.
 		keep := min(ttl+v.cfg.Cache.StaleGrace, left)
-		return &Verdict{Decision: d, FreshUntil: now.Add(ttl)}, keep, nil
+		return &Verdict{Decision: d, FreshUntil: now.Add(ttl).UnixNano()}, keep, nil
 	}
 	return &Verdict{Decision: d}, ttl, nil
 }
@@ -261,7 +261,7 @@ func (v *Validator) revalidate(ctx context.Context, key cache.Key, token string,
 		return vd, nil
 	})
 	if err != nil {
-		if v.cfg.Cache.StaleGrace > 0 && v.now().Before(stale.FreshUntil.Add(v.cfg.Cache.StaleGrace)) && v.unreachable(err) {
+		if v.cfg.Cache.StaleGrace > 0 && v.now().Before(time.Unix(0, stale.FreshUntil).Add(v.cfg.Cache.StaleGrace)) && v.unreachable(err) {
 			d, ferr := v.fromVerdict(&Verdict{Decision: stale.Decision})
 			return d, key, ferr
 		}

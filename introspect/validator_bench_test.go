@@ -39,13 +39,15 @@ func benchClaimsJSON(i int, now time.Time) []byte {
 		benchIssuer, i, benchAudience, i%1000, now.Unix(), now.Unix(), now.Add(time.Hour).Unix(), now.Add(-time.Minute).Unix(), i)
 }
 
+var benchInterned = claims.NewInterned(benchIssuer, []string{benchAudience})
+
 // benchDecision builds decision i from its claims.
 func benchDecision(tb testing.TB, i int, now time.Time) *Decision {
 	obj, err := claims.ParseStrictObject(benchClaimsJSON(i, now))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	d, err := claims.NewDecision(obj, "jwt")
+	d, err := claims.NewDecisionWith(obj, "jwt", benchInterned)
 	if err != nil {
 		tb.Fatal(err)
 	}

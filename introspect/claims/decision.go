@@ -11,15 +11,28 @@ import (
 // and shared between requests, and it is immutable: build one with
 // DecisionFields.Build, NewDecision or the JWT verifier, and read it through
 // its methods.
+//
+// A gateway holds up to a million of these, and every garbage collection
+// walks them, so a Decision is compact (see layout.go): its strings share one
+// allocation with the claims that are not held in fields, kept as the JSON
+// the token carried and decoded only when a placeholder, forward_claim or
+// require_claim asks for one; the issuer and audience the gateway is
+// configured with are shared by all decisions instead of copied into each.
 type Decision struct {
-	subject, clientID, issuer, acr, source string
-	scopes, audience                       []string
-	expiresAt, notBefore, issuedAt         time.Time
-	authTime                               time.Time
-	claims                                 map[string]any
-
-	// memo is what a consumer derived from the decision once (see Memo).
+	// data is sub, client_id, scope and acr back to back (ends in end),
+	// then the other claims as one JSON object ("" when there are none).
+	data string
+	// ext holds what does not fit the compact fields: shared (Interned)
+	// for the configured issuer and audiences, private otherwise.
+	ext *extras
+	// exp is unix nanoseconds, or noTime.
+	exp  int64
 	memo atomic.Pointer[memoBox]
+	// rel is nbf, iat and auth_time in seconds relative to exp (to the
+	// epoch without exp), or noRel.
+	rel   [3]int32
+	end   [4]uint16
+	flags flags
 }
 
 // DecisionFields are the parts of a Decision, for code that builds one:
@@ -28,6 +41,7 @@ type DecisionFields struct {
 	// Subject is the sub claim; may be empty for client_credentials tokens.
 	Subject  string
 	ClientID string
+	// Scopes never contain spaces (RFC 6749 §3.3 separates scopes by them).
 	Scopes   []string
 	Audience []string
 	Issuer   string
@@ -45,58 +59,90 @@ type DecisionFields struct {
 	Claims map[string]any
 	// Source says how the token was checked: "introspection" or "jwt".
 	Source string
-}
-
-// Build makes the immutable Decision. The slices and the claims map are
-// the Decision's from then on: the caller must not change them.
-func (f DecisionFields) Build() *Decision {
-	d := new(Decision)
-	d.fill(f)
-	return d
-}
-
-func (d *Decision) fill(f DecisionFields) {
-	d.subject, d.clientID, d.issuer, d.acr, d.source = f.Subject, f.ClientID, f.Issuer, f.ACR, f.Source
-	d.scopes, d.audience = f.Scopes, f.Audience
-	d.expiresAt, d.notBefore, d.issuedAt, d.authTime = f.ExpiresAt, f.NotBefore, f.IssuedAt, f.AuthTime
-	d.claims = f.Claims
-}
-
-// Fields returns d's parts (copies of its lists; the claims are decoded
-// again, so the caller may keep and change them).
-func (d *Decision) Fields() DecisionFields {
-	return DecisionFields{
-		Subject: d.subject, ClientID: d.clientID, Issuer: d.issuer, ACR: d.acr, Source: d.source,
-		Scopes: d.Scopes(), Audience: d.Audience(),
-		ExpiresAt: d.expiresAt, NotBefore: d.notBefore, IssuedAt: d.issuedAt, AuthTime: d.authTime,
-		Claims: d.claims,
-	}
+	// Interned, when set, holds strings the Decision can share instead of
+	// copying (the configured issuer and audiences).
+	Interned *Interned
 }
 
 // Subject is the sub claim; empty for many client_credentials tokens.
-func (d *Decision) Subject() string { return d.subject }
+func (d *Decision) Subject() string { return d.str(0) }
 
 // ClientID is client_id, else azp.
-func (d *Decision) ClientID() string { return d.clientID }
+func (d *Decision) ClientID() string { return d.str(1) }
 
-// Issuer is the iss claim.
-func (d *Decision) Issuer() string { return d.issuer }
+// ScopeString is the space-separated scope list, as RFC 6749 §3.3 writes it.
+func (d *Decision) ScopeString() string { return d.str(2) }
 
 // ACR is the acr claim (RFC 9068 §2.2.1), "" when absent.
-func (d *Decision) ACR() string { return d.acr }
+func (d *Decision) ACR() string { return d.str(3) }
+
+// rest is the claims not held in fields, as a JSON object, or "".
+func (d *Decision) rest() string {
+	if d.flags&wide != 0 {
+		return d.data
+	}
+	return d.data[d.end[3]:]
+}
+
+// Issuer is the iss claim.
+func (d *Decision) Issuer() string {
+	if d.flags&issSet == 0 {
+		return ""
+	}
+	return d.ext.issuer
+}
 
 // Source says how the token was checked: "introspection" or "jwt".
-func (d *Decision) Source() string { return d.source }
+func (d *Decision) Source() string {
+	switch d.flags.source() {
+	case sourceJWT:
+		return "jwt"
+	case sourceIntrospection:
+		return "introspection"
+	case sourceOther:
+		return d.ext.source
+	}
+	return ""
+}
 
 // Scopes is the granted scope list, a new slice on every call.
-func (d *Decision) Scopes() []string { return append([]string(nil), d.scopes...) }
+func (d *Decision) Scopes() []string { return SplitScope(d.ScopeString()) }
+
+// HasScope reports whether the token was granted scope s.
+func (d *Decision) HasScope(s string) bool {
+	if s == "" {
+		return false
+	}
+	for rest := d.ScopeString(); rest != ""; {
+		var f string
+		f, rest, _ = strings.Cut(rest, " ")
+		if f == s {
+			return true
+		}
+	}
+	return false
+}
 
 // Audience is the aud list, a new slice on every call.
-func (d *Decision) Audience() []string { return append([]string(nil), d.audience...) }
+func (d *Decision) Audience() []string {
+	if i, ok := d.flags.audIndex(); ok {
+		return []string{d.ext.audiences[i]}
+	}
+	if d.ext == nil {
+		return nil
+	}
+	return append([]string(nil), d.ext.audience...)
+}
 
 // HasAudience reports whether aud names a.
 func (d *Decision) HasAudience(a string) bool {
-	for _, have := range d.audience {
+	if i, ok := d.flags.audIndex(); ok {
+		return d.ext.audiences[i] == a
+	}
+	if d.ext == nil {
+		return false
+	}
+	for _, have := range d.ext.audience {
 		if have == a {
 			return true
 		}
@@ -105,16 +151,24 @@ func (d *Decision) HasAudience(a string) bool {
 }
 
 // ExpiresAt is exp; zero when the token carries none.
-func (d *Decision) ExpiresAt() time.Time { return d.expiresAt }
+func (d *Decision) ExpiresAt() time.Time {
+	switch {
+	case d.exp != noTime:
+		return time.Unix(0, d.exp).UTC()
+	case d.ext != nil:
+		return d.ext.exp
+	}
+	return time.Time{}
+}
 
 // NotBefore is nbf; zero when absent.
-func (d *Decision) NotBefore() time.Time { return d.notBefore }
+func (d *Decision) NotBefore() time.Time { return d.relTime(relNBF) }
 
 // IssuedAt is iat; zero when absent.
-func (d *Decision) IssuedAt() time.Time { return d.issuedAt }
+func (d *Decision) IssuedAt() time.Time { return d.relTime(relIAT) }
 
 // AuthTime is auth_time; zero when absent.
-func (d *Decision) AuthTime() time.Time { return d.authTime }
+func (d *Decision) AuthTime() time.Time { return d.relTime(relAuthTime) }
 
 type memoBox struct{ v any }
 
@@ -140,56 +194,10 @@ func (d *Decision) Memo(build func(*Decision) any) any {
 // client_id (client_credentials tokens often have no sub in introspection
 // responses).
 func (d *Decision) UserID() string {
-	if d.subject != "" {
-		return d.subject
+	if s := d.Subject(); s != "" {
+		return s
 	}
-	return d.clientID
-}
-
-// ScopeString is the space-separated scope list, as RFC 6749 §3.3 writes it.
-func (d *Decision) ScopeString() string { return strings.Join(d.scopes, " ") }
-
-// HasScope reports whether the token was granted scope s.
-func (d *Decision) HasScope(s string) bool {
-	for _, have := range d.scopes {
-		if have == s {
-			return true
-		}
-	}
-	return false
-}
-
-// TopClaim is the claim called exactly name (no dotted path).
-func (d *Decision) TopClaim(name string) (any, bool) {
-	v, ok := d.claims[name]
-	return v, ok
-}
-
-// Claim looks a claim up by dotted path ("realm_access.roles"), descending
-// into nested JSON objects.
-func (d *Decision) Claim(path string) (any, bool) {
-	var cur any = d.claims
-	for path != "" {
-		obj, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		// A claim name may itself contain dots (URIs as claim names are
-		// common, RFC 7519 §4.2); prefer the longest exact match.
-		if v, ok := obj[path]; ok {
-			return v, true
-		}
-		head, rest, found := strings.Cut(path, ".")
-		if !found {
-			return nil, false
-		}
-		cur, ok = obj[head]
-		if !ok {
-			return nil, false
-		}
-		path = rest
-	}
-	return cur, true
+	return d.ClientID()
 }
 
 // Verdict is what the decision cache stores for a token hash: either a
@@ -198,8 +206,10 @@ func (d *Decision) Claim(path string) (any, bool) {
 type Verdict struct {
 	Decision  *Decision `json:"decision,omitempty"`
 	Rejection *Error    `json:"rejection,omitempty"`
-	// FreshUntil is when a positive verdict should be re-checked. It is
-	// only set when a stale grace period keeps the entry cached longer
-	// (served only while the authorization server is unreachable).
-	FreshUntil time.Time `json:"fresh_until,omitzero"`
+	// FreshUntil is when a positive verdict should be re-checked, in unix
+	// nanoseconds (a time.Time would double the size of every cached
+	// verdict). It is only set (non-zero) when a stale grace period keeps
+	// the entry cached longer (served only while the authorization server
+	// is unreachable).
+	FreshUntil int64 `json:"fresh_until,omitempty"`
 }

@@ -24,7 +24,10 @@ type decisionJSON struct {
 
 // MarshalJSON writes d for the shared cache tier.
 func (d *Decision) MarshalJSON() ([]byte, error) {
-	return json.Marshal(decisionJSON(d.Fields()))
+	f := d.Fields()
+	return json.Marshal(decisionJSON{Subject: f.Subject, ClientID: f.ClientID, Scopes: f.Scopes, Audience: f.Audience,
+		Issuer: f.Issuer, ExpiresAt: f.ExpiresAt, NotBefore: f.NotBefore, IssuedAt: f.IssuedAt, ACR: f.ACR,
+		AuthTime: f.AuthTime, Claims: f.Claims, Source: f.Source})
 }
 
 // UnmarshalJSON reads a Decision written by MarshalJSON. Numbers in the
@@ -36,6 +39,8 @@ func (d *Decision) UnmarshalJSON(b []byte) error {
 	if err := dec.Decode(&j); err != nil {
 		return err
 	}
-	d.fill(DecisionFields(j))
+	d.fill(DecisionFields{Subject: j.Subject, ClientID: j.ClientID, Scopes: j.Scopes, Audience: j.Audience,
+		Issuer: j.Issuer, ExpiresAt: j.ExpiresAt, NotBefore: j.NotBefore, IssuedAt: j.IssuedAt, ACR: j.ACR,
+		AuthTime: j.AuthTime, Claims: j.Claims, Source: j.Source})
 	return nil
 }

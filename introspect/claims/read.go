@@ -113,7 +113,12 @@ func jsonKind(v any) string {
 // and scope may be an array. JWT access tokens are held to RFC 9068's
 // stricter rules by the JWT verifier, which uses the same claim readers.
 func NewDecision(obj map[string]any, source string) (*Decision, error) {
-	f := DecisionFields{Claims: obj, Source: source}
+	return NewDecisionWith(obj, source, nil)
+}
+
+// NewDecisionWith is NewDecision sharing the strings in in.
+func NewDecisionWith(obj map[string]any, source string, in *Interned) (*Decision, error) {
+	f := DecisionFields{Claims: obj, Source: source, Interned: in}
 	var err error
 	if f.Subject, err = lenientString(obj, "sub"); err != nil {
 		return nil, err
@@ -190,22 +195,29 @@ func lenientStringOrList(obj map[string]any, name string) ([]string, error) {
 
 // lenientScopes reads scope as RFC 6749 §3.3's space-separated string (RFC
 // 7662 §2.2, RFC 9068 §2.2.3) and, failing that, scp as an array or a string
-// (used by Okta, Azure AD and others).
+// (used by Okta, Azure AD and others). A scope token never contains a space
+// (RFC 6749 §3.3), so array elements are split on spaces too, as the JWT
+// path splits them.
 func lenientScopes(obj map[string]any) ([]string, error) {
-	if v, ok := obj["scope"]; ok && v != nil {
-		s, ok := v.(string)
-		if !ok {
-			// Some servers send scope as an array; accept it rather than
-			// rejecting a token the server considers valid.
-			return lenientStringOrList(obj, "scope")
-		}
-		return SplitScope(s), nil
+	name := "scope"
+	if v, ok := obj[name]; !ok || v == nil {
+		name = "scp"
 	}
-	if v, ok := obj["scp"]; ok && v != nil {
-		if s, ok := v.(string); ok {
-			return SplitScope(s), nil
-		}
-		return lenientStringOrList(obj, "scp")
+	switch v := obj[name].(type) {
+	case nil:
+		return nil, nil
+	case string:
+		return SplitScope(v), nil
 	}
-	return nil, nil
+	// Some servers send scope as an array; accept it rather than
+	// rejecting a token the server considers valid.
+	list, err := lenientStringOrList(obj, name)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, s := range list {
+		out = append(out, SplitScope(s)...)
+	}
+	return out, nil
 }

@@ -10,7 +10,7 @@ import (
 // means the same thing everywhere. A zero time means the claim is absent
 // (whether that is allowed is the caller's business).
 func (d *Decision) CheckTimes(now time.Time, leeway time.Duration) *Error {
-	return CheckTimes(d.expiresAt, d.notBefore, d.issuedAt, now, leeway)
+	return CheckTimes(d.ExpiresAt(), d.NotBefore(), d.IssuedAt(), now, leeway)
 }
 
 // CheckTimes is Decision.CheckTimes for times not yet in a Decision.
@@ -40,8 +40,13 @@ func CheckTimes(exp, nbf, iat time.Time, now time.Time, leeway time.Duration) *E
 // UsableFor is how long d may still be used at now: until exp plus leeway,
 // or (no exp) without a bound of its own.
 func (d *Decision) UsableFor(now time.Time, leeway time.Duration) time.Duration {
-	if d.expiresAt.IsZero() {
+	if d.exp != noTime {
+		// The warm path: no time.Time to build.
+		return time.Duration(d.exp-now.UnixNano()) + leeway
+	}
+	exp := d.ExpiresAt()
+	if exp.IsZero() {
 		return 1<<63 - 1
 	}
-	return d.expiresAt.Add(leeway).Sub(now)
+	return exp.Add(leeway).Sub(now)
 }

@@ -89,6 +89,9 @@ type Verifier struct {
 	leeway   time.Duration
 	maxBytes int
 	now      func() time.Time
+	// rules are RFC 9068's claim rules with this verifier's issuer,
+	// audience and leeway.
+	rules *claims.JWTRules
 }
 
 // NewVerifier checks cfg and applies its defaults.
@@ -139,6 +142,8 @@ func NewVerifier(keys KeySet, cfg Config) (*Verifier, error) {
 	if v.now == nil {
 		v.now = time.Now
 	}
+	v.rules = &claims.JWTRules{Issuer: v.issuer, Audience: v.audience, Leeway: v.leeway,
+		Interned: claims.NewInterned(v.issuer, v.audience)}
 	return v, nil
 }
 
@@ -217,11 +222,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*claims.Decision, 
 	if _, err := decodeSegment(segs[2]); err != nil {
 		return nil, claims.InvalidToken("malformed", "malformed token: signature is not base64url", err)
 	}
-	claimSet, err := claims.ParseStrictObject(payload)
-	if err != nil {
-		return nil, claims.InvalidToken("malformed", "malformed token: claims are not a valid JSON object", err)
-	}
-	d, err := v.checkClaims(claimSet)
+	d, err := v.rules.Decision(payload, v.now())
 	if err != nil {
 		return nil, err
 	}
@@ -329,113 +330,6 @@ func (v *Verifier) parseHeader(seg string) (parsedHeader, error) {
 	}
 	h.kid = kid
 	return h, nil
-}
-
-// checkClaims applies the claim rules and builds the Decision (unsigned
-// until the caller verifies the signature). It reads with the same claim
-// readers as claims.NewDecision but not with its RFC 7662 tolerances: in a
-// JWT, null is not absent, scope must be a string, iss, aud and exp are
-// required, and each failure has its own reason for the log.
-func (v *Verifier) checkClaims(claimSet map[string]any) (*claims.Decision, error) {
-	f := claims.DecisionFields{Claims: claimSet, Source: "jwt"}
-
-	iss, _, err := claims.String(claimSet, "iss")
-	if err != nil {
-		return nil, claims.InvalidToken("malformed", "malformed token: iss claim must be a string", err)
-	}
-	if iss != v.issuer {
-		e := claims.InvalidToken("iss", "issuer mismatch", nil)
-		e.Hint = fmt.Sprintf("token iss %q, configured issuer %q (compared exactly, trailing slash included)", shorten(iss), v.issuer)
-		return nil, e
-	}
-	f.Issuer = iss
-
-	aud, present, err := claims.StringOrList(claimSet, "aud")
-	if err != nil {
-		return nil, claims.InvalidToken("malformed", "malformed token: aud claim must be a string or an array of strings", err)
-	}
-	if !present || len(aud) == 0 {
-		e := claims.InvalidToken("aud_missing", "audience mismatch: the token has no aud claim", nil)
-		e.Hint = fmt.Sprintf("RFC 9068 access tokens must name their API in aud; configure the AS to issue tokens with audience %q", v.audience[0])
-		return nil, e
-	}
-	if !slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(v.audience, a) }) {
-		e := claims.InvalidToken("aud", "audience mismatch", nil)
-		e.Hint = fmt.Sprintf("token aud %q does not contain any of the configured audience %q", shortenAll(aud), v.audience)
-		return nil, e
-	}
-	f.Audience = aud
-
-	exp, present, err := claims.NumericDate(claimSet, "exp")
-	if err != nil {
-		return nil, claims.InvalidToken("malformed", "malformed token: "+err.Error(), err)
-	}
-	if !present {
-		return nil, claims.InvalidToken("exp_missing", "malformed token: missing exp claim", nil)
-	}
-	f.ExpiresAt = exp
-	if f.NotBefore, _, err = claims.NumericDate(claimSet, "nbf"); err != nil {
-		return nil, claims.InvalidToken("malformed", "malformed token: "+err.Error(), err)
-	}
-	if f.IssuedAt, _, err = claims.NumericDate(claimSet, "iat"); err != nil {
-		return nil, claims.InvalidToken("malformed", "malformed token: "+err.Error(), err)
-	}
-	if e := claims.CheckTimes(f.ExpiresAt, f.NotBefore, f.IssuedAt, v.now(), v.leeway); e != nil {
-		return nil, e
-	}
-
-	if f.Subject, _, err = claims.String(claimSet, "sub"); err != nil {
-		return nil, claims.InvalidToken("malformed", "malformed token: sub claim must be a string", err)
-	}
-	// RFC 9068 §2.2: client_id; OpenID-style ASes (Keycloak, Entra) send azp.
-	clientID, present, err := claims.String(claimSet, "client_id")
-	if err != nil {
-		return nil, claims.InvalidToken("malformed", "malformed token: client_id claim must be a string", err)
-	}
-	if !present {
-		if clientID, _, err = claims.String(claimSet, "azp"); err != nil {
-			return nil, claims.InvalidToken("malformed", "malformed token: azp claim must be a string", err)
-		}
-	}
-	f.ClientID = clientID
-
-	// RFC 9068 §2.2.3: scope is a space-separated string (RFC 6749 §3.3).
-	// Some ASes (Entra, Okta) send scp as an array or a string instead;
-	// scope wins when both are present.
-	if scope, present, err := claims.String(claimSet, "scope"); err != nil {
-		return nil, claims.InvalidToken("malformed", "malformed token: scope claim must be a space-separated string", err)
-	} else if present {
-		f.Scopes = claims.SplitScope(scope)
-	} else {
-		scp, _, err := claims.StringOrList(claimSet, "scp")
-		if err != nil {
-			return nil, claims.InvalidToken("malformed", "malformed token: scp claim must be a string or an array of strings", err)
-		}
-		for _, s := range scp {
-			f.Scopes = append(f.Scopes, claims.SplitScope(s)...)
-		}
-	}
-	// RFC 9068 §2.2.1: acr and auth_time, for step-up (RFC 9470).
-	if f.ACR, _, err = claims.String(claimSet, "acr"); err != nil {
-		return nil, claims.InvalidToken("malformed", "malformed token: acr claim must be a string", err)
-	}
-	if f.AuthTime, _, err = claims.NumericDate(claimSet, "auth_time"); err != nil {
-		return nil, claims.InvalidToken("malformed", "malformed token: "+err.Error(), err)
-	}
-	return f.Build(), nil
-}
-
-func shortenAll(ss []string) []string {
-	const maxItems = 8
-	out := make([]string, 0, min(len(ss), maxItems))
-	for i, s := range ss {
-		if i == maxItems {
-			out = append(out, "…")
-			break
-		}
-		out = append(out, shorten(s))
-	}
-	return out
 }
 
 // shorten bounds attacker-controlled text before it reaches a log line or

@@ -371,6 +371,25 @@ func (c *Cache[V]) Load(ctx context.Context, k Key, load func(ctx context.Contex
 	}
 }
 
+// LoadLocal is Load for a value that is cheaper to compute than a Redis
+// round trip and harmless to compute twice (a local JWT verification): on a
+// memory miss, load runs inline in the caller's goroutine, with no
+// coalescing and no Redis read, and its result is kept in memory only. An
+// eviction during load keeps the result out of the cache, as in Load.
+func (c *Cache[V]) LoadLocal(k Key, load func() (V, time.Duration, error)) (V, error) {
+	if e, ok := c.mem.GetIfPresent(k); ok {
+		c.obs.CacheRequest("memory", true)
+		return e.v, nil
+	}
+	c.obs.CacheRequest("memory", false)
+	epoch := c.epoch.Load()
+	v, ttl, err := load()
+	if err == nil && ttl > 0 {
+		c.storeMem(k, v, ttl, epoch)
+	}
+	return v, err
+}
+
 // lead is the single in-flight load of a key: Redis first, then the loader.
 func (c *Cache[V]) lead(ctx context.Context, k Key, load func(context.Context) (V, time.Duration, error)) (res loadResult[V], err error) {
 	// singleflight re-panics a panicking function on a fresh goroutine,

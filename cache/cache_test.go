@@ -479,3 +479,46 @@ func eventually(d, interval time.Duration, cond func() bool) bool {
 	}
 	return true
 }
+
+// LoadLocal caches what it computed, computes nothing on a hit, and keeps
+// a value computed across an eviction out of the cache, as Load does.
+func TestLoadLocalCachesAndRespectsEvictions(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newMem(t, Config{})
+	k := plain.Key("local")
+	calls := 0
+	load := func() (*verdict, time.Duration, error) {
+		calls++
+		return &verdict{Sub: "dave"}, time.Minute, nil
+	}
+	for range 3 {
+		if v, err := c.LoadLocal(k, load); err != nil || v.Sub != "dave" {
+			t.Fatalf("LoadLocal: %v %v", v, err)
+		}
+	}
+	if calls != 1 {
+		t.Fatalf("load ran %d times for one key, want 1", calls)
+	}
+	if _, err := c.LoadLocal(plain.Key("failing"), func() (*verdict, time.Duration, error) {
+		return nil, time.Minute, errors.New("no")
+	}); err == nil {
+		t.Fatal("the load's error was not returned")
+	}
+	if _, ok := c.Get(ctx, plain.Key("failing")); ok {
+		t.Fatal("a failed load was cached")
+	}
+	k2 := plain.Key("revoked-meanwhile-local")
+	v, err := c.LoadLocal(k2, func() (*verdict, time.Duration, error) {
+		if _, err := c.Delete(ctx, k2); err != nil {
+			t.Fatal(err)
+		}
+		return &verdict{Active: true}, time.Minute, nil
+	})
+	if err != nil || !v.Active {
+		t.Fatalf("LoadLocal: %v %v", v, err)
+	}
+	if _, ok := c.Get(ctx, k2); ok {
+		t.Fatal("a decision computed across an eviction was cached after it")
+	}
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tokengate/tokengate/cache"
 	"github.com/tokengate/tokengate/introspect/asclient"
+	"github.com/tokengate/tokengate/introspect/claims"
 	"github.com/tokengate/tokengate/introspect/jwt"
 )
 
@@ -122,6 +123,7 @@ func (v *Validator) buildIntrospector(i *IntrospectOptions) error {
 		Issuer:     v.cfg.Issuer,
 		Leeway:     v.cfg.Leeway,
 		Observer:   obs,
+		Interned:   claims.NewInterned(v.cfg.Issuer, v.cfg.Audience),
 	}
 	v.maxConcurrent = i.MaxConcurrent
 	v.introspectJWTs = i.IntrospectJWTs

@@ -183,9 +183,18 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Decision, cach
 	vd, ok := v.cache.Peek(key)
 	if !ok {
 		var err error
-		vd, _, err = v.cache.Load(ctx, key, func(ctx context.Context) (*Verdict, time.Duration, error) {
-			return v.decide(ctx, token)
-		})
+		if path := v.PathOf(token); path == PathJWT || path == PathNone {
+			// A local verification (or refusal) costs less than a Redis
+			// round trip or a hand-off to another goroutine, and needs
+			// no I/O: nothing to share or to coalesce.
+			vd, err = v.cache.LoadLocal(key, func() (*Verdict, time.Duration, error) {
+				return v.decide(ctx, token, path)
+			})
+		} else {
+			vd, _, err = v.cache.Load(ctx, key, func(ctx context.Context) (*Verdict, time.Duration, error) {
+				return v.decide(ctx, token, path)
+			})
+		}
 		if err != nil {
 			return nil, key, err
 		}
@@ -213,8 +222,8 @@ func (v *Validator) fromVerdict(vd *Verdict) (*Decision, error) {
 }
 
 // decide runs on a cache miss, once per token across concurrent callers.
-func (v *Validator) decide(ctx context.Context, token string) (*Verdict, time.Duration, error) {
-	d, err := v.check(ctx, token)
+func (v *Validator) decide(ctx context.Context, token string, path Path) (*Verdict, time.Duration, error) {
+	d, err := v.check(ctx, token, path)
 	if err != nil {
 		e := AsError(err)
 		if e.Code == CodeInvalidToken {
@@ -253,7 +262,7 @@ func (v *Validator) decide(ctx context.Context, token string) (*Verdict, time.Du
 func (v *Validator) revalidate(ctx context.Context, key cache.Key, token string, stale *Verdict) (*Decision, cache.Key, error) {
 	res, err, _ := v.stale.Do(string(key[:]), func() (any, error) {
 		epoch := v.cache.Epoch()
-		vd, ttl, err := v.decide(context.WithoutCancel(ctx), token)
+		vd, ttl, err := v.decide(context.WithoutCancel(ctx), token, v.PathOf(token))
 		if err != nil {
 			return nil, err
 		}
@@ -322,8 +331,8 @@ func (v *Validator) PathOf(token string) Path {
 	return PathNone
 }
 
-func (v *Validator) check(ctx context.Context, token string) (*Decision, error) {
-	switch v.PathOf(token) {
+func (v *Validator) check(ctx context.Context, token string, path Path) (*Decision, error) {
+	switch path {
 	case PathJWT:
 		return v.localJWT.Verify(ctx, token)
 	case PathJWTThenIntrospection:

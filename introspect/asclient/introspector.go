@@ -38,6 +38,9 @@ type Introspector struct {
 	Now    func() time.Time
 	// Observer, if set, receives each call's outcome and latency.
 	Observer Observer
+	// Interned, if set, holds the configured issuer and audiences for the
+	// decisions to share instead of each holding a copy.
+	Interned *claims.Interned
 
 	lastGood  atomic.Int64 // unix nanos of the last proper RFC 7662 answer
 	lastProbe atomic.Int64 // unix nanos of the last canary probe
@@ -178,7 +181,7 @@ func (c *Introspector) exchange(ctx context.Context, token string) (*claims.Deci
 	if c.Now != nil {
 		now = c.Now
 	}
-	d, perr := ParseIntrospectionResponse(r.body, now(), c.Leeway, c.Issuer)
+	d, perr := parseIntrospectionResponse(r.body, now(), c.Leeway, c.Issuer, c.Interned)
 	if perr == nil || perr.Code != claims.CodeUnavailable {
 		c.lastGood.Store(time.Now().UnixNano())
 	}
@@ -211,6 +214,10 @@ func refusedIntrospection(refusal *ASError) *claims.Error {
 // Anything that is not a well-formed answer fails closed as the server's
 // fault (temporarily_unavailable), never as the caller's.
 func ParseIntrospectionResponse(body []byte, now time.Time, leeway time.Duration, issuer string) (*claims.Decision, *claims.Error) {
+	return parseIntrospectionResponse(body, now, leeway, issuer, nil)
+}
+
+func parseIntrospectionResponse(body []byte, now time.Time, leeway time.Duration, issuer string, interned *claims.Interned) (*claims.Decision, *claims.Error) {
 	claimSet, err := claims.ParseStrictObject(body)
 	if err != nil {
 		return nil, claims.Unavailable("bad_response", "the introspection response is not a JSON object", err)
@@ -225,7 +232,7 @@ func ParseIntrospectionResponse(body []byte, now time.Time, leeway time.Duration
 	if !active {
 		return nil, claims.InvalidToken("inactive", "the token is not active (expired, revoked, or unknown to the authorization server)", nil)
 	}
-	d, err := claims.NewDecision(claimSet, "introspection")
+	d, err := claims.NewDecisionWith(claimSet, "introspection", interned)
 	if err != nil {
 		return nil, claims.Unavailable("bad_response", "the introspection response has a claim of the wrong type", err)
 	}

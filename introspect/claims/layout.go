@@ -1,12 +1,15 @@
 package claims
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 )
 
 // How a Decision is laid out: see the Decision type. A field whose value
@@ -337,6 +340,59 @@ func (d *Decision) restClaims() map[string]any {
 	return obj
 }
 
+var errFound = errors.New("found")
+
+// restMember decodes one member of the rest, without decoding the others:
+// a require_claim or a placeholder reads one claim per request. Strings
+// without escapes and numbers come back as parts of d's own string, with
+// no allocation.
+func (d *Decision) restMember(name string) (any, bool) {
+	r := d.rest()
+	if r == "" {
+		return nil, false
+	}
+	// A read-only view of the string: ScanObject never writes to its input.
+	b := unsafe.Slice(unsafe.StringData(r), len(r))
+	var raw []byte
+	err := ScanObject(b, func(n, v []byte) error {
+		if string(n) == name {
+			raw = v
+			return errFound
+		}
+		return nil
+	})
+	if err != errFound { //nolint:errorlint // our own sentinel, never wrapped
+		return nil, false
+	}
+	// raw aliases b; its place in r gives the value as a substring.
+	text := string(raw)
+	if off := int(uintptr(unsafe.Pointer(unsafe.SliceData(raw))) - uintptr(unsafe.Pointer(unsafe.StringData(r)))); off >= 0 && off+len(raw) <= len(r) {
+		text = r[off : off+len(raw)]
+	}
+	switch raw[0] {
+	case '"':
+		if bytes.IndexByte(raw, '\\') < 0 {
+			return text[1 : len(text)-1], true
+		}
+	case 't':
+		return true, true
+	case 'f':
+		return false, true
+	case 'n':
+		return nil, true
+	case '{', '[':
+	default:
+		return json.Number(text), true
+	}
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if dec.Decode(&v) != nil {
+		return nil, false // valid JSON by construction: cannot happen
+	}
+	return v, true
+}
+
 // top is the top-level claim name, from the rest or from a field that
 // came from it.
 func (d *Decision) top(name string) (any, bool) {
@@ -381,11 +437,7 @@ func (d *Decision) top(name string) (any, bool) {
 			}
 		}
 	}
-	if d.rest() == "" {
-		return nil, false
-	}
-	v, ok := d.restClaims()[name]
-	return v, ok
+	return d.restMember(name)
 }
 
 // TopClaim is the claim called exactly name (no dotted path).

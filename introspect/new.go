@@ -66,7 +66,8 @@ func New(cfg Config) (*Validator, error) {
 		cc.Redis = &cache.RedisConfig{URL: cfg.Cache.RedisURL, Namespace: ns, Timeout: cfg.Cache.RedisTimeout,
 			TombstoneTTL: tombstoneTTL(cfg)}
 	}
-	c, err := cache.New[*Verdict](cc, verdictCodec{})
+	v.interned = claims.NewInterned(cfg.Issuer, cfg.Audience)
+	c, err := cache.New[*Verdict](cc, verdictCodec{interned: v.interned})
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
@@ -123,7 +124,7 @@ func (v *Validator) buildIntrospector(i *IntrospectOptions) error {
 		Issuer:     v.cfg.Issuer,
 		Leeway:     v.cfg.Leeway,
 		Observer:   obs,
-		Interned:   claims.NewInterned(v.cfg.Issuer, v.cfg.Audience),
+		Interned:   v.interned,
 	}
 	v.maxConcurrent = i.MaxConcurrent
 	v.introspectJWTs = i.IntrospectJWTs

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tokengate/tokengate/cache"
 	"github.com/tokengate/tokengate/introspect/asclient"
+	"github.com/tokengate/tokengate/introspect/claims"
 	"github.com/tokengate/tokengate/introspect/jwt"
 )
 
@@ -32,6 +33,9 @@ type Validator struct {
 
 	cache *cache.Cache[*Verdict]
 	keyer cache.Keyer
+	// interned are the configured issuer and audiences, which decisions
+	// made by introspection or read from Redis share.
+	interned *claims.Interned
 	// introspector handles opaque tokens (and JWTs from unknown issuers in
 	// hybrid mode). Nil: introspection is not configured.
 	introspector *asclient.Introspector

@@ -33,14 +33,32 @@ func (d *Decision) MarshalJSON() ([]byte, error) {
 // UnmarshalJSON reads a Decision written by MarshalJSON. Numbers in the
 // claims come back as json.Number, as the strict reader gives them.
 func (d *Decision) UnmarshalJSON(b []byte) error {
+	f, err := decodeFields(b)
+	if err == nil {
+		d.fill(f)
+	}
+	return err
+}
+
+// DecodeDecision is UnmarshalJSON for a new Decision that shares the
+// strings in in.
+func DecodeDecision(b []byte, in *Interned) (*Decision, error) {
+	f, err := decodeFields(b)
+	if err != nil {
+		return nil, err
+	}
+	f.Interned = in
+	return f.Build(), nil
+}
+
+func decodeFields(b []byte) (DecisionFields, error) {
 	var j decisionJSON
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	if err := dec.Decode(&j); err != nil {
-		return err
+		return DecisionFields{}, err
 	}
-	d.fill(DecisionFields{Subject: j.Subject, ClientID: j.ClientID, Scopes: j.Scopes, Audience: j.Audience,
+	return DecisionFields{Subject: j.Subject, ClientID: j.ClientID, Scopes: j.Scopes, Audience: j.Audience,
 		Issuer: j.Issuer, ExpiresAt: j.ExpiresAt, NotBefore: j.NotBefore, IssuedAt: j.IssuedAt, ACR: j.ACR,
-		AuthTime: j.AuthTime, Claims: j.Claims, Source: j.Source})
-	return nil
+		AuthTime: j.AuthTime, Claims: j.Claims, Source: j.Source}, nil
 }

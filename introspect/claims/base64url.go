@@ -3,6 +3,7 @@ package claims
 import (
 	"encoding/base64"
 	"errors"
+	"unsafe"
 )
 
 // segmentEncoding is the only base64 a JWS compact serialization may use:
@@ -27,6 +28,17 @@ func DecodeSegment(seg string) ([]byte, error) {
 		return nil, errNotBase64URL
 	}
 	return segmentEncoding.DecodeString(seg)
+}
+
+// AppendSegment is DecodeSegment appending to dst (a buffer the caller
+// may keep on its stack), for the verifier's hot path. Same rules.
+func AppendSegment(dst []byte, seg string) ([]byte, error) {
+	if !IsBase64URL(seg) {
+		return dst, errNotBase64URL
+	}
+	// The decoder only reads src: aliasing the string's bytes is safe and
+	// saves a copy.
+	return segmentEncoding.AppendDecode(dst, unsafe.Slice(unsafe.StringData(seg), len(seg)))
 }
 
 // IsBase64URL reports whether s uses only the base64url alphabet (no

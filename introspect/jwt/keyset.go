@@ -62,8 +62,8 @@ var (
 // whole snapshots, so a refresh replaces the keys atomically and keys the AS
 // removed stop being accepted.
 type snapshot struct {
-	keys  []jwk.Key
-	byKid map[string][]jwk.Key
+	keys  []*verifyKey
+	byKid map[string][]*verifyKey
 	algs  []jwa.SignatureAlgorithm
 }
 
@@ -74,9 +74,10 @@ type skippedKey struct {
 	Reason string
 }
 
-// newSnapshot keeps the usable public keys of keys, in order.
+// newSnapshot keeps the usable public keys of keys, in order, each with its
+// standard-library form (see verifyKey).
 func newSnapshot(keys []jwk.Key) (*snapshot, []skippedKey) {
-	s := &snapshot{byKid: make(map[string][]jwk.Key)}
+	s := &snapshot{byKid: make(map[string][]*verifyKey)}
 	var skipped []skippedKey
 	for i, k := range keys {
 		// A file may hold private keys; only the public half is kept, so a
@@ -85,15 +86,19 @@ func newSnapshot(keys []jwk.Key) (*snapshot, []skippedKey) {
 		if err == nil {
 			err = keyUsable(pub)
 		}
+		var vk *verifyKey
+		if err == nil {
+			vk, err = newVerifyKey(pub)
+		}
 		if err != nil {
 			skipped = append(skipped, skippedKey{Index: i, Kid: k.KeyID(), Reason: err.Error()})
 			continue
 		}
-		s.keys = append(s.keys, pub)
+		s.keys = append(s.keys, vk)
 		if kid := pub.KeyID(); kid != "" {
-			s.byKid[kid] = append(s.byKid[kid], pub)
+			s.byKid[kid] = append(s.byKid[kid], vk)
 		}
-		if a := declaredAlg(pub); a != "" && !slices.Contains(s.algs, a) {
+		if a := vk.declared; a != "" && !slices.Contains(s.algs, a) {
 			s.algs = append(s.algs, a)
 		}
 	}
@@ -111,7 +116,7 @@ func (s *snapshot) len() int {
 // that kid are candidates (RFC 7517 §4.5 allows one kid for keys of
 // different types, so alg still has to single one out). Without a kid,
 // every key is a candidate and exactly one may fit.
-func (s *snapshot) lookup(kid string, alg jwa.SignatureAlgorithm) (jwk.Key, error) {
+func (s *snapshot) lookup(kid string, alg jwa.SignatureAlgorithm) (*verifyKey, error) {
 	if s == nil {
 		return nil, ErrUnknownKey
 	}
@@ -119,9 +124,9 @@ func (s *snapshot) lookup(kid string, alg jwa.SignatureAlgorithm) (jwk.Key, erro
 	if kid != "" {
 		candidates = s.byKid[kid]
 	}
-	var found jwk.Key
+	var found *verifyKey
 	for _, k := range candidates {
-		if !keyFits(k, alg) {
+		if !k.fits(alg) {
 			continue
 		}
 		if found != nil {
@@ -201,6 +206,14 @@ func LoadKeySetFile(path string) (*StaticKeySet, error) {
 
 // Key implements KeySet.
 func (s *StaticKeySet) Key(_ context.Context, kid string, alg jwa.SignatureAlgorithm) (jwk.Key, error) {
+	vk, err := s.snap.lookup(kid, alg)
+	if err != nil {
+		return nil, err
+	}
+	return vk.jwk, nil
+}
+
+func (s *StaticKeySet) verifyKey(_ context.Context, kid string, alg jwa.SignatureAlgorithm) (*verifyKey, error) {
 	return s.snap.lookup(kid, alg)
 }
 
@@ -247,6 +260,8 @@ func skippedSummary(skipped []skippedKey) string {
 
 // Interface guards
 var (
-	_ KeySet = (*StaticKeySet)(nil)
-	_ KeySet = (*RemoteKeySet)(nil)
+	_ KeySet         = (*StaticKeySet)(nil)
+	_ KeySet         = (*RemoteKeySet)(nil)
+	_ preparedKeySet = (*StaticKeySet)(nil)
+	_ preparedKeySet = (*RemoteKeySet)(nil)
 )

@@ -1,6 +1,7 @@
 package claims
 
 import (
+	"encoding/json"
 	"errors"
 	"strconv"
 	"unicode"
@@ -115,6 +116,9 @@ func JSONKind(raw []byte) string {
 type scanner struct {
 	b []byte
 	i int
+	// text is string(b), set for decoding: unescaped strings and numbers
+	// are substrings of it, one allocation for the whole document.
+	text string
 }
 
 func (s *scanner) skipSpace() {
@@ -433,4 +437,77 @@ func unquote(s []byte) []byte {
 		i += 2
 	}
 	return out
+}
+
+// decodeValue decodes the value at s.i of a document ScanObject accepted,
+// into what encoding/json with UseNumber gives for an any: map[string]any,
+// []any (empty, not nil, for []), string, json.Number, bool or nil.
+func (s *scanner) decodeValue() any {
+	b := s.b
+	switch c := b[s.i]; {
+	case c == '{':
+		m := make(map[string]any)
+		s.i++
+		s.skipSpace()
+		if b[s.i] == '}' {
+			s.i++
+			return m
+		}
+		for {
+			name := s.decodeString()
+			s.skipSpace()
+			s.i++ // ':'
+			s.skipSpace()
+			m[name] = s.decodeValue()
+			s.skipSpace()
+			if b[s.i] == '}' {
+				s.i++
+				return m
+			}
+			s.i++ // ','
+			s.skipSpace()
+		}
+	case c == '[':
+		a := make([]any, 0)
+		s.i++
+		s.skipSpace()
+		if b[s.i] == ']' {
+			s.i++
+			return a
+		}
+		for {
+			a = append(a, s.decodeValue())
+			s.skipSpace()
+			if b[s.i] == ']' {
+				s.i++
+				return a
+			}
+			s.i++ // ','
+			s.skipSpace()
+		}
+	case c == '"':
+		return s.decodeString()
+	case c == 't':
+		s.i += len("true")
+		return true
+	case c == 'f':
+		s.i += len("false")
+		return false
+	case c == 'n':
+		s.i += len("null")
+		return nil
+	}
+	start := s.i
+	_ = s.number()
+	return json.Number(s.text[start:s.i])
+}
+
+// decodeString decodes the string at s.i of a document ScanObject accepted.
+func (s *scanner) decodeString() string {
+	start := s.i
+	escaped, _ := s.str()
+	if escaped {
+		return string(unquote(s.b[start+1 : s.i-1]))
+	}
+	return s.text[start+1 : s.i-1]
 }

@@ -9,6 +9,7 @@ package jwt
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -173,6 +174,12 @@ func normalizeType(t string) string {
 type parsedHeader struct {
 	alg jwa.SignatureAlgorithm
 	kid string
+	// jwxErr is why jws.Verify, which the signature check used before,
+	// would have refused the header (a registered member of the wrong
+	// type); it fails the signature check as it did then. jwk is the raw
+	// jwk member, parsed only then for the same reason.
+	jwxErr error
+	jwk    []byte
 }
 
 // Verify checks token and returns its Decision, or an *claims.Error: an
@@ -241,6 +248,12 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*claims.Decision, 
 	// has one spelling per byte string, so this is what jws re-encoded
 	// before. Keys come from the key set only: jku/x5u/jwk/x5c in the
 	// header are ignored (RFC 8725 §3.10).
+	if hdr.jwxErr == nil && hdr.jwk != nil {
+		hdr.jwxErr = jwxHeaderError("jwk", hdr.jwk)
+	}
+	if hdr.jwxErr != nil {
+		return nil, claims.InvalidToken("signature", "bad signature", hdr.jwxErr)
+	}
 	if err := verifySignature(hdr.alg, pub, unsafeBytes(token[:dot2]), sig); err != nil {
 		return nil, claims.InvalidToken("signature", "bad signature", err)
 	}
@@ -334,6 +347,12 @@ func (v *Verifier) parseHeader(seg string) (parsedHeader, error) {
 			r.b64 = value
 		case "crit":
 			r.crit = true
+		case "jwk":
+			h.jwk = value
+		case "cty", "jku", "x5u", "x5t", "x5t#S256", "x5c":
+			if err := jwxHeaderError(string(name), value); err != nil && h.jwxErr == nil {
+				h.jwxErr = err
+			}
 		}
 		return nil
 	})
@@ -415,6 +434,32 @@ func (v *Verifier) parseHeader(seg string) (parsedHeader, error) {
 		h.kid = kid
 	}
 	return h, nil
+}
+
+// jwxHeaderError is why jwx v2's header reader (jws.Verify, which checked
+// signatures before the standard library did) refused a registered member
+// the verifier does not otherwise read, or nil: cty, jku, x5u, x5t and
+// x5t#S256 must be strings (or null), x5c an array of strings, jwk a key.
+// They are never used (keys come from the key set only, RFC 8725 §3.10);
+// this keeps refusing the tokens that were refused.
+func jwxHeaderError(name string, value []byte) error {
+	switch name {
+	case "x5c":
+		var chain []string
+		if json.Unmarshal(value, &chain) == nil {
+			return nil
+		}
+	case "jwk":
+		if _, err := jwk.ParseKey(value); err != nil {
+			return fmt.Errorf("the jwk header is not a key: %w", err)
+		}
+		return nil
+	default:
+		if value[0] == '"' || string(value) == "null" {
+			return nil
+		}
+	}
+	return fmt.Errorf("the %s header is %s, of the wrong type", name, claims.JSONKind(value))
 }
 
 // notString is claims.String's error for a member that is not a string.

@@ -74,6 +74,9 @@ func StringValue(raw []byte) (string, error) {
 	if s.i != len(raw) {
 		return "", errors.New("not a single JSON string")
 	}
+	if !utf8.Valid(raw) { // ScanObject's values are; a caller's may not be
+		return "", errors.New("not valid UTF-8")
+	}
 	if !escaped {
 		return string(raw[1 : len(raw)-1]), nil
 	}

@@ -279,6 +279,8 @@ func TestStringValue(t *testing.T) {
 		{`true`, "", "must be a string, not a boolean"},
 		{`"a`, "", "unterminated"},
 		{`"a"x`, "", "not a single JSON string"},
+		{"\"\xff\"", "", "not valid UTF-8"},
+		{"\"a\tb\"", "", "control character"},
 	} {
 		got, err := StringValue([]byte(tc.raw))
 		if tc.err == "" && (err != nil || got != tc.want) || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {

@@ -23,6 +23,11 @@ import (
 // "key_ops" lack "verify", RSA keys under 2048 bits and curves other than
 // P-256/P-384/P-521/Ed25519 are dropped when the set is loaded. The verifier
 // checks the returned key again, so a third-party KeySet cannot weaken it.
+//
+// This package's sets also convert every key to its standard-library form
+// (*rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey) when they load it
+// and answer those checks then (verifyKey); the verifier uses that, and
+// does the checks and the conversion per token only for other KeySets.
 type KeySet interface {
 	// Key returns the one key that has this kid and fits alg (its type and
 	// curve match the algorithm family, and its own "alg", if set, equals

@@ -207,21 +207,28 @@ func (s *scanner) object(depth int, fn func(name, value []byte) error) error {
 				return err
 			}
 		}
-		s.skipSpace()
-		if s.i >= len(s.b) {
-			return s.errorf("expected ',' or '}'")
+		if done, err := s.next('}'); done || err != nil {
+			return err
 		}
+	}
+}
+
+// next reads what follows a member or an element: ',' (then false) or the
+// container's closing byte (then true).
+func (s *scanner) next(closing byte) (done bool, err error) {
+	s.skipSpace()
+	if s.i < len(s.b) {
 		switch s.b[s.i] {
 		case ',':
 			s.i++
 			s.skipSpace()
-		case '}':
+			return false, nil
+		case closing:
 			s.i++
-			return nil
-		default:
-			return s.errorf("expected ',' or '}'")
+			return true, nil
 		}
 	}
+	return false, s.errorf("expected ',' or '" + string(closing) + "'")
 }
 
 func errDuplicate(name []byte) error {
@@ -243,19 +250,8 @@ func (s *scanner) array(depth int) error {
 		if err := s.value(depth); err != nil {
 			return err
 		}
-		s.skipSpace()
-		if s.i >= len(s.b) {
-			return s.errorf("expected ',' or ']'")
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-			s.skipSpace()
-		case ']':
-			s.i++
-			return nil
-		default:
-			return s.errorf("expected ',' or ']'")
+		if done, err := s.next(']'); done || err != nil {
+			return err
 		}
 	}
 }

@@ -36,27 +36,32 @@ func referenceParseStrictObject(b []byte) (map[string]any, error) {
 // countMembers counts the colons outside strings of valid JSON b.
 func countMembers(b []byte) int {
 	n := 0
-	inString, escaped := false, false
-	for _, c := range b {
-		if inString {
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-			continue
-		}
-		switch c {
-		case '"':
-			inString = true
-		case ':':
+	outsideStrings(b, func(c byte) {
+		if c == ':' {
 			n++
 		}
-	}
+	})
 	return n
+}
+
+// outsideStrings calls fn with every byte of valid JSON b that is not
+// inside a string (quotes excluded).
+func outsideStrings(b []byte, fn func(c byte)) {
+	inString, escaped := false, false
+	for _, c := range b {
+		switch {
+		case !inString && c == '"':
+			inString = true
+		case !inString:
+			fn(c)
+		case escaped:
+			escaped = false
+		case c == '\\':
+			escaped = true
+		case c == '"':
+			inString = false
+		}
+	}
 }
 
 // countDecodedMembers counts the entries of every map in v.
@@ -81,29 +86,15 @@ func countDecodedMembers(v any) int {
 // nestingDepth is the deepest nesting of objects and arrays in valid JSON b.
 func nestingDepth(b []byte) int {
 	depth, deepest := 0, 0
-	inString, escaped := false, false
-	for _, c := range b {
-		if inString {
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-			continue
-		}
+	outsideStrings(b, func(c byte) {
 		switch c {
-		case '"':
-			inString = true
 		case '{', '[':
 			depth++
 			deepest = max(deepest, depth)
 		case '}', ']':
 			depth--
 		}
-	}
+	})
 	return deepest
 }
 

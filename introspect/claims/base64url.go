@@ -45,10 +45,18 @@ func AppendSegment(dst []byte, seg string) ([]byte, error) {
 // padding, no whitespace).
 func IsBase64URL(s string) bool {
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+		if !base64URLAlphabet[s[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// base64URLAlphabet marks the bytes of the base64url alphabet: a table
+// lookup per byte, on every token's every segment.
+var base64URLAlphabet = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_'
+	}
+	return t
+}()

@@ -188,7 +188,7 @@ type parsedHeader struct {
 //
 // The Decision has Source "jwt"; ClientID is client_id, else azp; Scopes
 // come from scope (space-separated), else scp (array or string). Claims
-// holds every claim as decoded by encoding/json, except that JSON numbers
+// holds every claim as encoding/json would decode it, except that JSON numbers
 // are json.Number rather than float64, so that large integer claims (ids)
 // keep their exact value; use Int64/Float64/String on them.
 //

@@ -23,6 +23,11 @@ import (
 // "key_ops" lack "verify", RSA keys under 2048 bits and curves other than
 // P-256/P-384/P-521/Ed25519 are dropped when the set is loaded. The verifier
 // checks the returned key again, so a third-party KeySet cannot weaken it.
+//
+// This package's sets also convert every key to its standard-library form
+// (*rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey) when they load it
+// and answer those checks then (verifyKey); the verifier uses that, and
+// does the checks and the conversion per token only for other KeySets.
 type KeySet interface {
 	// Key returns the one key that has this kid and fits alg (its type and
 	// curve match the algorithm family, and its own "alg", if set, equals
@@ -62,8 +67,8 @@ var (
 // whole snapshots, so a refresh replaces the keys atomically and keys the AS
 // removed stop being accepted.
 type snapshot struct {
-	keys  []jwk.Key
-	byKid map[string][]jwk.Key
+	keys  []*verifyKey
+	byKid map[string][]*verifyKey
 	algs  []jwa.SignatureAlgorithm
 }
 
@@ -74,9 +79,10 @@ type skippedKey struct {
 	Reason string
 }
 
-// newSnapshot keeps the usable public keys of keys, in order.
+// newSnapshot keeps the usable public keys of keys, in order, each with its
+// standard-library form (see verifyKey).
 func newSnapshot(keys []jwk.Key) (*snapshot, []skippedKey) {
-	s := &snapshot{byKid: make(map[string][]jwk.Key)}
+	s := &snapshot{byKid: make(map[string][]*verifyKey)}
 	var skipped []skippedKey
 	for i, k := range keys {
 		// A file may hold private keys; only the public half is kept, so a
@@ -85,15 +91,19 @@ func newSnapshot(keys []jwk.Key) (*snapshot, []skippedKey) {
 		if err == nil {
 			err = keyUsable(pub)
 		}
+		var vk *verifyKey
+		if err == nil {
+			vk, err = newVerifyKey(pub)
+		}
 		if err != nil {
 			skipped = append(skipped, skippedKey{Index: i, Kid: k.KeyID(), Reason: err.Error()})
 			continue
 		}
-		s.keys = append(s.keys, pub)
+		s.keys = append(s.keys, vk)
 		if kid := pub.KeyID(); kid != "" {
-			s.byKid[kid] = append(s.byKid[kid], pub)
+			s.byKid[kid] = append(s.byKid[kid], vk)
 		}
-		if a := declaredAlg(pub); a != "" && !slices.Contains(s.algs, a) {
+		if a := vk.declared; a != "" && !slices.Contains(s.algs, a) {
 			s.algs = append(s.algs, a)
 		}
 	}
@@ -111,7 +121,7 @@ func (s *snapshot) len() int {
 // that kid are candidates (RFC 7517 §4.5 allows one kid for keys of
 // different types, so alg still has to single one out). Without a kid,
 // every key is a candidate and exactly one may fit.
-func (s *snapshot) lookup(kid string, alg jwa.SignatureAlgorithm) (jwk.Key, error) {
+func (s *snapshot) lookup(kid string, alg jwa.SignatureAlgorithm) (*verifyKey, error) {
 	if s == nil {
 		return nil, ErrUnknownKey
 	}
@@ -119,9 +129,9 @@ func (s *snapshot) lookup(kid string, alg jwa.SignatureAlgorithm) (jwk.Key, erro
 	if kid != "" {
 		candidates = s.byKid[kid]
 	}
-	var found jwk.Key
+	var found *verifyKey
 	for _, k := range candidates {
-		if !keyFits(k, alg) {
+		if !k.fits(alg) {
 			continue
 		}
 		if found != nil {
@@ -201,6 +211,14 @@ func LoadKeySetFile(path string) (*StaticKeySet, error) {
 
 // Key implements KeySet.
 func (s *StaticKeySet) Key(_ context.Context, kid string, alg jwa.SignatureAlgorithm) (jwk.Key, error) {
+	vk, err := s.snap.lookup(kid, alg)
+	if err != nil {
+		return nil, err
+	}
+	return vk.jwk, nil
+}
+
+func (s *StaticKeySet) verifyKey(_ context.Context, kid string, alg jwa.SignatureAlgorithm) (*verifyKey, error) {
 	return s.snap.lookup(kid, alg)
 }
 
@@ -247,6 +265,8 @@ func skippedSummary(skipped []skippedKey) string {
 
 // Interface guards
 var (
-	_ KeySet = (*StaticKeySet)(nil)
-	_ KeySet = (*RemoteKeySet)(nil)
+	_ KeySet         = (*StaticKeySet)(nil)
+	_ KeySet         = (*RemoteKeySet)(nil)
+	_ preparedKeySet = (*StaticKeySet)(nil)
+	_ preparedKeySet = (*RemoteKeySet)(nil)
 )

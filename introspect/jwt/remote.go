@@ -189,6 +189,15 @@ func (s *RemoteKeySet) Refresh(ctx context.Context) error {
 
 // Key implements KeySet.
 func (s *RemoteKeySet) Key(ctx context.Context, kid string, alg jwa.SignatureAlgorithm) (jwk.Key, error) {
+	vk, err := s.verifyKey(ctx, kid, alg)
+	if err != nil {
+		return nil, err
+	}
+	return vk.jwk, nil
+}
+
+// verifyKey is Key with the key's standard-library form, for the verifier.
+func (s *RemoteKeySet) verifyKey(ctx context.Context, kid string, alg jwa.SignatureAlgorithm) (*verifyKey, error) {
 	k, err := s.snap.Load().lookup(kid, alg)
 	if err == nil || errors.Is(err, ErrAmbiguousKey) {
 		// Ambiguity (no kid, or a kid the AS used twice) is not cured by

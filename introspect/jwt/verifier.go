@@ -7,15 +7,18 @@
 package jwt
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
-	"github.com/lestrrat-go/jwx/v2/jws"
+	"github.com/lestrrat-go/jwx/v2/jwk"
 
 	"github.com/tokengate/tokengate/introspect/claims"
 )
@@ -176,7 +179,12 @@ func normalizeType(t string) string {
 type parsedHeader struct {
 	alg jwa.SignatureAlgorithm
 	kid string
-	typ string
+	// jwxErr is why jws.Verify, which the signature check used before,
+	// would have refused the header (a registered member of the wrong
+	// type); it fails the signature check as it did then. jwk is the raw
+	// jwk member, parsed only then for the same reason.
+	jwxErr error
+	jwk    []byte
 }
 
 // Verify checks token and returns its Decision, or an *claims.Error: an
@@ -185,7 +193,7 @@ type parsedHeader struct {
 //
 // The Decision has Source "jwt"; ClientID is client_id, else azp; Scopes
 // come from scope (space-separated), else scp (array or string). Claims
-// holds every claim as decoded by encoding/json, except that JSON numbers
+// holds every claim as encoding/json would decode it, except that JSON numbers
 // are json.Number rather than float64, so that large integer claims (ids)
 // keep their exact value; use Int64/Float64/String on them.
 //
@@ -198,28 +206,32 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*claims.Decision, 
 	if len(token) > v.maxBytes {
 		return nil, claims.InvalidToken("size", fmt.Sprintf("malformed token: longer than %d bytes", v.maxBytes), nil)
 	}
-	segs := strings.Split(token, ".")
-	switch len(segs) {
-	case 3:
-	case 5:
+	switch strings.Count(token, ".") {
+	case 2:
+	case 4:
 		return nil, claims.InvalidToken("jwe", "malformed token: encrypted JWTs (JWE) are not supported", nil)
 	default:
 		return nil, claims.InvalidToken("malformed", "malformed token: not a JWS compact serialization (three dot-separated parts)", nil)
 	}
+	dot1 := strings.IndexByte(token, '.')
+	dot2 := dot1 + 1 + strings.IndexByte(token[dot1+1:], '.')
+	headerSeg, payloadSeg, sigSeg := token[:dot1], token[dot1+1:dot2], token[dot2+1:]
 
-	hdr, err := v.parseHeader(segs[0])
+	hdr, err := v.parseHeader(headerSeg)
 	if err != nil {
 		return nil, err
 	}
 
-	if segs[1] == "" || segs[2] == "" {
+	if payloadSeg == "" || sigSeg == "" {
 		return nil, claims.InvalidToken("malformed", "malformed token: empty payload or signature", nil)
 	}
-	payload, err := decodeSegment(segs[1])
+	payload, err := decodeSegment(payloadSeg)
 	if err != nil {
 		return nil, claims.InvalidToken("malformed", "malformed token: payload is not base64url", err)
 	}
-	if _, err := decodeSegment(segs[2]); err != nil {
+	var sigBuf [512]byte // RSA-4096 fits
+	sig, err := claims.AppendSegment(sigBuf[:0], sigSeg)
+	if err != nil {
 		return nil, claims.InvalidToken("malformed", "malformed token: signature is not base64url", err)
 	}
 	d, err := v.rules.Decision(payload, v.now())
@@ -227,7 +239,40 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*claims.Decision, 
 		return nil, err
 	}
 
-	key, err := v.keys.Key(ctx, hdr.kid, hdr.alg)
+	pub, err := v.lookupKey(ctx, hdr)
+	if err != nil {
+		return nil, err
+	}
+
+	// The signing input is the token as sent, up to its second dot (RFC
+	// 7515 §5.2): the segments were checked to be strict base64url, which
+	// has one spelling per byte string, so this is what jws re-encoded
+	// before. Keys come from the key set only: jku/x5u/jwk/x5c in the
+	// header are ignored (RFC 8725 §3.10).
+	if hdr.jwxErr == nil && hdr.jwk != nil {
+		hdr.jwxErr = jwxHeaderError("jwk", hdr.jwk)
+	}
+	if hdr.jwxErr != nil {
+		return nil, claims.InvalidToken("signature", "bad signature", hdr.jwxErr)
+	}
+	if err := verifySignature(hdr.alg, pub, unsafeBytes(token[:dot2]), sig); err != nil {
+		return nil, claims.InvalidToken("signature", "bad signature", err)
+	}
+	return d, nil
+}
+
+// lookupKey finds the key for hdr and checks that it may verify hdr.alg,
+// returning its standard-library form.
+func (v *Verifier) lookupKey(ctx context.Context, hdr parsedHeader) (any, error) {
+	var vk *verifyKey
+	var key jwk.Key
+	var err error
+	prepared, isPrepared := v.keys.(preparedKeySet)
+	if isPrepared {
+		vk, err = prepared.verifyKey(ctx, hdr.kid, hdr.alg)
+	} else {
+		key, err = v.keys.Key(ctx, hdr.kid, hdr.alg)
+	}
 	switch {
 	case errors.Is(err, ErrUnknownKey):
 		e := claims.InvalidToken("unknown_key", "unknown signing key", err)
@@ -239,8 +284,20 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*claims.Decision, 
 		return nil, e
 	case err != nil:
 		return nil, claims.Unavailable("jwks_unavailable", "the signing keys could not be loaded: check jwks_url/jwks_file and that the AS is reachable", err)
-	case key == nil:
+	case isPrepared && vk == nil, !isPrepared && key == nil:
 		return nil, claims.Unavailable("jwks_unavailable", "the key set returned no key and no error", nil)
+	}
+	if isPrepared {
+		// This package's sets ran keyUsable, keyFits and declaredAlg on
+		// every key when they loaded it (verifyKey); these are their
+		// answers.
+		if !vk.fits(hdr.alg) {
+			return nil, claims.InvalidToken("alg_key_mismatch", "algorithm not allowed: the signing key cannot be used with the token's alg", nil)
+		}
+		if v.algs == nil && vk.declared != hdr.alg {
+			return nil, claims.InvalidToken("alg", "algorithm not allowed", fmt.Errorf("the key is for %s, the token says %s", vk.declared, hdr.alg))
+		}
+		return vk.pub, nil
 	}
 	// Check the key again: KeySet is an interface, and the safety of the
 	// whole scheme rests on key type, key alg and use matching (RFC 8725 §3.1).
@@ -250,14 +307,21 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*claims.Decision, 
 	if v.algs == nil && declaredAlg(key) != hdr.alg {
 		return nil, claims.InvalidToken("alg", "algorithm not allowed", fmt.Errorf("the key is for %s, the token says %s", declaredAlg(key), hdr.alg))
 	}
-
-	// jws.WithKey verifies with exactly this key and exactly this alg, and
-	// ignores jku/x5u/jwk/x5c in the header: keys come from the key set
-	// only (RFC 8725 §3.10).
-	if _, err := jws.Verify([]byte(token), jws.WithKey(hdr.alg, key)); err != nil {
+	pub, err := rawPublicKey(key)
+	if err != nil {
 		return nil, claims.InvalidToken("signature", "bad signature", err)
 	}
-	return d, nil
+	return pub, nil
+}
+
+// unsafeBytes aliases s; the callee only reads it (it is hashed).
+func unsafeBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+// rawHeader holds the raw JSON values of the header members the verifier
+// reads; nil means absent.
+type rawHeader struct {
+	alg, typ, kid, b64 []byte
+	crit               bool
 }
 
 // parseHeader applies the header rules. Every check here runs before a key
@@ -271,51 +335,87 @@ func (v *Verifier) parseHeader(seg string) (parsedHeader, error) {
 	if err != nil {
 		return h, claims.InvalidToken("malformed", "malformed token: header is not base64url", err)
 	}
-	obj, err := claims.ParseStrictObject(raw)
+	var r rawHeader
+	err = claims.ScanObject(raw, func(name, value []byte) error {
+		switch string(name) {
+		case "alg":
+			r.alg = value
+		case "typ":
+			r.typ = value
+		case "kid":
+			r.kid = value
+		case "b64":
+			r.b64 = value
+		case "crit":
+			r.crit = true
+		case "jwk":
+			h.jwk = value
+		case "cty", "jku", "x5u", "x5t", "x5t#S256", "x5c":
+			if err := jwxHeaderError(string(name), value); err != nil && h.jwxErr == nil {
+				h.jwxErr = err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return h, claims.InvalidToken("malformed", "malformed token: header is not a valid JSON object", err)
 	}
 
-	alg, present, err := claims.String(obj, "alg")
 	switch {
-	case err != nil:
-		return h, claims.InvalidToken("malformed", "malformed token: alg header must be a string", err)
-	case !present || alg == "":
+	case r.alg == nil:
 		return h, claims.InvalidToken("alg_missing", "malformed token: missing alg header", nil)
-	case strings.EqualFold(alg, string(jwa.NoSignature)):
+	case r.alg[0] != '"':
+		return h, claims.InvalidToken("malformed", "malformed token: alg header must be a string", notString("alg", r.alg))
+	}
+	alg, known := knownAlg(r.alg)
+	if !known {
+		s, err := claims.StringValue(r.alg)
+		if err != nil {
+			return h, claims.InvalidToken("malformed", "malformed token: alg header must be a string", err)
+		}
+		alg = jwa.SignatureAlgorithm(s)
+	}
+	switch {
+	case alg == "":
+		return h, claims.InvalidToken("alg_missing", "malformed token: missing alg header", nil)
+	case strings.EqualFold(string(alg), string(jwa.NoSignature)):
 		// RFC 8725 §3.1, RFC 9068 §4: "MUST reject any JWT in which the
 		// value of alg is none". Case variants too.
 		return h, claims.InvalidToken("alg_none", "algorithm not allowed: unsigned tokens (alg none) are never accepted", nil)
 	}
-	h.alg = jwa.SignatureAlgorithm(alg)
+	h.alg = alg
 	if v.algs != nil {
 		if !slices.Contains(v.algs, h.alg) {
-			return h, claims.InvalidToken("alg", "algorithm not allowed", fmt.Errorf("alg %q is not in the allowlist", shorten(alg)))
+			return h, claims.InvalidToken("alg", "algorithm not allowed", fmt.Errorf("alg %q is not in the allowlist", shorten(string(alg))))
 		}
 	} else if !isSupportedAlg(h.alg) {
 		// HS* lands here: never a candidate, whatever the keys.
-		return h, claims.InvalidToken("alg", "algorithm not allowed", fmt.Errorf("alg %q is not an accepted asymmetric algorithm", shorten(alg)))
+		return h, claims.InvalidToken("alg", "algorithm not allowed", fmt.Errorf("alg %q is not an accepted asymmetric algorithm", shorten(string(alg))))
 	}
 
 	// RFC 7515 §4.1.11: a recipient MUST reject a JWS with crit members it
 	// does not understand. We understand none, so any crit is rejected.
-	if _, ok := obj["crit"]; ok {
+	if r.crit {
 		return h, claims.InvalidToken("crit", "unsupported critical header", nil)
 	}
 	// RFC 7797: b64:false signs the payload unencoded; it is only valid
 	// with crit (rejected above) and we never want it. Anything but a
 	// literal true (the default) would make jwx and us disagree on the
 	// signing input.
-	if b64, ok := obj["b64"]; ok && b64 != true {
+	if r.b64 != nil && string(r.b64) != "true" {
 		return h, claims.InvalidToken("b64", "unsupported critical header: b64", nil)
 	}
 
-	typ, _, err := claims.String(obj, "typ")
-	if err != nil {
-		return h, claims.InvalidToken("malformed", "malformed token: typ header must be a string", err)
+	if r.typ != nil && r.typ[0] != '"' {
+		return h, claims.InvalidToken("malformed", "malformed token: typ header must be a string", notString("typ", r.typ))
 	}
-	h.typ = typ
-	if !slices.Contains(v.types, normalizeType(typ)) {
+	if !v.typeAccepted(r.typ) {
+		typ := ""
+		if r.typ != nil {
+			if typ, err = claims.StringValue(r.typ); err != nil {
+				return h, claims.InvalidToken("malformed", "malformed token: typ header must be a string", err)
+			}
+		}
 		e := claims.InvalidToken("typ", "token type not accepted", nil)
 		if typ == "" {
 			e.Description = "token type not accepted: the token has no typ header (RFC 9068 access tokens carry typ at+jwt)"
@@ -324,12 +424,115 @@ func (v *Verifier) parseHeader(seg string) (parsedHeader, error) {
 		return h, e
 	}
 
-	kid, present, err := claims.String(obj, "kid")
-	if err != nil || (present && kid == "") {
-		return h, claims.InvalidToken("malformed", "malformed token: kid header must be a non-empty string", err)
+	if r.kid != nil {
+		if r.kid[0] != '"' {
+			return h, claims.InvalidToken("malformed", "malformed token: kid header must be a non-empty string", notString("kid", r.kid))
+		}
+		kid, err := claims.StringValue(r.kid)
+		if err != nil || kid == "" {
+			return h, claims.InvalidToken("malformed", "malformed token: kid header must be a non-empty string", err)
+		}
+		h.kid = kid
 	}
-	h.kid = kid
 	return h, nil
+}
+
+// jwxHeaderError is why jwx v2's header reader (jws.Verify, which checked
+// signatures before the standard library did) refused a registered member
+// the verifier does not otherwise read, or nil: cty, jku, x5u, x5t and
+// x5t#S256 must be strings (or null), x5c an array of strings, jwk a key.
+// They are never used (keys come from the key set only, RFC 8725 §3.10);
+// this keeps refusing the tokens that were refused.
+func jwxHeaderError(name string, value []byte) error {
+	switch name {
+	case "x5c":
+		var chain []string
+		if json.Unmarshal(value, &chain) == nil {
+			return nil
+		}
+	case "jwk":
+		if _, err := jwk.ParseKey(value); err != nil {
+			return fmt.Errorf("the jwk header is not a key: %w", err)
+		}
+		return nil
+	default:
+		if value[0] == '"' || string(value) == "null" {
+			return nil
+		}
+	}
+	return fmt.Errorf("the %s header is %s, of the wrong type", name, claims.JSONKind(value))
+}
+
+// notString is claims.String's error for a member that is not a string.
+func notString(name string, raw []byte) error {
+	return fmt.Errorf("%s must be a string, not %s", name, claims.JSONKind(raw))
+}
+
+// knownAlg maps a raw JSON string without escapes to a supported
+// algorithm's constant, without allocating.
+func knownAlg(raw []byte) (jwa.SignatureAlgorithm, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	name := raw[1 : len(raw)-1]
+	for _, a := range supportedAlgs {
+		if string(name) == string(a) {
+			return a, true
+		}
+	}
+	return "", false
+}
+
+// typeAccepted reports whether the typ header with raw JSON value raw (nil:
+// absent) is accepted: slices.Contains(v.types, normalizeType(typ)), without
+// allocating for the ASCII values without escapes that real tokens carry.
+func (v *Verifier) typeAccepted(raw []byte) bool {
+	if raw == nil {
+		return slices.Contains(v.types, "")
+	}
+	t := raw[1 : len(raw)-1]
+	for _, c := range t {
+		if c >= 0x80 || c == '\\' {
+			typ, err := claims.StringValue(raw)
+			return err == nil && slices.Contains(v.types, normalizeType(typ))
+		}
+	}
+	// ASCII: normalizeType's TrimSpace and ToLower are ASCII too.
+	t = bytes.TrimSpace(t)
+	const app = "application/"
+	for _, want := range v.types {
+		switch {
+		case len(t) == 0:
+			if want == "" {
+				return true
+			}
+		case bytes.IndexByte(t, '/') < 0:
+			if len(want) == len(app)+len(t) && want[:len(app)] == app && asciiEqualLower(t, want[len(app):]) {
+				return true
+			}
+		default:
+			if asciiEqualLower(t, want) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// asciiEqualLower reports whether lower-casing ASCII b gives lower.
+func asciiEqualLower(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // shorten bounds attacker-controlled text before it reaches a log line or

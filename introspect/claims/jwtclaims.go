@@ -73,10 +73,16 @@ func jwtIndex(name []byte) int {
 }
 
 // jwtReader collects a claims set in one pass: the raw values of the
-// claims the rules read, the rest as members of the rest object.
+// claims the rules read, and the others as they are, to be copied once
+// into the decision. It holds no pointer to the assembly, so that neither
+// needs the heap.
 type jwtReader struct {
 	raw [jwtKnown][]byte
-	a   *assembly
+	// kept are the other members with names that need no escaping; any
+	// more, or escaped names, go to more.
+	kept  [24]member
+	nkept int
+	more  []member
 }
 
 func (r *jwtReader) member(name, value []byte) error {
@@ -84,7 +90,12 @@ func (r *jwtReader) member(name, value []byte) error {
 		r.raw[i] = value
 		return nil
 	}
-	r.a.addRest(string(name), value)
+	if r.nkept < len(r.kept) && plainJSONName(name) {
+		r.kept[r.nkept] = member{name, value}
+		r.nkept++
+		return nil
+	}
+	r.more = append(r.more, member{[]byte(string(name)), value})
 	return nil
 }
 
@@ -95,48 +106,59 @@ func (r *jwtReader) member(name, value []byte) error {
 // the times, then the types of sub, client_id/azp, scope/scp, acr and
 // auth_time.
 func (r *JWTRules) Decision(payload []byte, now time.Time) (*Decision, error) {
-	a := assembly{rest: make([]byte, 0, len(payload))}
-	if r.Interned != nil {
-		a.shared = &r.Interned.ext
-	}
-	rd := jwtReader{a: &a}
+	var rd jwtReader
 	if err := ScanObject(payload, rd.member); err != nil {
 		return nil, InvalidToken("malformed", "malformed token: claims are not a valid JSON object", err)
 	}
-	raw := &rd.raw
+	raw := rd.raw
+	var a assembly
+	if r.Interned != nil {
+		a.shared = &r.Interned.ext
+	}
+	for _, m := range rd.more {
+		a.addRest(string(m.name), m.value)
+	}
 	a.setSource("jwt")
 
-	iss, err := optionalString(raw[jwtISS], "iss")
-	if err != nil {
-		return nil, InvalidToken("malformed", "malformed token: iss claim must be a string", err)
-	}
-	if iss != r.Issuer {
-		e := InvalidToken("iss", "issuer mismatch", nil)
-		e.Hint = fmt.Sprintf("token iss %q, configured issuer %q (compared exactly, trailing slash included)", Shorten(iss), r.Issuer)
-		return nil, e
+	if !rawStringIs(raw[jwtISS], r.Issuer) {
+		iss, err := optionalString(raw[jwtISS], "iss")
+		if err != nil {
+			return nil, InvalidToken("malformed", "malformed token: iss claim must be a string", err)
+		}
+		if iss != r.Issuer {
+			e := InvalidToken("iss", "issuer mismatch", nil)
+			e.Hint = fmt.Sprintf("token iss %q, configured issuer %q (compared exactly, trailing slash included)", Shorten(iss), r.Issuer)
+			return nil, e
+		}
 	}
 	a.fl |= issClaimed
 	a.setIssuer(r.Issuer)
 
-	aud, err := stringOrListRaw(raw[jwtAUD], "aud")
-	if err != nil {
-		return nil, InvalidToken("malformed", "malformed token: aud claim must be a string or an array of strings", err)
-	}
-	if len(aud) == 0 {
-		e := InvalidToken("aud_missing", "audience mismatch: the token has no aud claim", nil)
-		e.Hint = fmt.Sprintf("RFC 9068 access tokens must name their API in aud; configure the AS to issue tokens with audience %q", r.Audience[0])
-		return nil, e
-	}
-	if !containsAny(aud, r.Audience) {
-		e := InvalidToken("aud", "audience mismatch", nil)
-		e.Hint = fmt.Sprintf("token aud %q does not contain any of the configured audience %q", shortenAll(aud), r.Audience)
-		return nil, e
-	}
-	a.setAudience(aud)
-	if raw[jwtAUD][0] == '"' {
+	if i := r.configuredAudience(raw[jwtAUD]); i >= 0 {
+		// The common case: one audience, this API's, shared.
+		a.setAudience(r.Audience[i : i+1])
 		a.fl |= audClaimed
 	} else {
-		a.addRest("aud", raw[jwtAUD])
+		aud, err := stringOrListRaw(raw[jwtAUD], "aud")
+		if err != nil {
+			return nil, InvalidToken("malformed", "malformed token: aud claim must be a string or an array of strings", err)
+		}
+		if len(aud) == 0 {
+			e := InvalidToken("aud_missing", "audience mismatch: the token has no aud claim", nil)
+			e.Hint = fmt.Sprintf("RFC 9068 access tokens must name their API in aud; configure the AS to issue tokens with audience %q", r.Audience[0])
+			return nil, e
+		}
+		if !containsAny(aud, r.Audience) {
+			e := InvalidToken("aud", "audience mismatch", nil)
+			e.Hint = fmt.Sprintf("token aud %q does not contain any of the configured audience %q", shortenAll(aud), r.Audience)
+			return nil, e
+		}
+		a.setAudience(aud)
+		if raw[jwtAUD][0] == '"' {
+			a.fl |= audClaimed
+		} else {
+			a.addRest("aud", raw[jwtAUD])
+		}
 	}
 
 	if raw[jwtEXP] == nil {
@@ -215,10 +237,24 @@ func (r *JWTRules) Decision(payload []byte, now time.Time) (*Decision, error) {
 	if err := readTime(&a, raw[jwtAuthTime], "auth_time", 3); err != nil {
 		return nil, err
 	}
-	if len(a.rest) == 0 {
-		a.rest = nil
+	return a.build(rd.kept[:rd.nkept]), nil
+}
+
+// rawStringIs reports whether raw is the JSON string want, spelled without
+// escapes (the usual spelling: anything else takes the decoding path).
+func rawStringIs(raw []byte, want string) bool {
+	return len(raw) == len(want)+2 && raw[0] == '"' && string(raw[1:len(raw)-1]) == want && !strings.Contains(want, `\`) && !strings.Contains(want, `"`)
+}
+
+// configuredAudience is the index in r.Audience of the single audience
+// raw names as a plain string, or -1.
+func (r *JWTRules) configuredAudience(raw []byte) int {
+	for i, a := range r.Audience {
+		if rawStringIs(raw, a) {
+			return i
+		}
 	}
-	return a.build(), nil
+	return -1
 }
 
 // readTime reads NumericDate claim name into exp (slot 0) or a.times[slot-1].

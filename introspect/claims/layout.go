@@ -94,8 +94,10 @@ func (f DecisionFields) Build() *Decision {
 // assembly is a Decision being put together, from DecisionFields (fill) or
 // straight from a JWT's claims (JWTRules.Decision).
 type assembly struct {
-	strs        [4][]byte // sub, client_id, scope, acr
-	rest        []byte    // members for the rest object, comma-separated
+	strs [4][]byte // sub, client_id, scope, acr
+	// rest are members of the rest object already written out,
+	// comma-separated; build copies others in as they came.
+	rest        []byte
 	fl          flags
 	exp         time.Time
 	times       [3]time.Time
@@ -161,7 +163,10 @@ func (a *assembly) setSource(source string) {
 	}
 }
 
-func (a *assembly) build() *Decision {
+// build makes the Decision, its rest object being kept (members copied as
+// they came) and a.rest. kept is a parameter rather than a field so that an
+// assembly on the stack can point nowhere else.
+func (a *assembly) build(kept []member) *Decision {
 	d := &Decision{exp: noTime, flags: a.fl}
 	if !a.exp.IsZero() {
 		if s := a.exp.Unix(); s >= 0 && s < math.MaxInt64/1_000_000_000-1 {
@@ -193,9 +198,13 @@ func (a *assembly) build() *Decision {
 		}
 		n = 0
 	}
+	restLen := len(a.rest)
+	for _, m := range kept {
+		restLen += len(m.name) + len(m.value) + 4 // "name":value,
+	}
 	var sb strings.Builder
-	if a.rest != nil {
-		sb.Grow(n + len(a.rest) + 2)
+	if restLen > 0 {
+		sb.Grow(n + restLen + 2)
 	} else {
 		sb.Grow(n)
 	}
@@ -205,8 +214,20 @@ func (a *assembly) build() *Decision {
 			d.end[i] = uint16(sb.Len())
 		}
 	}
-	if a.rest != nil {
+	if restLen > 0 {
 		sb.WriteByte('{')
+		for i, m := range kept {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			sb.WriteByte('"')
+			sb.Write(m.name)
+			sb.WriteString(`":`)
+			sb.Write(m.value)
+		}
+		if len(kept) > 0 && len(a.rest) > 0 {
+			sb.WriteByte(',')
+		}
 		sb.Write(a.rest)
 		sb.WriteByte('}')
 	}
@@ -273,18 +294,30 @@ func (d *Decision) fill(f DecisionFields) {
 		}
 		a.addRest(name, b)
 	}
-	n := a.build()
+	n := a.build(nil)
 	// Field by field: the memo must not be copied.
 	d.data, d.ext, d.exp, d.rel, d.end, d.flags = n.data, n.ext, n.exp, n.rel, n.end, n.flags
 }
 
+// member is a claim to keep as it came: its name needs no escaping, its
+// value is valid JSON.
+type member struct{ name, value []byte }
+
+// plainJSONName: name can be written between quotes as it is.
+func plainJSONName(name []byte) bool {
+	for _, c := range name {
+		if c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
 // appendJSONString appends s as a JSON string.
 func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
-			q, _ := json.Marshal(s)
-			return append(b, q...)
-		}
+	if !plainJSONName([]byte(s)) {
+		q, _ := json.Marshal(s)
+		return append(b, q...)
 	}
 	b = append(b, '"')
 	b = append(b, s...)

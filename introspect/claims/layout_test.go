@@ -215,3 +215,21 @@ func TestDecisionIsSixtyFourBytes(t *testing.T) {
 		t.Fatalf("Decision is %d bytes, want 64", s)
 	}
 }
+
+// BenchmarkJWTRulesDecision is the claims' share of a cold JWT: the
+// ten-claim payload read into a compact decision.
+func BenchmarkJWTRulesDecision(b *testing.B) {
+	payload := []byte(`{"iss":"https://idp.example.com/realms/acme","sub":"f81d4fae-7dec-11d0-a765-000000000001","aud":"https://api.example.com/orders",` +
+		`"client_id":"orders-app-1","scope":"openid orders:read orders:write profile","iat":1700000000,"nbf":1700000000,` +
+		`"exp":1700003600,"auth_time":1699999940,"jti":"0000000000000000000000000000000000000001"}`)
+	rules := &JWTRules{Issuer: "https://idp.example.com/realms/acme", Audience: []string{"https://api.example.com/orders"},
+		Leeway: 30 * time.Second, Interned: NewInterned("https://idp.example.com/realms/acme", []string{"https://api.example.com/orders"})}
+	now := time.Unix(1700001000, 0)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(payload)))
+	for b.Loop() {
+		if _, err := rules.Decision(payload, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

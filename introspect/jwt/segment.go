@@ -33,6 +33,17 @@ func LooksLike(token string) bool {
 	if err != nil {
 		return false
 	}
+	// The strict scanner answers for every real header without
+	// allocating; what it refuses (duplicates, bad UTF-8, deep nesting) is
+	// judged by the lenient reader, as before, so that routing does not
+	// change for hostile headers.
+	hasAlg := false
+	if claims.ScanObject(hdr, func(name, _ []byte) error {
+		hasAlg = hasAlg || string(name) == "alg"
+		return nil
+	}) == nil {
+		return hasAlg
+	}
 	var obj map[string]json.RawMessage
 	if json.Unmarshal(hdr, &obj) != nil {
 		return false

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh — what bearer_auth costs, measured against bare Caddy.
 #
-# One run, loopback only, bounded (about 4 minutes with the defaults, hard
+# One run, loopback only, bounded (about 5 minutes with the defaults, hard
 # stop at MAX_SECONDS), cleans up after itself. Uses ./caddy as built by
 # ./xcaddy.sh (or CADDY=path; BUILD=1 builds one from the working tree with
 # plain `go build ./bench/caddy` instead). It builds the small Go helpers

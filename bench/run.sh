@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh — what bearer_auth costs, measured against bare Caddy.
 #
-# One run, loopback only, bounded (under 3 minutes with the defaults, hard
+# One run, loopback only, bounded (about 5 minutes with the defaults, hard
 # stop at MAX_SECONDS), cleans up after itself. Uses ./caddy as built by
 # ./xcaddy.sh (or CADDY=path; BUILD=1 builds one from the working tree with
 # plain `go build ./bench/caddy` instead). It builds the small Go helpers
@@ -11,7 +11,7 @@
 # Processes, all on 127.0.0.1:
 #   upstream  ./caddy with `respond "ok"`                  (CPU LOAD_CPU)
 #   AS        the in-process test authorization server      (CPU LOAD_CPU)
-#   gateway   ./caddy, GOMAXPROCS=GW_PROCS, five sites      (CPU GW_CPU)
+#   gateway   ./caddy, GOMAXPROCS=GW_PROCS, six sites       (CPU GW_CPU)
 #   wrk       one thread                                    (CPU LOAD_CPU)
 # Gateway sites, all `reverse_proxy` to the same upstream:
 #   bare        reverse_proxy only
@@ -24,7 +24,18 @@
 #               every request is a miss and a full signature check (the hit
 #               ratio is read from the gateway's own metrics and printed)
 #   rs256_cold  the same with RS256 (2048-bit key made for the run)
+#   eddsa_cold  the same with EdDSA (Ed25519 key made for the run)
 # All bearer_auth sites have `scopes read` and `forward_claim sub X-User`.
+#
+# The floor of each cold path is measured in the same run: after each cold
+# scenario of a round, `bench/tools floor` times the standard library's
+# verify (SHA-256 of the signing input, then rsa/ecdsa/ed25519 verify with
+# an already-parsed key) of FLOOR_TOKENS of that scenario's tokens, single-
+# threaded on the gateway's CPU while the gateway is idle. The summary ends
+# with issue 12's limits: per cold path, the gateway's CPU per new token
+# beyond bare (cpu/req of the cold site minus that of bare in the same
+# round) beside that floor, their ratio and the 1.15 limit; per warm path,
+# throughput against bare beside the 0.98 limit.
 #
 # Each round runs every scenario twice: loaded (CONNS connections, DUR s)
 # for throughput and latency under load, then unloaded (1 connection,
@@ -47,7 +58,8 @@
 #
 # Knobs (environment): ROUNDS=8 DUR=2 LAT_DUR=1 CONNS=16 GW_PROCS=1
 # GW_CPU=0 LOAD_CPU=1 PROFILE=1 PROFILE_SECONDS=8 CADDY=./caddy BUILD=0
-# MAX_SECONDS=300
+# MAX_SECONDS=420 COLD_TOKENS=30000 RS256_TOKENS=8000 COLD_CACHE=100
+# FLOOR_TOKENS=1000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,10 +73,11 @@ LOAD_CPU=${LOAD_CPU:-1}
 PROFILE=${PROFILE:-1}
 PROFILE_SECONDS=${PROFILE_SECONDS:-8}
 CADDY=${CADDY:-./caddy}
-MAX_SECONDS=${MAX_SECONDS:-300}
+MAX_SECONDS=${MAX_SECONDS:-420}
 COLD_TOKENS=${COLD_TOKENS:-30000}
 RS256_TOKENS=${RS256_TOKENS:-8000}
 COLD_CACHE=${COLD_CACHE:-100}
+FLOOR_TOKENS=${FLOOR_TOKENS:-1000}
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -138,10 +151,12 @@ go build -o "$OUT/tools" ./bench/tools
 ) </dev/null &
 WATCHDOG=$!
 PIDS+=("$WATCHDOG")
-log "minting $COLD_TOKENS ES256 and $RS256_TOKENS RS256 JWTs for the cold paths"
+log "minting $COLD_TOKENS ES256, $COLD_TOKENS EdDSA and $RS256_TOKENS RS256 JWTs for the cold paths"
 "$OUT/tools" mint -n "$COLD_TOKENS" -out "$OUT/cold-tokens.txt" >"$OUT/mint.log" 2>&1 ||
   die "minting failed: $(cat "$OUT/mint.log")"
 "$OUT/tools" mint -alg RS256 -n "$RS256_TOKENS" -out "$OUT/rs256-tokens.txt" -jwks "$OUT/rs256-jwks.json" >>"$OUT/mint.log" 2>&1 ||
+  die "minting failed: $(cat "$OUT/mint.log")"
+"$OUT/tools" mint -alg EdDSA -n "$COLD_TOKENS" -out "$OUT/eddsa-tokens.txt" -jwks "$OUT/eddsa-jwks.json" >>"$OUT/mint.log" 2>&1 ||
   die "minting failed: $(cat "$OUT/mint.log")"
 WARM_JWT=$("$CADDY" bearer-auth token --key demo/demo-private.jwk \
   --issuer https://demo.tokengate.test --audience demo-api --scope read)
@@ -155,7 +170,7 @@ INTRO_URL=$(cat "$OUT/as/introspection_url")
 OPAQUE=$(cat "$OUT/as/token")
 
 # --- upstream and gateway ----------------------------------------------------
-for v in UP ADMIN UP_ADMIN P_BARE P_INTRO P_JWT P_COLD P_RS; do free_port "$v"; done
+for v in UP ADMIN UP_ADMIN P_BARE P_INTRO P_JWT P_COLD P_RS P_ED; do free_port "$v"; done
 
 cat >"$OUT/upstream.Caddyfile" <<EOF
 {
@@ -217,6 +232,11 @@ $(bearer "$OUT/rs256-jwks.json" "		cache {
 			max_entries $COLD_CACHE
 		}")
 }
+http://127.0.0.1:$P_ED {
+$(bearer "$OUT/eddsa-jwks.json" "		cache {
+			max_entries $COLD_CACHE
+		}")
+}
 EOF
 
 log "starting upstream (CPU $LOAD_CPU) and gateway (CPU $GW_CPU, GOMAXPROCS=$GW_PROCS)"
@@ -230,7 +250,7 @@ wait_http "http://127.0.0.1:$ADMIN/config/"
 wait_http "http://127.0.0.1:$P_BARE/"
 
 # --- scenarios -----------------------------------------------------------------
-SCENARIOS=(bare intro_warm jwt_warm jwt_cold rs256_cold)
+SCENARIOS=(bare intro_warm jwt_warm jwt_cold rs256_cold eddsa_cold)
 url_of() {
   case $1 in
     bare) echo "http://127.0.0.1:$P_BARE/" ;;
@@ -238,12 +258,28 @@ url_of() {
     jwt_warm) echo "http://127.0.0.1:$P_JWT/" ;;
     jwt_cold) echo "http://127.0.0.1:$P_COLD/" ;;
     rs256_cold) echo "http://127.0.0.1:$P_RS/" ;;
+    eddsa_cold) echo "http://127.0.0.1:$P_ED/" ;;
+  esac
+}
+# The cold scenarios' token pools and the JWKS their keys are in.
+pool_of() {
+  case $1 in
+    jwt_cold) echo "$OUT/cold-tokens.txt" ;;
+    rs256_cold) echo "$OUT/rs256-tokens.txt" ;;
+    eddsa_cold) echo "$OUT/eddsa-tokens.txt" ;;
+  esac
+}
+jwks_of() {
+  case $1 in
+    jwt_cold) echo "$(pwd)/demo/demo-jwks.json" ;;
+    rs256_cold) echo "$OUT/rs256-jwks.json" ;;
+    eddsa_cold) echo "$OUT/eddsa-jwks.json" ;;
   esac
 }
 token_of() {
   case $1 in
     intro_warm) echo "$OPAQUE" ;;
-    rs256_cold) head -n1 "$OUT/rs256-tokens.txt" ;;
+    rs256_cold | eddsa_cold) head -n1 "$(pool_of "$1")" ;;
     *) echo "$WARM_JWT" ;; # bare gets the same header bytes as jwt_warm
   esac
 }
@@ -265,10 +301,8 @@ offset=0
 run_wrk() { # scenario conns seconds outfile
   local s=$1 c=$2 d=$3 f=$4 url
   url=$(url_of "$s")
-  if [ "$s" = jwt_cold ] || [ "$s" = rs256_cold ]; then
-    local pool="$OUT/cold-tokens.txt"
-    [ "$s" = rs256_cold ] && pool="$OUT/rs256-tokens.txt"
-    on_cpu "$LOAD_CPU" wrk -t1 -c"$c" -d"${d}s" --timeout 5s -s bench/wrk-tokens.lua "$url" -- "$pool" "$offset" >"$f" 2>&1
+  if [ -n "$(pool_of "$s")" ]; then
+    on_cpu "$LOAD_CPU" wrk -t1 -c"$c" -d"${d}s" --timeout 5s -s bench/wrk-tokens.lua "$url" -- "$(pool_of "$s")" "$offset" >"$f" 2>&1
     offset=$(( (offset + 7919) % 1000000 )) # start each run elsewhere in the pool
   else
     on_cpu "$LOAD_CPU" wrk -t1 -c"$c" -d"${d}s" --timeout 5s -s bench/wrk-static.lua \
@@ -301,6 +335,17 @@ measure() { # round scenario mode conns seconds
   tail -n1 "$RESULTS" | awk -F'\t' '{printf "bench: round %s %-10s %-8s %7s req/s  p50 %5s us  p99 %6s us  cpu %6s us/req\n", $1, $2, $3, $4, $5, $7, $11}' >&2
 }
 
+FLOORS=$OUT/floor.tsv
+printf 'round\tscenario\talg\tcpu_us_per_verify\twall_us_per_verify\n' >"$FLOORS"
+floor() { # round scenario: the stdlib verify of the scenario's tokens, on the gateway's CPU
+  local r=$1 s=$2 line
+  line=$(on_cpu "$GW_CPU" env GOMAXPROCS=1 "$OUT/tools" floor -in "$(pool_of "$s")" -jwks "$(jwks_of "$s")" -n "$FLOOR_TOKENS" 2>&1) ||
+    die "floor of $s failed: $line"
+  awk -v r="$r" -v s="$s" '/^FLOOR/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+    printf "%s\t%s\t%s\t%s\t%s\n", r, s, v["alg"], v["cpu_us"], v["wall_us"] }' <<<"$line" >>"$FLOORS"
+  tail -n1 "$FLOORS" | awk -F'\t' '{printf "bench: round %s %-10s stdlib %s verify %6s us cpu\n", $1, $2, $3, $4}' >&2
+}
+
 log "warming up"
 for s in "${SCENARIOS[@]}"; do run_wrk "$s" "$CONNS" 1 "$OUT/warmup-$s.txt"; done
 
@@ -310,6 +355,7 @@ for r in $(seq 1 "$ROUNDS"); do
     s=${SCENARIOS[$(( (k + r - 1) % n ))]}
     measure "$r" "$s" loaded "$CONNS" "$DUR"
     measure "$r" "$s" single 1 "$LAT_DUR"
+    [ -z "$(pool_of "$s")" ] || floor "$r" "$s"
   done
 done
 
@@ -358,7 +404,7 @@ summary() {
     reqs[key] += $4
   }
   END {
-    ns = split("bare intro_warm jwt_warm jwt_cold rs256_cold", S, " ")
+    ns = split("bare intro_warm jwt_warm jwt_cold rs256_cold eddsa_cold", S, " ")
     split("loaded single", M, " ")
     for (mi = 1; mi <= 2; mi++) {
       m = M[mi]
@@ -400,13 +446,58 @@ summary() {
         printf "%-11s %9.0f %8.3f %8.3f %6.1fus %10.3f %+10.3fms %+10.3fms %+10.3fms %+10.3fms\n", s, x[1], x[2] / 1000, x[3] / 1000, x[4], x[1] / y[1], (x[2] - y[2]) / 1000, (x[3] - y[3]) / 1000, (u[2] - z[2]) / 1000, (u[3] - z[3]) / 1000
     }
     printf "(1-conn columns: lone-request latency, as deltas against bare)\n"
-    printf "\nchecks: introspection calls during intro_warm runs: %d; requests allowed by bearer_auth in the cold runs: %d (every one a 200 from the upstream unless errors > 0)\n", intro["intro_warm" SUBSEP "loaded"] + intro["intro_warm" SUBSEP "single"], allowed["jwt_cold" SUBSEP "loaded"] + allowed["jwt_cold" SUBSEP "single"] + allowed["rs256_cold" SUBSEP "loaded"] + allowed["rs256_cold" SUBSEP "single"]
+    printf "\nchecks: introspection calls during intro_warm runs: %d; requests allowed by bearer_auth in the cold runs: %d (every one a 200 from the upstream unless errors > 0)\n", intro["intro_warm" SUBSEP "loaded"] + intro["intro_warm" SUBSEP "single"], allowed["jwt_cold" SUBSEP "loaded"] + allowed["jwt_cold" SUBSEP "single"] + allowed["rs256_cold" SUBSEP "loaded"] + allowed["rs256_cold" SUBSEP "single"] + allowed["eddsa_cold" SUBSEP "loaded"] + allowed["eddsa_cold" SUBSEP "single"]
   }' "$RESULTS"
+}
+# Issue 12's limits, from the loaded runs: each cold path's CPU per new
+# token beyond bare (paired with bare in the same round) over the stdlib
+# floor of the same round; each warm path's throughput over bare's in the
+# same round. Medians over the rounds, and the best round in brackets.
+limits() {
+  gawk -F'\t' -v rounds="$ROUNDS" '
+  function median(arr, n,   tmp, i, k) {
+    if (n == 0) return 0
+    for (i = 1; i <= n; i++) tmp[i] = arr[i]
+    k = asort(tmp)
+    return (k % 2) ? tmp[(k + 1) / 2] : (tmp[k / 2] + tmp[k / 2 + 1]) / 2
+  }
+  FNR == 1 { next }
+  FILENAME == ARGV[1] { if ($3 == "loaded") { cpu[$1, $2] = $11; rps[$1, $2] = $4 }; next }
+  { floor[$1, $2] = $4; alg[$2] = $3 }
+  END {
+    printf "\nLimits (issue 12): medians of %d rounds [best round], loaded runs, each paired with bare (and its own stdlib floor) in the same round\n", rounds
+    printf "%-11s %-66s %-9s %s\n", "path", "figure", "limit", "status"
+    nc = split("rs256_cold jwt_cold eddsa_cold", C, " ")
+    for (ci = 1; ci <= nc; ci++) {
+      s = C[ci]; k = 0; bx = 1e18
+      delete beyond; delete fl; delete x
+      for (r = 1; r <= rounds; r++)
+        if ((r, s) in cpu && (r, "bare") in cpu && floor[r, s] > 0) {
+          k++; beyond[k] = cpu[r, s] - cpu[r, "bare"]; fl[k] = floor[r, s]; x[k] = beyond[k] / fl[k]
+          if (x[k] < bx) bx = x[k]
+        }
+      if (k == 0) continue
+      mx = median(x, k)
+      printf "%-11s %-66s %-9s %s\n", s, sprintf("%.1f us CPU/new token beyond bare; stdlib %s %.1f us; %.2fx [%.2fx]",
+        median(beyond, k), alg[s], median(fl, k), mx, bx), "<= 1.15x", mx <= 1.15 ? "meets" : "misses"
+    }
+    nw = split("intro_warm jwt_warm", W, " ")
+    for (wi = 1; wi <= nw; wi++) {
+      s = W[wi]; k = 0; bx = 0
+      delete x
+      for (r = 1; r <= rounds; r++)
+        if (rps[r, "bare"] > 0 && (r, s) in rps) { k++; x[k] = rps[r, s] / rps[r, "bare"]; if (x[k] > bx) bx = x[k] }
+      if (k == 0) continue
+      mx = median(x, k)
+      printf "%-11s %-66s %-9s %s\n", s, sprintf("throughput %.3fx bare [%.3fx]", mx, bx), ">= 0.98x", mx >= 0.98 ? "meets" : "misses"
+    }
+  }' "$RESULTS" "$FLOORS"
 }
 {
   echo "tokengate bench: $(date -u +%FT%TZ), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), load average $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "caddy: $("$CADDY" version | cut -d' ' -f1); wrk -t1 on CPU $LOAD_CPU; gateway on CPU $GW_CPU; upstream and AS on CPU $LOAD_CPU"
   summary
+  limits
   if [ -s "$OUT/gateway-jwt_warm.pprof" ]; then
     echo
     echo "gateway CPU profile under jwt_warm load (go tool pprof -top), top 15:"
@@ -424,11 +515,11 @@ summary() {
     # so the verification is not below ServeHTTP: add the loader's share.
     awk '{ sub(/ \(inline\)$/, "") } $NF ~ /tokengate\/caddymodule\.\(\*Handler\)\.ServeHTTP$/ {h = $5} $NF ~ /reverseproxy\.\(\*Handler\)\.ServeHTTP$/ {p = $5}
       $NF ~ /tokengate\/cache\.\(\*Cache\[.*\]\)\.lead$/ {l = $5}
-      $NF ~ /introspect\.\(\*JWTVerifier\)\.Verify$/ {v = $5} $NF ~ /jwx\/v2\/jws\.Verify$/ {j = $5}
-      $NF ~ /^crypto\/ecdsa\.Verify$/ {e = $5} $NF ~ /^runtime\.gcBgMarkWorker$/ {g = $5}
-      END { if (h != "") { s = h + 0 - p + l
-        printf "under jwt_cold load: bearer_auth %.1f%% of gateway CPU; of the gateway CPU, JWT Verify %s, of that jws.Verify %s, of that crypto/ecdsa.Verify %s; GC workers %s\n", s, v, j, e, g
-        printf "  => the signature check (jws.Verify) is %.0f%% of what bearer_auth costs on the cold path\n", 100 * (j + 0) / s } }' "$OUT/profile-jwt_cold-cum.txt"
+      $NF ~ /tokengate\/introspect(\/jwt)?\.\(\*(JWT)?Verifier\)\.Verify$/ {v = $5} $NF ~ /jwx\/v2\/jws\.Verify$/ {j = $5}
+      $NF ~ /^crypto\/internal\/fips140\/ecdsa\.Verify\[/ {e = $5} $NF ~ /^runtime\.gcBgMarkWorker$/ {g = $5}
+      END { if (h != "") { s = h + 0 - p + l; if (v == "") v = "0%"; if (j == "") j = "0%"; if (e == "") e = "0%"; if (g == "") g = "0%"
+        printf "under jwt_cold load: bearer_auth %.1f%% of gateway CPU; of the gateway CPU, JWT Verify %s (jws.Verify %s), the ECDSA verify itself %s; GC workers %s\n", s, v, j, e, g
+        printf "  => the ECDSA verify is %.0f%% of what bearer_auth costs on the cold path (%.2fx the verify)\n", 100 * (e + 0) / s, (e + 0) ? s / (e + 0) : 0 } }' "$OUT/profile-jwt_cold-cum.txt"
   fi
   echo
   echo "raw output: $OUT"

@@ -1,16 +1,17 @@
 package caddymodule
 
 // Handler benchmarks: the whole ServeHTTP of an in-process, provisioned
-// bearer_auth handler, the way Caddy calls it, on the warm paths (decision
-// cached) and the cold JWT path (a new token every request). Their
-// fixtures, and the tests that use them, are in handler_test.go.
+// bearer_auth handler, the way Caddy calls it, on the warm path in
+// parallel and the cold JWT path (a new token every request). The warm
+// path on one P, with the harness subtracted, is BenchmarkLimits/warm in
+// limits_bench_test.go. Their fixtures, and the tests that use them, are in
+// handler_test.go.
 //
 //	go test -run '^$' -bench 'Handler' -benchmem ./caddymodule/
 //
 // Every iteration gets a fresh request context with a fresh Replacer, as
-// every real request does. BenchmarkHandlerHarness measures exactly that
-// harness around a do-nothing handler: subtract its allocs/op to get the
-// handler's own.
+// every real request does (passThrough measures that harness around a
+// do-nothing handler).
 
 import (
 	"context"
@@ -22,31 +23,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-
-	"github.com/tokengate/tokengate/internal/testas"
 )
-
-// runWarm serves the same request b.N times and fails on anything but a
-// pass-through. The recorder is shared: on success nothing is written.
-func runWarm(b *testing.B, h caddyhttp.MiddlewareHandler, r *http.Request) {
-	b.Helper()
-	w := httptest.NewRecorder()
-	next := &okNext{}
-	if err := serveBench(h, r, w, next); err != nil || next.n != 1 {
-		b.Fatalf("warm-up request was not let through: err=%v code=%d body=%s", err, w.Code, w.Body)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	cpu0 := processCPU()
-	for b.Loop() {
-		_ = serveBench(h, r, w, next)
-	}
-	b.StopTimer()
-	reportCPU(b, cpu0)
-	if next.n != b.N+1 || w.Body.Len() != 0 {
-		b.Fatalf("%d of %d requests let through; body %q", next.n-1, b.N, w.Body)
-	}
-}
 
 // processCPU is the CPU time this process has used (all threads, so the
 // garbage collector's work counts too).
@@ -66,28 +43,16 @@ func reportCPU(b *testing.B, since time.Duration) {
 	}
 }
 
-// BenchmarkHandlerHarness is the per-request cost of the harness itself
-// (request copy, new Replacer with the HTTP placeholders, context) around
-// a handler that only calls next. Subtract it from the other handler benchmarks.
-func BenchmarkHandlerHarness(b *testing.B) {
-	runWarm(b, passThrough{}, benchRequest("x"))
-}
-
+// passThrough only calls next: the harness that BenchmarkLimits/warm
+// subtracts.
 type passThrough struct{}
 
 func (passThrough) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	return next.ServeHTTP(w, r)
 }
 
-// BenchmarkHandlerWarmJWT: a JWT whose decision is cached (the quick
-// start's config: scopes read, forward_claim sub X-User).
-func BenchmarkHandlerWarmJWT(b *testing.B) {
-	h := benchJWTHandler(b, 0)
-	runWarm(b, h, benchRequest(benchMint(b, "demo-user")))
-}
-
-// BenchmarkHandlerWarmJWTParallel is the same on every P, to show that
-// the warm path does not serialise on a lock.
+// BenchmarkHandlerWarmJWTParallel is BenchmarkLimits/warm/jwt on every P,
+// to show that the warm path does not serialise on a lock.
 func BenchmarkHandlerWarmJWTParallel(b *testing.B) {
 	h := benchJWTHandler(b, 0)
 	tok := benchMint(b, "demo-user")
@@ -106,27 +71,6 @@ func BenchmarkHandlerWarmJWTParallel(b *testing.B) {
 			b.Errorf("rejected: %s", w.Body)
 		}
 	})
-}
-
-// BenchmarkHandlerWarmIntrospection: an opaque token from the real
-// in-process authorization server, introspected once, then cached.
-func BenchmarkHandlerWarmIntrospection(b *testing.B) {
-	as := testas.Start(b)
-	h := provisionBench(b, &Handler{
-		Scopes: []string{"read"},
-		Introspect: &IntrospectConfig{
-			Endpoint:     as.IntrospectionURL(),
-			ClientID:     testas.GatewayID,
-			ClientSecret: testas.GatewaySecret,
-		},
-		ForwardClaims: []ForwardClaim{{Claim: "sub", Header: "X-User"}},
-	})
-	r := benchRequest(as.Token(b, "svc-a", "read"))
-	runWarm(b, h, r)
-	b.StopTimer()
-	if n := as.IntrospectionCalls(); n != 1 {
-		b.Fatalf("introspection calls = %d, want 1 (the rest must be cache hits)", n)
-	}
 }
 
 // BenchmarkHandlerColdJWT: a new token every request (pre-minted), so every

@@ -21,7 +21,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwt"
 )
 
-// BenchmarkHandlerWarmDPoP is BenchmarkHandlerWarmJWT's request with a
+// BenchmarkHandlerWarmDPoP is BenchmarkLimits/warm/jwt's request with a
 // DPoP-bound token (cnf.jkt) and a fresh ES256 proof each time: the
 // decision is cached, so the difference is the proof's cost — parse,
 // signature, claims, thumbprint and the memory replay check. Proofs are

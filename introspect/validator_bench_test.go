@@ -15,7 +15,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -23,6 +22,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/cache"
+	"github.com/tokengate/tokengate/internal/benchjwt"
 	"github.com/tokengate/tokengate/introspect/claims"
 )
 
@@ -32,11 +32,10 @@ const (
 )
 
 // benchClaimsJSON is the payload of a typical RFC 9068 access token with
-// ten claims; i makes sub, client_id and jti unique.
+// ten claims (the one caddymodule's BenchmarkLimits signs); i makes sub,
+// client_id and jti unique.
 func benchClaimsJSON(i int, now time.Time) []byte {
-	return fmt.Appendf(nil, `{"iss":%q,"sub":"f81d4fae-7dec-11d0-a765-%012d","aud":%q,"client_id":"orders-app-%d",`+
-		`"scope":"openid orders:read orders:write profile","iat":%d,"nbf":%d,"exp":%d,"auth_time":%d,"jti":"%032x"}`,
-		benchIssuer, i, benchAudience, i%1000, now.Unix(), now.Unix(), now.Add(time.Hour).Unix(), now.Add(-time.Minute).Unix(), i)
+	return benchjwt.TenClaims(i, benchIssuer, benchAudience, now)
 }
 
 var benchInterned = claims.NewInterned(benchIssuer, []string{benchAudience})

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,15 +23,16 @@ import (
 type mintOptions struct {
 	n    int
 	out  string // tokens, one a line
-	alg  string // ES256 or RS256
+	alg  string // ES256, RS256 or EdDSA
 	key  string // ES256: the private JWK
-	jwks string // RS256: where the public JWKS of the new key goes
+	jwks string // RS256, EdDSA: where the public JWKS of the new key goes
 }
 
 // mint writes o.n JWT access tokens with the claims `caddy bearer-auth
 // token` gives them (typ at+jwt, kid, iss, sub, aud, client_id, scope, iat,
 // nbf, exp, jti), each with its own sub and jti. ES256 signs with o.key;
-// RS256 signs with a new RSA-2048 key whose public JWKS goes to o.jwks.
+// RS256 and EdDSA sign with a new RSA-2048 or Ed25519 key (kid bench-rs256,
+// bench-eddsa) whose public JWKS goes to o.jwks.
 func mint(o mintOptions, now time.Time) error {
 	var alg jwa.SignatureAlgorithm
 	var key jwk.Key
@@ -43,20 +46,27 @@ func mint(o mintOptions, now time.Time) error {
 		if key, err = jwk.ParseKey(raw); err != nil {
 			return fmt.Errorf("%s: %w", o.key, err)
 		}
-	case "RS256":
+	case "RS256", "EdDSA":
 		if o.jwks == "" {
-			return fmt.Errorf("RS256 needs a file for the public JWKS")
+			return fmt.Errorf("%s needs a file for the public JWKS", o.alg)
 		}
-		alg = jwa.RS256
-		priv, err := rsa.GenerateKey(rand.Reader, 2048)
+		var priv any
+		var err error
+		if o.alg == "RS256" {
+			alg = jwa.RS256
+			priv, err = rsa.GenerateKey(rand.Reader, 2048)
+		} else {
+			alg = jwa.EdDSA
+			_, priv, err = ed25519.GenerateKey(rand.Reader)
+		}
 		if err != nil {
 			return err
 		}
 		if key, err = jwk.FromRaw(priv); err != nil {
 			return err
 		}
-		_ = key.Set(jwk.KeyIDKey, "bench-rs256")
-		_ = key.Set(jwk.AlgorithmKey, jwa.RS256)
+		_ = key.Set(jwk.KeyIDKey, "bench-"+strings.ToLower(o.alg))
+		_ = key.Set(jwk.AlgorithmKey, alg)
 		_ = key.Set(jwk.KeyUsageKey, "sig")
 		pub, err := key.PublicKey()
 		if err != nil {
@@ -72,7 +82,7 @@ func mint(o mintOptions, now time.Time) error {
 			return err
 		}
 	default:
-		return fmt.Errorf("alg %q: want ES256 or RS256", o.alg)
+		return fmt.Errorf("alg %q: want ES256, RS256 or EdDSA", o.alg)
 	}
 
 	// Signing (RSA above all) is the slow part: use every CPU.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -30,17 +29,8 @@ func TestMain(m *testing.M) {
 // readTokens returns the lines of a mint output file.
 func readTokens(t *testing.T, path string) []string {
 	t.Helper()
-	f, err := os.Open(path)
+	toks, err := readLines(path, 0)
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var toks []string
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		toks = append(toks, s.Text())
-	}
-	if err := s.Err(); err != nil {
 		t.Fatal(err)
 	}
 	return toks
@@ -107,6 +97,37 @@ func TestMintRS256TokensVerifyAgainstTheJWKSItWrites(t *testing.T) {
 	checkTokens(t, readTokens(t, out), jwksFile, 3, now)
 	if err := mint(mintOptions{n: 1, out: out, alg: "HS256"}, now); err == nil {
 		t.Error("alg HS256 accepted")
+	}
+}
+
+// TestFloorVerifiesWhatMintWrites: the floor checks EdDSA and ES256 tokens
+// from mint with the JWKS they go with, and refuses a token that does not
+// verify.
+func TestFloorVerifiesWhatMintWrites(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	now := time.Now().Truncate(time.Second)
+	ed, jwksFile := filepath.Join(dir, "ed.txt"), filepath.Join(dir, "jwks.json")
+	if err := mint(mintOptions{n: 4, out: ed, alg: "EdDSA", jwks: jwksFile}, now); err != nil {
+		t.Fatal(err)
+	}
+	checkTokens(t, readTokens(t, ed), jwksFile, 4, now)
+	r, err := floor(floorOptions{in: ed, jwks: jwksFile, n: 3, repeat: 2})
+	if err != nil || r.alg != "EdDSA" || r.tokens != 3 || r.wall <= 0 {
+		t.Errorf("floor: %+v, %v", r, err)
+	}
+	es := filepath.Join(dir, "es.txt")
+	if err := mint(mintOptions{n: 2, out: es, key: filepath.Join("..", "..", "demo", "demo-private.jwk")}, now); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := floor(floorOptions{in: es, jwks: filepath.Join("..", "..", "demo", "demo-jwks.json")}); err != nil || r.alg != "ES256" || r.tokens != 2 {
+		t.Errorf("floor: %+v, %v", r, err)
+	}
+	toks := readTokens(t, es)
+	bad := filepath.Join(dir, "bad.txt")
+	_ = os.WriteFile(bad, []byte(toks[0][:len(toks[0])-3]+"AAA\n"), 0o600)
+	if _, err := floor(floorOptions{in: bad, jwks: filepath.Join("..", "..", "demo", "demo-jwks.json")}); err == nil {
+		t.Error("a token with a broken signature passed the floor")
 	}
 }
 

@@ -205,6 +205,12 @@ func New[V any](cfg Config, codec Codec[V]) (*Cache[V], error) {
 		// otter's default logger is slog.Default; keep the cache's own
 		// problems in the caller's zap logger.
 		Logger: otterLogger{c.log},
+		// Run otter's upkeep (draining its buffers, evicting) on the
+		// writing goroutine: the default starts a goroutine after writes
+		// and wakes another thread for it, which cost a cold request more
+		// than the upkeep itself. We register no deletion handlers, so
+		// nothing of ours runs under otter's locks.
+		Executor: func(upkeep func()) { upkeep() },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)

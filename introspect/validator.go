@@ -318,7 +318,7 @@ const (
 // PathOf says how token would be checked. It is the one routing rule: the
 // validator follows it and the doctor explains it.
 func (v *Validator) PathOf(token string) Path {
-	local := v.localJWT != nil && jwt.LooksLike(token)
+	local := v.localJWT != nil && v.looksLikeJWT(token)
 	if local && v.introspector != nil && v.jwtIssuer != "" && unverifiedIssuer(token) != v.jwtIssuer {
 		// Hybrid mode: a JWT from an issuer we hold no keys for is the
 		// introspection endpoint's to judge.
@@ -395,6 +395,15 @@ func (v *Validator) introspectNow(ctx context.Context, token string) (*Decision,
 		defer func() { <-v.sem }()
 	}
 	return v.introspector.Introspect(ctx, token)
+}
+
+// looksLikeJWT is jwt.LooksLike, answered without decoding anything for a
+// token whose header the verifier has already accepted.
+func (v *Validator) looksLikeJWT(token string) bool {
+	if k, ok := v.localJWT.(interface{ KnownHeader(string) bool }); ok && k.KnownHeader(token) {
+		return true
+	}
+	return jwt.LooksLike(token)
 }
 
 // unverifiedIssuer reads iss from a JWT payload without verifying it; used

@@ -295,7 +295,10 @@ func numericDateRaw(raw []byte, name string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%s claim must be a JSON number (NumericDate), not %s", name, rawKind(raw))
 	}
 	if isPlainInteger(raw) && len(raw) <= 12 {
-		n, _ := strconv.ParseInt(string(raw), 10, 64) // no allocation: converted in place
+		var n int64 // at most 12 digits: no overflow
+		for _, c := range raw {
+			n = n*10 + int64(c-'0')
+		}
 		if n <= maxNumericDate {
 			return time.Unix(n, 0).UTC(), nil
 		}

@@ -95,6 +95,8 @@ type Verifier struct {
 	// rules are RFC 9068's claim rules with this verifier's issuer,
 	// audience and leeway.
 	rules *claims.JWTRules
+	// headers are the headers already read (see headerMemo).
+	headers *headerMemo
 }
 
 // NewVerifier checks cfg and applies its defaults.
@@ -145,6 +147,7 @@ func NewVerifier(keys KeySet, cfg Config) (*Verifier, error) {
 	if v.now == nil {
 		v.now = time.Now
 	}
+	v.headers = newHeaderMemo()
 	v.rules = &claims.JWTRules{Issuer: v.issuer, Audience: v.audience, Leeway: v.leeway,
 		Interned: claims.NewInterned(v.issuer, v.audience)}
 	return v, nil
@@ -217,9 +220,13 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*claims.Decision, 
 	dot2 := dot1 + 1 + strings.IndexByte(token[dot1+1:], '.')
 	headerSeg, payloadSeg, sigSeg := token[:dot1], token[dot1+1:dot2], token[dot2+1:]
 
-	hdr, err := v.parseHeader(headerSeg)
-	if err != nil {
-		return nil, err
+	hdr, known := v.headers.get(headerSeg)
+	if !known {
+		var err error
+		if hdr, err = v.parseHeader(headerSeg); err != nil {
+			return nil, err
+		}
+		v.headers.put(headerSeg, hdr)
 	}
 
 	if payloadSeg == "" || sigSeg == "" {
@@ -322,6 +329,18 @@ func unsafeBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), le
 type rawHeader struct {
 	alg, typ, kid, b64 []byte
 	crit               bool
+}
+
+// KnownHeader reports whether token's header is one this verifier has
+// already read and accepted: such a token is JWT-shaped (LooksLike) without
+// decoding its header again.
+func (v *Verifier) KnownHeader(token string) bool {
+	seg, _, ok := strings.Cut(token, ".")
+	if !ok {
+		return false
+	}
+	_, known := v.headers.get(seg)
+	return known
 }
 
 // parseHeader applies the header rules. Every check here runs before a key

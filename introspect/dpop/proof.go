@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/tokengate/tokengate/introspect/claims"
 )
@@ -172,7 +173,7 @@ func (v *Verifier) Verify(proof string, req Request) (*Proof, error) {
 	}
 	// Check 6: the signature, with the key in the proof itself. Before
 	// the claims are believed.
-	if !alg.verify(pub, []byte(proof[:len(h64)+1+len(p64)]), sig) {
+	if !alg.verify(pub, bytesOf(proof[:len(h64)+1+len(p64)]), sig) {
 		return nil, invalid("dpop_signature", "the DPoP proof's signature does not verify")
 	}
 
@@ -220,7 +221,7 @@ func (v *Verifier) Verify(proof string, req Request) (*Proof, error) {
 	// with another token.
 	if req.AccessToken != "" {
 		ath, _ := body["ath"].(string)
-		sum := sha256.Sum256([]byte(req.AccessToken))
+		sum := sha256.Sum256(bytesOf(req.AccessToken))
 		var want [43]byte
 		base64.RawURLEncoding.Encode(want[:], sum[:])
 		if len(ath) != len(want) || subtle.ConstantTimeCompare([]byte(ath), want[:]) != 1 {
@@ -298,3 +299,8 @@ func normalURI(s string) (string, bool) {
 	}
 	return scheme + "://" + host + path, true
 }
+
+// bytesOf views s's bytes without copying them, for hashing and signature
+// checks, which read their input and never keep or change it: a copy of the
+// signing input and of the token allocated on every request.
+func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }

@@ -52,6 +52,7 @@ type Verifier struct {
 	Nonces *Nonces
 
 	allowed map[string]*algorithm
+	keys    *keyCache
 }
 
 // Init checks the configuration and prepares the verifier.
@@ -71,6 +72,7 @@ func (v *Verifier) Init() error {
 	if v.Window <= 0 {
 		v.Window = DefaultWindow
 	}
+	v.keys = new(keyCache)
 	if v.Now == nil {
 		v.Now = time.Now
 	}
@@ -167,14 +169,22 @@ func (v *Verifier) Verify(proof string, req Request) (*Proof, error) {
 	if err != nil {
 		return nil, invalid("dpop_jwk", "the DPoP proof has no usable jwk for its alg")
 	}
-	pub, err := jwk.key(alg)
-	if err != nil {
-		return nil, invalid("dpop_jwk", "the DPoP proof has no usable jwk for its alg")
+	pk, cached := v.keys.get(alg, jwk)
+	if !cached {
+		pub, err := jwk.key(alg)
+		if err != nil {
+			return nil, invalid("dpop_jwk", "the DPoP proof has no usable jwk for its alg")
+		}
+		pk = parsedKey{pub: pub}
 	}
 	// Check 6: the signature, with the key in the proof itself. Before
 	// the claims are believed.
-	if !alg.verify(pub, bytesOf(proof[:len(h64)+1+len(p64)]), sig) {
+	if !alg.verify(pk.pub, bytesOf(proof[:len(h64)+1+len(p64)]), sig) {
 		return nil, invalid("dpop_signature", "the DPoP proof's signature does not verify")
+	}
+	if !cached {
+		pk.thumbprint = jwk.thumbprint()
+		v.keys.put(alg, jwk, pk)
 	}
 
 	body, err := claims.ParseStrictObject(pb)
@@ -237,7 +247,7 @@ func (v *Verifier) Verify(proof string, req Request) (*Proof, error) {
 				Description: "the DPoP proof must carry the nonce given in the DPoP-Nonce header"}
 		}
 	}
-	return &Proof{Thumbprint: jwk.thumbprint(), ID: jti, IssuedAt: iat}, nil
+	return &Proof{Thumbprint: pk.thumbprint, ID: jti, IssuedAt: iat}, nil
 }
 
 // Consume records the proof's jti, and fails if it was seen before within

@@ -84,3 +84,43 @@ func TestKeyCacheChangesNoCheck(t *testing.T) {
 		t.Errorf("a P-256 key under ES384: %v", err)
 	}
 }
+
+// TestDERSignature: R || S of every curve, as ecdsa.Sign makes them
+// (high bits set or not, short values), verify through derSignature, and
+// a changed signature does not.
+func TestDERSignature(t *testing.T) {
+	for _, c := range []struct {
+		curve elliptic.Curve
+		alg   string
+	}{{elliptic.P256(), "ES256"}, {elliptic.P384(), "ES384"}, {elliptic.P521(), "ES512"}} {
+		k, _ := ecdsa.GenerateKey(c.curve, rand.Reader)
+		a := algorithms[c.alg]
+		size := (c.curve.Params().BitSize + 7) / 8
+		for i := range 64 {
+			input := []byte("proof " + strconv.Itoa(i))
+			h := a.hash.New()
+			h.Write(input)
+			r, s, err := ecdsa.Sign(rand.Reader, k, h.Sum(nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sig := make([]byte, 2*size)
+			r.FillBytes(sig[:size])
+			s.FillBytes(sig[size:])
+			if !a.verify(&k.PublicKey, input, sig) {
+				t.Fatalf("%s: a good signature is refused (r %x, s %x)", c.alg, r, s)
+			}
+			sig[len(sig)-1] ^= 1
+			if a.verify(&k.PublicKey, input, sig) {
+				t.Fatalf("%s: a changed signature verifies", c.alg)
+			}
+			if a.verify(&k.PublicKey, input, make([]byte, 2*size)) {
+				t.Fatalf("%s: r = s = 0 verifies", c.alg)
+			}
+		}
+	}
+	// Short values: leading zero bytes are dropped, a high bit gets one.
+	if got := derSignature(nil, []byte{0, 0, 0x80}, []byte{0, 0x01}); string(got) != "\x30\x07\x02\x02\x00\x80\x02\x01\x01" {
+		t.Errorf("got % x", got)
+	}
+}

@@ -259,6 +259,19 @@ func (c *Cache[V]) Peek(k Key) (V, bool) {
 	return zero, false
 }
 
+// Lookup is Peek without counting anything: for a caller that may decide
+// not to use what it finds. One that uses it counts the hit (CountHit).
+func (c *Cache[V]) Lookup(k Key) (V, bool) {
+	if e, ok := c.mem.GetIfPresent(k); ok {
+		return e.v, true
+	}
+	var zero V
+	return zero, false
+}
+
+// CountHit counts a memory hit found with Lookup and used.
+func (c *Cache[V]) CountHit() { c.obs.CacheRequest("memory", true) }
+
 func (c *Cache[V]) getRedis(ctx context.Context, k Key, epoch uint64) (V, bool) {
 	var zero V
 	data, ttl, ok := c.rt.get(ctx, k)

@@ -132,7 +132,10 @@ func (h *Handler) provisionDPoP() {
 // RFC 8705 §3) and the proof's single use (§11.1), in that order, on every
 // request. Nothing here is cached: the decision stays good for its holder
 // whatever a thief sends.
-func (h *Handler) bind(w http.ResponseWriter, r *http.Request, d *introspect.Decision, token string, from introspect.Transport) *introspect.Error {
+//
+// cnf is the decision's confirmation (read once per decision: memo.go),
+// nil when it has none.
+func (h *Handler) bind(w http.ResponseWriter, r *http.Request, cnf *confirmation, token string, from introspect.Transport) *introspect.Error {
 	g := h.dpop
 	if g == nil {
 		// A Handler used without Provision (unit tests): bindings are
@@ -164,15 +167,18 @@ func (h *Handler) bind(w http.ResponseWriter, r *http.Request, d *introspect.Dec
 		}
 		proof, p.ProofThumbprint = pr, pr.Thumbprint
 	}
-	_, x5t, _ := introspect.Confirmation(d)
-	if x5t != "" && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+	var c confirmation
+	if cnf != nil {
+		c = *cnf
+	}
+	if c.x5t != "" && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		p.CertThumbprint = introspect.CertThumbprint(r.TLS.PeerCertificates[0].Raw)
 	}
-	if err := introspect.CheckBinding(d, p); err != nil {
+	if err := introspect.CheckConfirmation(c.jkt, c.x5t, c.malformed, p); err != nil {
 		dpopMetrics().outcome(err.Reason)
 		return err
 	}
-	if x5t != "" {
+	if c.x5t != "" {
 		dpopMetrics().outcome("certificate_bound")
 	}
 	if proof != nil {

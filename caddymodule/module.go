@@ -6,6 +6,7 @@ package caddymodule
 
 import (
 	"net/http"
+	"net/textproto"
 	"strings"
 
 	"go.uber.org/zap"
@@ -149,6 +150,11 @@ type Handler struct {
 	issuers   *introspect.Issuers
 	routes    []issuerRoute // one per validator of issuers, then one for none
 	trustKeys []string      // pool keys of the trusted issuers' validators
+
+	// forward_claims as the warm path uses them (memo.go): the interned
+	// claim list and the canonical header names. Nil: not provisioned.
+	fwd        *forwardSpec
+	fwdHeaders []string
 }
 
 // ForwardClaim names a claim and the upstream header that carries it.
@@ -289,8 +295,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.rejectFrom(w, r, introspect.AsError(err), key.Fingerprint(), route.metrics)
 		return nil
 	}
+	m := memoOf(d)
 	// Sender constraints, per request and never cached (dpop.go).
-	if berr := h.bind(w, r, d, token, from); berr != nil {
+	if berr := h.bind(w, r, m.cnf, token, from); berr != nil {
 		h.rejectFrom(w, r, berr, key.Fingerprint(), route.metrics)
 		return nil
 	}
@@ -301,7 +308,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.rejectFrom(w, r, perr, key.Fingerprint(), route.metrics)
 		return nil
 	}
-	if err := h.admit(r, d, from); err != nil {
+	if err := h.admit(r, m, from); err != nil {
 		h.rejectFrom(w, r, introspect.AsError(err), key.Fingerprint(), route.metrics)
 		return nil
 	}
@@ -321,52 +328,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 // admit sets the placeholders and upstream headers for an accepted token,
 // and with strip_authorization takes the caller's token off the request
-// (with upstream_token, puts the gateway's in its place).
-func (h *Handler) admit(r *http.Request, d *introspect.Decision, from introspect.Transport) error {
-	p, ok := d.Memo(newPlaceholders).(*placeholders)
-	if !ok {
-		p = newPlaceholders(d).(*placeholders)
+// (with upstream_token, puts the gateway's in its place). What it sets is
+// derived from the decision once (decisionMemo), not per request.
+func (h *Handler) admit(r *http.Request, m *decisionMemo, from introspect.Transport) error {
+	if repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); repl != nil {
+		m.setPlaceholders(repl)
 	}
-	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	if repl != nil {
-		repl.Set("http.auth.user.id", p.userID)
-		repl.Set("http.auth.bearer.client_id", p.clientID)
-		repl.Set("http.auth.bearer.scope", p.scope)
-		repl.Set("http.auth.bearer.acr", p.acr)
-		repl.Set("http.auth.bearer.auth_time", p.authTime)
-		repl.Map(p.claims)
-	}
-	underscores := false
 	if len(h.ForwardClaims) > 0 {
-		for name := range r.Header {
-			if strings.IndexByte(name, '_') >= 0 {
-				underscores = true
-				break
-			}
-		}
-	}
-	for _, fc := range h.ForwardClaims {
-		// Always delete first: otherwise a client could pre-supply the
-		// header and have it reach the upstream as if it came from us.
-		r.Header.Del(fc.Header)
-		if underscores {
-			// CGI-style upstreams (php_fastcgi, WSGI) map X_User and
-			// X-User to the same HTTP_X_USER variable: drop the
-			// underscore spelling too, or a client could still forge it.
-			for name := range r.Header {
-				if strings.EqualFold(strings.ReplaceAll(name, "_", "-"), fc.Header) {
-					delete(r.Header, name)
-				}
-			}
-		}
-		if v, ok := d.Claim(fc.Claim); ok {
-			if s := headerSafe(claimString(v)); s != "" {
-				r.Header.Set(fc.Header, s)
-			}
-		}
+		h.forwardClaims(r, m)
 	}
 	if h.upstream != nil {
-		return h.sendUpstreamToken(r, d, from, &p.upstream)
+		return h.sendUpstreamToken(r, m.d, from, m.reuse())
 	}
 	if h.StripAuthorization {
 		r.Header.Del("Authorization")
@@ -375,39 +347,47 @@ func (h *Handler) admit(r *http.Request, d *introspect.Decision, from introspect
 	return nil
 }
 
-// placeholders are a decision's placeholder values, ready for the
-// Replacer. They are built once per cached decision (Decision.Memo), not
-// per request: storing a string in the Replacer boxes it, the scope list
-// is joined, and the claims lookup is a closure over the decision — five
-// allocations on every cache hit before, none now.
-type placeholders struct {
-	userID, clientID, scope any
-	acr, authTime           any
-	claims                  caddy.ReplacerFunc
-	// upstream keeps the upstream tokens minted for the decision, so
-	// that they are signed once per token lifetime, not per request.
-	upstream upstreamtoken.Reuse
-}
-
-func newPlaceholders(d *introspect.Decision) any {
-	return &placeholders{
-		userID:   d.UserID(),
-		clientID: d.ClientID(),
-		scope:    d.ScopeString(),
-		acr:      d.ACR(),
-		authTime: authTimeString(d.AuthTime()),
-		// {http.auth.bearer.claims.<name>}; a missing claim is "".
-		claims: func(key string) (any, bool) {
-			name, ok := strings.CutPrefix(key, "http.auth.bearer.claims.")
-			if !ok {
-				return nil, false
+// forwardClaims sets the forward_claim headers, after removing any the
+// client sent under those names.
+func (h *Handler) forwardClaims(r *http.Request, m *decisionMemo) {
+	headers, vals := h.fwdHeaders, []string(nil)
+	if h.fwd != nil {
+		vals = m.forwarded(h.fwd)
+	} else {
+		// A Handler used without Provision (unit tests).
+		headers = make([]string, len(h.ForwardClaims))
+		paths := make([]string, len(h.ForwardClaims))
+		for i, fc := range h.ForwardClaims {
+			headers[i], paths[i] = textproto.CanonicalMIMEHeaderKey(fc.Header), fc.Claim
+		}
+		vals = forwardClaimValues(m.d, paths)
+	}
+	underscores := false
+	for name := range r.Header {
+		if strings.IndexByte(name, '_') >= 0 {
+			underscores = true
+			break
+		}
+	}
+	for i, hdr := range headers {
+		// Always delete first: otherwise a client could pre-supply the
+		// header and have it reach the upstream as if it came from us.
+		delete(r.Header, hdr)
+		if underscores {
+			// CGI-style upstreams (php_fastcgi, WSGI) map X_User and
+			// X-User to the same HTTP_X_USER variable: drop the
+			// underscore spelling too, or a client could still forge it.
+			for name := range r.Header {
+				if strings.EqualFold(strings.ReplaceAll(name, "_", "-"), hdr) {
+					delete(r.Header, name)
+				}
 			}
-			v, ok := d.Claim(name)
-			if !ok {
-				return "", true
-			}
-			return claimString(v), true
-		},
+		}
+		if s := vals[i]; s != "" {
+			// A new value slice per request: one shared by every request
+			// would be edited in place by header_up replacements.
+			r.Header[hdr] = []string{s}
+		}
 	}
 }
 

@@ -96,6 +96,7 @@ func (h *Handler) prepare() error {
 		ACRValues: h.ACRValues, MaxAge: time.Duration(h.MaxAge), Leeway: time.Duration(h.Leeway),
 		Claims: h.claimRequirements()}
 	h.realm = quoteRealm(h.Realm)
+	h.prepareForwardClaims()
 	h.retry = strconv.Itoa(int((time.Duration(h.RetryAfter) + time.Second - 1) / time.Second))
 	if err := h.prepareDPoP(); err != nil {
 		return err

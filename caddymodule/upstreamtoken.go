@@ -118,7 +118,7 @@ func (h *Handler) serveJWKS(w http.ResponseWriter, r *http.Request) {
 
 // sendUpstreamToken takes the caller's token off r, wherever it came, and
 // puts the gateway's token for d in its place. reuse is the decision's
-// (see placeholders), so a cached decision is signed for once per token
+// (see decisionMemo), so a cached decision is signed for once per token
 // lifetime. On error nothing is forwarded: the request must not reach the
 // upstream without a token, nor with the caller's.
 func (h *Handler) sendUpstreamToken(r *http.Request, d *introspect.Decision, from introspect.Transport, reuse *upstreamtoken.Reuse) error {

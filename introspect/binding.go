@@ -63,6 +63,12 @@ func Confirmation(d *Decision) (jkt, x5t string, malformed bool) {
 // out.
 func CheckBinding(d *Decision, p Presentation) *Error {
 	jkt, x5t, malformed := Confirmation(d)
+	return CheckConfirmation(jkt, x5t, malformed, p)
+}
+
+// CheckConfirmation is CheckBinding with the decision's Confirmation
+// already read (a caller that reads it once per decision, not per request).
+func CheckConfirmation(jkt, x5t string, malformed bool, p Presentation) *Error {
 	if malformed {
 		// A cnf we cannot read may be a binding we would fail to enforce.
 		e := InvalidToken("cnf_malformed", "the token's confirmation claim is malformed", nil)

@@ -33,6 +33,9 @@ type Issuers struct {
 	// trusted is names joined once, for the refusal's operator hint: the
 	// refusal path is an anonymous caller's to trigger.
 	trusted string
+	// sameKeys: every validator keys its cache with the same secret, so a
+	// token's key is computed once for all of them.
+	sameKeys bool
 }
 
 // NewIssuers routes between validators, the route's own issuer first. With
@@ -62,6 +65,12 @@ func NewIssuers(validators ...*Validator) (*Issuers, error) {
 		}
 	}
 	is.trusted = strings.Join(is.names, ", ")
+	is.sameKeys = true
+	for _, v := range validators {
+		if v.cfg.Cache.KeySecret != validators[0].cfg.Cache.KeySecret {
+			is.sameKeys = false
+		}
+	}
 	return is, nil
 }
 
@@ -109,13 +118,66 @@ func (is *Issuers) Route(token string) (*Validator, *Error) {
 // validator. v is that validator (nil when routing refused the token); the
 // key is its cache key, or the route's own issuer's when routing refused,
 // so that the log still has a fingerprint.
+//
+// With several issuers, a JWT whose decision one of them has cached is
+// answered from that cache without reading its iss (cachedJWT).
 func (is *Issuers) Validate(ctx context.Context, token string) (d *Decision, key cache.Key, v *Validator, err error) {
+	if len(is.all) == 1 {
+		v = is.all[0]
+		d, key, err = v.Validate(ctx, token)
+		return d, key, v, err
+	}
+	key, v, vd := is.cachedJWT(token)
+	if v != nil {
+		v.cache.CountHit()
+		d, key, err = v.fromCache(ctx, token, key, vd)
+		return d, key, v, err
+	}
 	v, rerr := is.Route(token)
 	if rerr != nil {
-		return nil, is.all[0].Key(token), nil, rerr
+		if !is.sameKeys {
+			key = is.all[0].Key(token)
+		}
+		return nil, key, nil, rerr
 	}
-	d, key, err = v.Validate(ctx, token)
+	if !is.sameKeys {
+		key = v.Key(token)
+	}
+	d, key, err = v.validateKey(ctx, token, key)
 	return d, key, v, err
+}
+
+// cachedJWT looks for a JWT's decision in the issuers' memory caches,
+// which is cheaper than reading its iss to route it (base64 and JSON, on
+// every request). It returns the validator whose cache holds the
+// decision, with the verdict, only when that decision proves that Route
+// would have chosen this very validator: it was made by the validator's
+// own JWT verification, which requires the token's iss to be exactly the
+// validator's issuer, and reads the iss with the same decoder and strict
+// parser as Route (no duplicate members). So the token's own iss is that
+// issuer, and Route maps it to this validator and no other (a token the
+// verifier accepted is a three-segment JWS whose header is a JSON object
+// with alg: it is JWT-shaped, LooksLikeJWT, which is not asked here because
+// it parses the header). Anything else — a refusal, an introspection answer
+// (which says nothing about a JWT's iss; the validator may also serve a
+// single-issuer route that introspects every token), an opaque token — goes
+// through Route as before. v is nil then; key is the token's key when all
+// validators share it.
+func (is *Issuers) cachedJWT(token string) (key cache.Key, v *Validator, vd *Verdict) {
+	for i, c := range is.all {
+		if i == 0 || !is.sameKeys {
+			key = c.Key(token)
+		}
+		vd, ok := c.cache.Lookup(key)
+		if ok && vd.Decision != nil && vd.Decision.Source() == "jwt" && vd.Decision.Issuer() == c.cfg.Issuer &&
+			c.localJWT != nil && is.byIss[c.cfg.Issuer] == c {
+			return key, c, vd
+		}
+	}
+	if !is.sameKeys {
+		key = cache.Key{}
+	}
+	return key, nil, nil
 }
 
 // Issuer is the issuer the validator was configured with: the name of its

@@ -274,3 +274,67 @@ func BenchmarkIssuersRoute(b *testing.B) {
 		}
 	}
 }
+
+// TestIssuersCacheNeverOverridesTheRoute: Validate looks the issuers'
+// caches up before reading a JWT's iss, but a decision found there is used
+// only if it proves the route. Here A's validator (shared with a route
+// that trusts A alone, which introspects JWTs of other issuers) holds a
+// good introspection decision for a JWT that names B: with both issuers
+// trusted the token is still B's to judge, with B's keys, and B refuses
+// A's key. A's own JWT and B's own JWT are answered from their caches.
+func TestIssuersCacheNeverOverridesTheRoute(t *testing.T) {
+	k := jwttest.NewKeys(t)
+	is, a, b, calls := twoIssuers(t)
+	onlyA, err := NewIssuers(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := tokenOf(t, k.RSA1, "key-a", issuerB)
+	d, _, v, err := onlyA.Validate(context.Background(), forged)
+	if err != nil || v != a || d.Source() != "introspection" || calls.Load() != 1 {
+		t.Fatalf("setup: A alone should introspect the token and accept it: %v %v %d", err, issuerOf(v), calls.Load())
+	}
+	for range 2 {
+		_, _, v, err = is.Validate(context.Background(), forged)
+		if v != b || AsError(err) == nil || AsError(err).Reason != "unknown_key" {
+			t.Fatalf("judged by %s (%v), want B's unknown_key", issuerOf(v), err)
+		}
+	}
+	for _, tc := range []struct {
+		token string
+		want  *Validator
+	}{
+		{tokenOf(t, k.RSA1, "key-a", issuerA), a},
+		{tokenOf(t, k.RSA2, "key-b", issuerB), b},
+	} {
+		first, _, v, err := is.Validate(context.Background(), tc.token)
+		if err != nil || v != tc.want {
+			t.Fatalf("first: %v by %s", err, issuerOf(v))
+		}
+		again, _, v, err := is.Validate(context.Background(), tc.token)
+		if err != nil || v != tc.want || again != first {
+			t.Fatalf("cached: %v by %s, same decision %v", err, issuerOf(v), again == first)
+		}
+	}
+	if calls.Load() != 1 {
+		t.Errorf("introspection calls = %d, want 1", calls.Load())
+	}
+}
+
+// BenchmarkIssuersValidateWarm is a trusted issuer's cached JWT through
+// Validate: found in its cache without its iss being read.
+func BenchmarkIssuersValidateWarm(b *testing.B) {
+	k := jwttest.NewKeys(b)
+	is, _, want, _ := twoIssuers(b)
+	tok := tokenOf(b, k.RSA2, "key-b", issuerB)
+	ctx := context.Background()
+	if _, _, v, err := is.Validate(ctx, tok); err != nil || v != want {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, v, _ := is.Validate(ctx, tok); v != want {
+			b.Fatal("routed elsewhere")
+		}
+	}
+}

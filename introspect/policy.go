@@ -33,7 +33,7 @@ type Policy struct {
 // for us at all" to "may it do this", so the client sees the most basic
 // problem first.
 func (p *Policy) Authorize(d *Decision) *Error {
-	if len(p.Audience) > 0 && !containsAny(d.Audience(), p.Audience) {
+	if len(p.Audience) > 0 && !hasAny(p.Audience, d.HasAudience) {
 		return InvalidToken("audience", "the token is not meant for this API (audience mismatch)", nil)
 	}
 	if len(p.Clients) > 0 && !contains(p.Clients, d.ClientID()) {
@@ -46,7 +46,7 @@ func (p *Policy) Authorize(d *Decision) *Error {
 				Description: "the token lacks a required scope", Scope: p.RequiredScope()}
 		}
 	}
-	if len(p.AnyScope) > 0 && !containsAny(d.Scopes(), p.AnyScope) {
+	if len(p.AnyScope) > 0 && !hasAny(p.AnyScope, d.HasScope) {
 		return &Error{Code: CodeInsufficientScope, Reason: "missing_scope",
 			Description: "the token needs one of the accepted scopes", Scope: p.RequiredScope()}
 	}
@@ -71,12 +71,13 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-func containsAny(have, want []string) bool {
+// hasAny reports whether has holds for one of want. The decision's own
+// Has* methods read its lists in place: Audience and Scopes copy them, on
+// every request.
+func hasAny(want []string, has func(string) bool) bool {
 	for _, w := range want {
-		for _, h := range have {
-			if h == w {
-				return true
-			}
+		if has(w) {
+			return true
 		}
 	}
 	return false

@@ -180,7 +180,11 @@ func (v *Validator) CachedDecisions() int { return v.cache.Len() }
 // Validate returns the decision for token, or an *Error. The key is returned
 // so callers can log the token's fingerprint (never the token).
 func (v *Validator) Validate(ctx context.Context, token string) (*Decision, cache.Key, error) {
-	key := v.keyer.Key(token)
+	return v.validateKey(ctx, token, v.keyer.Key(token))
+}
+
+// validateKey is Validate with token's key (v.Key) already computed.
+func (v *Validator) validateKey(ctx context.Context, token string, key cache.Key) (*Decision, cache.Key, error) {
 	// Peek checks memory only; on a miss, Load asks Redis and then the
 	// server, once across concurrent callers. Get-then-Load would count
 	// every miss twice and pay the Redis round trip twice.
@@ -203,6 +207,11 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Decision, cach
 			return nil, key, err
 		}
 	}
+	return v.fromCache(ctx, token, key, vd)
+}
+
+// fromCache turns the verdict cached under key into Validate's answer.
+func (v *Validator) fromCache(ctx context.Context, token string, key cache.Key, vd *Verdict) (*Decision, cache.Key, error) {
 	// An entry due for re-checking may come from the shared tier, written
 	// by a gateway with stale_grace: every gateway re-checks it, and only
 	// one with stale_grace of its own may fall back to it.

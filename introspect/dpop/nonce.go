@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
+	"sync/atomic"
 	"time"
 
 	"github.com/tokengate/tokengate/introspect/claims"
@@ -29,6 +30,15 @@ type Nonces struct {
 	Step time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+
+	// steps are the nonces of the last step asked about and the one
+	// before: an HMAC per step, not per request.
+	steps atomic.Pointer[nonceSteps]
+}
+
+type nonceSteps struct {
+	step      int64
+	cur, prev string
 }
 
 // Init applies the defaults.
@@ -56,16 +66,23 @@ func (n *Nonces) at(step int64) string {
 
 func (n *Nonces) step() int64 { return n.Now().UnixNano() / int64(n.Step) }
 
+// current returns this step's nonces, computing them once per step.
+func (n *Nonces) current() *nonceSteps {
+	now := n.step()
+	if c := n.steps.Load(); c != nil && c.step == now {
+		return c
+	}
+	c := &nonceSteps{step: now, cur: n.at(now), prev: n.at(now - 1)}
+	n.steps.Store(c)
+	return c
+}
+
 // Current is the nonce to hand out now (the DPoP-Nonce header).
-func (n *Nonces) Current() string { return n.at(n.step()) }
+func (n *Nonces) Current() string { return n.current().cur }
 
 // Valid reports whether s is this step's nonce or the previous one's.
 func (n *Nonces) Valid(s string) bool {
-	now := n.step()
-	for _, st := range []int64{now, now - 1} {
-		if subtle.ConstantTimeCompare([]byte(s), []byte(n.at(st))) == 1 {
-			return true
-		}
-	}
-	return false
+	c := n.current()
+	return subtle.ConstantTimeCompare([]byte(s), []byte(c.cur)) == 1 ||
+		subtle.ConstantTimeCompare([]byte(s), []byte(c.prev)) == 1
 }

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/tokengate/tokengate/introspect/claims"
 )
@@ -51,6 +52,7 @@ type Verifier struct {
 	Nonces *Nonces
 
 	allowed map[string]*algorithm
+	keys    *keyCache
 }
 
 // Init checks the configuration and prepares the verifier.
@@ -70,6 +72,7 @@ func (v *Verifier) Init() error {
 	if v.Window <= 0 {
 		v.Window = DefaultWindow
 	}
+	v.keys = new(keyCache)
 	if v.Now == nil {
 		v.Now = time.Now
 	}
@@ -166,14 +169,22 @@ func (v *Verifier) Verify(proof string, req Request) (*Proof, error) {
 	if err != nil {
 		return nil, invalid("dpop_jwk", "the DPoP proof has no usable jwk for its alg")
 	}
-	pub, err := jwk.key(alg)
-	if err != nil {
-		return nil, invalid("dpop_jwk", "the DPoP proof has no usable jwk for its alg")
+	pk, cached := v.keys.get(alg, jwk)
+	if !cached {
+		pub, err := jwk.key(alg)
+		if err != nil {
+			return nil, invalid("dpop_jwk", "the DPoP proof has no usable jwk for its alg")
+		}
+		pk = parsedKey{pub: pub}
 	}
 	// Check 6: the signature, with the key in the proof itself. Before
 	// the claims are believed.
-	if !alg.verify(pub, []byte(proof[:len(h64)+1+len(p64)]), sig) {
+	if !alg.verify(pk.pub, bytesOf(proof[:len(h64)+1+len(p64)]), sig) {
 		return nil, invalid("dpop_signature", "the DPoP proof's signature does not verify")
+	}
+	if !cached {
+		pk.thumbprint = jwk.thumbprint()
+		v.keys.put(alg, jwk, pk)
 	}
 
 	body, err := claims.ParseStrictObject(pb)
@@ -220,7 +231,7 @@ func (v *Verifier) Verify(proof string, req Request) (*Proof, error) {
 	// with another token.
 	if req.AccessToken != "" {
 		ath, _ := body["ath"].(string)
-		sum := sha256.Sum256([]byte(req.AccessToken))
+		sum := sha256.Sum256(bytesOf(req.AccessToken))
 		var want [43]byte
 		base64.RawURLEncoding.Encode(want[:], sum[:])
 		if len(ath) != len(want) || subtle.ConstantTimeCompare([]byte(ath), want[:]) != 1 {
@@ -236,7 +247,7 @@ func (v *Verifier) Verify(proof string, req Request) (*Proof, error) {
 				Description: "the DPoP proof must carry the nonce given in the DPoP-Nonce header"}
 		}
 	}
-	return &Proof{Thumbprint: jwk.thumbprint(), ID: jti, IssuedAt: iat}, nil
+	return &Proof{Thumbprint: pk.thumbprint, ID: jti, IssuedAt: iat}, nil
 }
 
 // Consume records the proof's jti, and fails if it was seen before within
@@ -298,3 +309,8 @@ func normalURI(s string) (string, bool) {
 	}
 	return scheme + "://" + host + path, true
 }
+
+// bytesOf views s's bytes without copying them, for hashing and signature
+// checks, which read their input and never keep or change it: a copy of the
+// signing input and of the token allocated on every request.
+func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }

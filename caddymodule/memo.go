@@ -1,0 +1,217 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/textproto"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/tokengate/tokengate/introspect"
+	"github.com/tokengate/tokengate/introspect/upstreamtoken"
+)
+
+// decisionMemo is what the handler derives from a decision once
+// (Decision.Memo) rather than on every request that carries its token:
+// the placeholder values, boxed for the Replacer; the token's cnf
+// binding; the forward_claim header values; the upstream tokens minted
+// for it. It is part of what every cached decision costs once used, so it
+// holds only what a warm request would otherwise rebuild.
+//
+// Everything in it depends on the decision alone, except the forward_claim
+// values, which depend on a handler's claim list too: several handlers may
+// share one decision (one validator, or Redis), so those are kept per
+// claim list (forwardValues).
+type decisionMemo struct {
+	d *introspect.Decision
+	// The fixed placeholders, boxed once: storing a string in an any
+	// allocates.
+	userID, clientID, scope, acr, authTime any
+	// replace is m.lookup, made once: a method value allocates too.
+	replace caddy.ReplacerFunc
+	// cnf is the token's RFC 7800 confirmation; nil when it has none.
+	cnf *confirmation
+	fwd atomic.Pointer[forwardValues]
+	// upstream keeps the upstream tokens minted for the decision, so that
+	// they are signed once per token lifetime, not per request. Made on
+	// first use: most routes have no upstream_token.
+	upstream atomic.Pointer[upstreamtoken.Reuse]
+}
+
+// confirmation is introspect.Confirmation's answer, read once.
+type confirmation struct {
+	jkt, x5t  string
+	malformed bool
+}
+
+func newDecisionMemo(d *introspect.Decision) any {
+	m := &decisionMemo{d: d, scope: d.ScopeString(), acr: d.ACR(), authTime: authTimeString(d.AuthTime())}
+	m.clientID = d.ClientID()
+	if d.Subject() == "" {
+		m.userID = m.clientID // the same box: no second copy
+	} else {
+		m.userID = d.Subject()
+	}
+	if jkt, x5t, malformed := introspect.Confirmation(d); jkt != "" || x5t != "" || malformed {
+		m.cnf = &confirmation{jkt: jkt, x5t: x5t, malformed: malformed}
+	}
+	m.replace = m.lookup
+	return m
+}
+
+// memoOf returns d's memo, building it on first use.
+func memoOf(d *introspect.Decision) *decisionMemo {
+	if m, ok := d.Memo(newDecisionMemo).(*decisionMemo); ok {
+		return m
+	}
+	// Someone else's memo (Decision.Memo has one slot): build ours for
+	// this request only.
+	return newDecisionMemo(d).(*decisionMemo)
+}
+
+// The placeholders an accepted token sets.
+const (
+	phUserID   = "http.auth.user.id"
+	phClientID = "http.auth.bearer.client_id"
+	phScope    = "http.auth.bearer.scope"
+	phACR      = "http.auth.bearer.acr"
+	phAuthTime = "http.auth.bearer.auth_time"
+	phClaims   = "http.auth.bearer.claims."
+)
+
+// fixedPlaceholders are the placeholders lookup answers besides claims.
+var fixedPlaceholders = [...]string{phUserID, phClientID, phScope, phACR, phAuthTime}
+
+// lookup is the Replacer's view of the decision: the fixed placeholders,
+// and {http.auth.bearer.claims.<name>} (a missing claim is "").
+func (m *decisionMemo) lookup(key string) (any, bool) {
+	switch key {
+	case phUserID:
+		return m.userID, true
+	case phClientID:
+		return m.clientID, true
+	case phScope:
+		return m.scope, true
+	case phACR:
+		return m.acr, true
+	case phAuthTime:
+		return m.authTime, true
+	}
+	name, ok := strings.CutPrefix(key, phClaims)
+	if !ok {
+		return nil, false
+	}
+	v, ok := m.d.Claim(name)
+	if !ok {
+		return "", true
+	}
+	return claimString(v), true
+}
+
+// setPlaceholders makes the Replacer answer the decision's placeholders.
+// They used to be Set one by one, which costs the Replacer's static map an
+// allocation per request; the memo answers them now, and the same keys are
+// deleted from the static map, so that a value an earlier handler set
+// (vars http.auth.user.id …) still gives way to the token's, as with Set.
+// A later Set still overrides them: static values are asked first.
+func (m *decisionMemo) setPlaceholders(repl *caddy.Replacer) {
+	for _, k := range fixedPlaceholders {
+		repl.Delete(k)
+	}
+	repl.Map(m.replace)
+}
+
+// reuse is the decision's upstream-token slots.
+func (m *decisionMemo) reuse() *upstreamtoken.Reuse {
+	if r := m.upstream.Load(); r != nil {
+		return r
+	}
+	m.upstream.CompareAndSwap(nil, new(upstreamtoken.Reuse))
+	return m.upstream.Load()
+}
+
+// forwardSpec is a forward_claim list as the memo keys it: the claim paths,
+// in order (the header names stay with each handler). Equal lists share one
+// (internForwardSpec), so that a decision keeps one set of values per
+// distinct list, however many routes and config reloads use it.
+type forwardSpec struct{ paths []string }
+
+var forwardSpecs struct {
+	sync.Mutex
+	m map[string]*forwardSpec
+}
+
+func internForwardSpec(paths []string) *forwardSpec {
+	key := fmt.Sprintf("%q", paths)
+	forwardSpecs.Lock()
+	defer forwardSpecs.Unlock()
+	if s, ok := forwardSpecs.m[key]; ok {
+		return s
+	}
+	if forwardSpecs.m == nil {
+		forwardSpecs.m = map[string]*forwardSpec{}
+	}
+	s := &forwardSpec{paths: append([]string(nil), paths...)}
+	forwardSpecs.m[key] = s
+	return s
+}
+
+// forwardValues are one claim list's header values for a decision ("": the
+// claim is absent or empty, no header), in a short list, one per list.
+type forwardValues struct {
+	spec *forwardSpec
+	vals []string
+	next *forwardValues
+}
+
+// maxForwardLists bounds the lists a decision keeps values for; past it
+// (more distinct forward_claim lists than that use one decision) the values
+// are computed per request.
+const maxForwardLists = 8
+
+// forwarded returns the header values of spec's claims for the decision.
+func (m *decisionMemo) forwarded(spec *forwardSpec) []string {
+	head := m.fwd.Load()
+	n := 0
+	for f := head; f != nil; f = f.next {
+		if f.spec == spec {
+			return f.vals
+		}
+		n++
+	}
+	vals := forwardClaimValues(m.d, spec.paths)
+	if n < maxForwardLists {
+		// Lost races only mean that another request's copy is kept.
+		m.fwd.CompareAndSwap(head, &forwardValues{spec: spec, vals: vals, next: head})
+	}
+	return vals
+}
+
+// forwardClaimValues looks the claims up and makes them header-safe.
+func forwardClaimValues(d *introspect.Decision, paths []string) []string {
+	vals := make([]string, len(paths))
+	for i, p := range paths {
+		if v, ok := d.Claim(p); ok {
+			vals[i] = headerSafe(claimString(v))
+		}
+	}
+	return vals
+}
+
+// prepareForwardClaims interns the handler's claim list and canonicalises
+// its header names once.
+func (h *Handler) prepareForwardClaims() {
+	if len(h.ForwardClaims) == 0 {
+		h.fwd, h.fwdHeaders = nil, nil
+		return
+	}
+	paths := make([]string, len(h.ForwardClaims))
+	h.fwdHeaders = make([]string, len(h.ForwardClaims))
+	for i, fc := range h.ForwardClaims {
+		paths[i] = fc.Claim
+		h.fwdHeaders[i] = textproto.CanonicalMIMEHeaderKey(fc.Header)
+	}
+	h.fwd = internForwardSpec(paths)
+}

@@ -391,10 +391,13 @@ func (c *Cache[V]) Load(ctx context.Context, k Key, load func(ctx context.Contex
 }
 
 // LoadLocal is Load for a value that is cheaper to compute than a Redis
-// round trip and harmless to compute twice (a local JWT verification): on a
-// memory miss, load runs inline in the caller's goroutine, with no
-// coalescing and no Redis read, and its result is kept in memory only. An
-// eviction during load keeps the result out of the cache, as in Load.
+// round trip, with no I/O and a bounded duration (a local JWT
+// verification): on a memory miss, load runs in the caller's goroutine,
+// with no Redis read and no hand-off to another goroutine, and its result
+// is kept in memory only. Concurrent first callers for one key may each
+// run load, but all of them get the value stored first (one decision per
+// token, whatever the burst), at no cost to the callers that meet no one.
+// An eviction during load keeps the result out of the cache, as in Load.
 func (c *Cache[V]) LoadLocal(k Key, load func() (V, time.Duration, error)) (V, error) {
 	if e, ok := c.mem.GetIfPresent(k); ok {
 		c.obs.CacheRequest("memory", true)
@@ -403,10 +406,19 @@ func (c *Cache[V]) LoadLocal(k Key, load func() (V, time.Duration, error)) (V, e
 	c.obs.CacheRequest("memory", false)
 	epoch := c.epoch.Load()
 	v, ttl, err := load()
-	if err == nil && ttl > 0 {
-		c.storeMem(k, v, ttl, epoch)
+	if err != nil || ttl <= 0 || c.epoch.Load() != epoch {
+		return v, err
 	}
-	return v, err
+	if e, stored := c.mem.SetIfAbsent(k, entry[V]{v: v, ttl: ttl}); !stored {
+		c.obs.Coalesced()
+		return e.v, nil
+	}
+	if c.epoch.Load() != epoch {
+		// An eviction ran between the check above and the write: it may
+		// not have seen our entry.
+		c.mem.Invalidate(k)
+	}
+	return v, nil
 }
 
 // lead is the single in-flight load of a key: Redis first, then the loader.

@@ -522,3 +522,37 @@ func TestLoadLocalCachesAndRespectsEvictions(t *testing.T) {
 		t.Fatal("a decision computed across an eviction was cached after it")
 	}
 }
+
+// Concurrent first LoadLocal callers of one key all get the value stored
+// first: one decision per token however many requests bring it at once.
+func TestLoadLocalGivesConcurrentCallersOneValue(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		c := newMem(t, Config{})
+		k := plain.Key("burst")
+		release := make(chan struct{})
+		load := func() (*verdict, time.Duration, error) {
+			<-release
+			return &verdict{Sub: "erin"}, time.Minute, nil
+		}
+		const n = 8
+		got := make(chan *verdict, n)
+		for range n {
+			go func() {
+				v, _ := c.LoadLocal(k, load)
+				got <- v
+			}()
+		}
+		synctest.Wait() // every caller is in its load
+		close(release)
+		first := <-got
+		for range n - 1 {
+			if v := <-got; v != first {
+				t.Fatal("concurrent callers of one key got different values")
+			}
+		}
+		if v, ok := c.Get(context.Background(), k); !ok || v != first {
+			t.Fatal("the value they got is not the cached one")
+		}
+	})
+}

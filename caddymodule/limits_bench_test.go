@@ -32,7 +32,11 @@ package caddymodule
 //	                                   Validator.Validate of fresh tokens (50,000 by
 //	                                   default), the tokens themselves excluded:
 //	                                   bytes/decision beside limit-bytes 400, and
-//	                                   MB/million
+//	                                   MB/million; memo-bytes/decision is what the
+//	                                   handler adds to a decision once it let a
+//	                                   request through (placeholders, the quick
+//	                                   start's forward_claim), bytes/decision-used
+//	                                   the sum
 //
 // Ratios are taken between loops interleaved in chunks, so a burst of other
 // load on a shared machine falls on both sides. cpu-ns/op is the process's
@@ -344,7 +348,8 @@ func benchDecisionMemory(b *testing.B, claims func(i int, iss, aud string, now t
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	var perDecision float64
+	fwd := internForwardSpec([]string{"sub"}) // the quick start's forward_claim
+	var perDecision, perMemo float64
 	var held int
 	for b.Loop() {
 		// The validator is built inside the window: its cache's own
@@ -366,6 +371,18 @@ func benchDecisionMemory(b *testing.B, claims func(i int, iss, aud string, now t
 			b.Fatalf("%d cache hits: every token must be new", h)
 		}
 		perDecision = (float64(used) - float64(base)) / float64(held)
+		// What the handler adds once a decision has let a request through
+		// (placeholders, forward_claim values): the memo.
+		for _, t := range toks {
+			d, _, err := v.Validate(ctx, t)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if !fwd.direct { // as forwardClaims does: sub needs no memo
+				memoOf(d).forwarded(fwd)
+			}
+		}
+		perMemo = (float64(heapInUse()) - float64(used)) / float64(held)
 		v.Close()
 	}
 	runtime.KeepAlive(toks)
@@ -374,6 +391,8 @@ func benchDecisionMemory(b *testing.B, claims func(i int, iss, aud string, now t
 		tokBytes += len(t)
 	}
 	b.ReportMetric(perDecision, "bytes/decision")
+	b.ReportMetric(perMemo, "memo-bytes/decision")
+	b.ReportMetric(perDecision+perMemo, "bytes/decision-used")
 	b.ReportMetric(limitDecisionMem, "limit-bytes")
 	b.ReportMetric(perDecision, "MB/million") // a million at that size: the same number, in MB
 	b.ReportMetric(float64(held), "decisions")

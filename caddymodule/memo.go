@@ -13,53 +13,44 @@ import (
 	"github.com/tokengate/tokengate/introspect/upstreamtoken"
 )
 
-// decisionMemo is what the handler derives from a decision once
-// (Decision.Memo) rather than on every request that carries its token:
-// the placeholder values, boxed for the Replacer; the token's cnf
-// binding; the forward_claim header values; the upstream tokens minted
-// for it. It is part of what every cached decision costs once used, so it
-// holds only what a warm request would otherwise rebuild.
+// decisionMemo is what the handler keeps per decision (Decision.Memo)
+// rather than rebuilding on every request that carries its token: the
+// forward_claim header values of claims outside the decision's fields, and
+// the upstream tokens minted for it. It is made only for a decision that
+// needs one of them: a memo is part of what every cached decision costs,
+// and the quick start's decisions (placeholders, forward_claim sub) need
+// none.
 //
-// Everything in it depends on the decision alone, except the forward_claim
-// values, which depend on a handler's claim list too: several handlers may
-// share one decision (one validator, or Redis), so those are kept per
-// claim list (forwardValues).
+// The forward_claim values depend on a handler's claim list as well as on
+// the decision: several handlers may share one decision (one validator, or
+// Redis), so those are kept per claim list (forwardValues).
 type decisionMemo struct {
-	d *introspect.Decision
-	// The fixed placeholders, boxed once: storing a string in an any
-	// allocates.
-	userID, clientID, scope, acr, authTime any
-	// replace is m.lookup, made once: a method value allocates too.
-	replace caddy.ReplacerFunc
-	// cnf is the token's RFC 7800 confirmation; nil when it has none.
-	cnf *confirmation
+	d   *introspect.Decision
 	fwd atomic.Pointer[forwardValues]
 	// upstream keeps the upstream tokens minted for the decision, so that
-	// they are signed once per token lifetime, not per request. Made on
-	// first use: most routes have no upstream_token.
+	// they are signed once per token lifetime, not per request.
 	upstream atomic.Pointer[upstreamtoken.Reuse]
 }
 
-// confirmation is introspect.Confirmation's answer, read once.
+// confirmation is introspect.Confirmation's answer.
 type confirmation struct {
 	jkt, x5t  string
 	malformed bool
 }
 
-func newDecisionMemo(d *introspect.Decision) any {
-	m := &decisionMemo{d: d, scope: d.ScopeString(), acr: d.ACR(), authTime: authTimeString(d.AuthTime())}
-	m.clientID = d.ClientID()
-	if d.Subject() == "" {
-		m.userID = m.clientID // the same box: no second copy
-	} else {
-		m.userID = d.Subject()
+// confirmationOf reads d's cnf claim; nil (and no work) for the tokens
+// that carry none.
+func confirmationOf(d *introspect.Decision) *confirmation {
+	if !d.HasConfirmation() {
+		return nil
 	}
 	if jkt, x5t, malformed := introspect.Confirmation(d); jkt != "" || x5t != "" || malformed {
-		m.cnf = &confirmation{jkt: jkt, x5t: x5t, malformed: malformed}
+		return &confirmation{jkt: jkt, x5t: x5t, malformed: malformed}
 	}
-	m.replace = m.lookup
-	return m
+	return nil
 }
+
+func newDecisionMemo(d *introspect.Decision) any { return &decisionMemo{d: d} }
 
 // memoOf returns d's memo, building it on first use.
 func memoOf(d *introspect.Decision) *decisionMemo {
@@ -84,43 +75,45 @@ const (
 // fixedPlaceholders are the placeholders lookup answers besides claims.
 var fixedPlaceholders = [...]string{phUserID, phClientID, phScope, phACR, phAuthTime}
 
-// lookup is the Replacer's view of the decision: the fixed placeholders,
-// and {http.auth.bearer.claims.<name>} (a missing claim is "").
-func (m *decisionMemo) lookup(key string) (any, bool) {
+// placeholder answers the fixed placeholders and
+// {http.auth.bearer.claims.<name>} (a missing claim is "") from d, when a
+// placeholder is used: nothing is boxed for a request that uses none.
+func placeholder(d *introspect.Decision, key string) (any, bool) {
 	switch key {
 	case phUserID:
-		return m.userID, true
+		return d.UserID(), true
 	case phClientID:
-		return m.clientID, true
+		return d.ClientID(), true
 	case phScope:
-		return m.scope, true
+		return d.ScopeString(), true
 	case phACR:
-		return m.acr, true
+		return d.ACR(), true
 	case phAuthTime:
-		return m.authTime, true
+		return authTimeString(d.AuthTime()), true
 	}
 	name, ok := strings.CutPrefix(key, phClaims)
 	if !ok {
 		return nil, false
 	}
-	v, ok := m.d.Claim(name)
+	v, ok := d.Claim(name)
 	if !ok {
 		return "", true
 	}
 	return claimString(v), true
 }
 
-// setPlaceholders makes the Replacer answer the decision's placeholders.
-// They used to be Set one by one, which costs the Replacer's static map an
-// allocation per request; the memo answers them now, and the same keys are
-// deleted from the static map, so that a value an earlier handler set
-// (vars http.auth.user.id …) still gives way to the token's, as with Set.
-// A later Set still overrides them: static values are asked first.
-func (m *decisionMemo) setPlaceholders(repl *caddy.Replacer) {
+// setPlaceholders makes the Replacer answer d's placeholders. They used to
+// be Set one by one, which costs the Replacer's static map an allocation
+// per request; one function answers them now (a 16-byte closure per
+// request), and the same keys are deleted from the static map, so that a
+// value an earlier handler set (vars http.auth.user.id …) still gives way
+// to the token's, as with Set. A later Set still overrides them: static
+// values are asked first.
+func setPlaceholders(repl *caddy.Replacer, d *introspect.Decision) {
 	for _, k := range fixedPlaceholders {
 		repl.Delete(k)
 	}
-	repl.Map(m.replace)
+	repl.Map(func(key string) (any, bool) { return placeholder(d, key) })
 }
 
 // reuse is the decision's upstream-token slots.
@@ -136,7 +129,13 @@ func (m *decisionMemo) reuse() *upstreamtoken.Reuse {
 // in order (the header names stay with each handler). Equal lists share one
 // (internForwardSpec), so that a decision keeps one set of values per
 // distinct list, however many routes and config reloads use it.
-type forwardSpec struct{ paths []string }
+type forwardSpec struct {
+	paths []string
+	// direct: every path is "sub", read from the decision's own field on
+	// each request at no cost, so no memo is needed (the quick start's
+	// forward_claim).
+	direct bool
+}
 
 var forwardSpecs struct {
 	sync.Mutex
@@ -153,7 +152,10 @@ func internForwardSpec(paths []string) *forwardSpec {
 	if forwardSpecs.m == nil {
 		forwardSpecs.m = map[string]*forwardSpec{}
 	}
-	s := &forwardSpec{paths: append([]string(nil), paths...)}
+	s := &forwardSpec{paths: append([]string(nil), paths...), direct: true}
+	for _, p := range paths {
+		s.direct = s.direct && p == "sub"
+	}
 	forwardSpecs.m[key] = s
 	return s
 }

@@ -295,9 +295,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.rejectFrom(w, r, introspect.AsError(err), key.Fingerprint(), route.metrics)
 		return nil
 	}
-	m := memoOf(d)
 	// Sender constraints, per request and never cached (dpop.go).
-	if berr := h.bind(w, r, m.cnf, token, from); berr != nil {
+	if berr := h.bind(w, r, confirmationOf(d), token, from); berr != nil {
 		h.rejectFrom(w, r, berr, key.Fingerprint(), route.metrics)
 		return nil
 	}
@@ -308,7 +307,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.rejectFrom(w, r, perr, key.Fingerprint(), route.metrics)
 		return nil
 	}
-	if err := h.admit(r, m, from); err != nil {
+	if err := h.admit(r, d, from); err != nil {
 		h.rejectFrom(w, r, introspect.AsError(err), key.Fingerprint(), route.metrics)
 		return nil
 	}
@@ -328,17 +327,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 // admit sets the placeholders and upstream headers for an accepted token,
 // and with strip_authorization takes the caller's token off the request
-// (with upstream_token, puts the gateway's in its place). What it sets is
-// derived from the decision once (decisionMemo), not per request.
-func (h *Handler) admit(r *http.Request, m *decisionMemo, from introspect.Transport) error {
+// (with upstream_token, puts the gateway's in its place). What is costly
+// to derive is derived from the decision once (decisionMemo), not per
+// request.
+func (h *Handler) admit(r *http.Request, d *introspect.Decision, from introspect.Transport) error {
 	if repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); repl != nil {
-		m.setPlaceholders(repl)
+		setPlaceholders(repl, d)
 	}
 	if len(h.ForwardClaims) > 0 {
-		h.forwardClaims(r, m)
+		h.forwardClaims(r, d)
 	}
 	if h.upstream != nil {
-		return h.sendUpstreamToken(r, m.d, from, m.reuse())
+		return h.sendUpstreamToken(r, d, from, memoOf(d).reuse())
 	}
 	if h.StripAuthorization {
 		r.Header.Del("Authorization")
@@ -349,18 +349,22 @@ func (h *Handler) admit(r *http.Request, m *decisionMemo, from introspect.Transp
 
 // forwardClaims sets the forward_claim headers, after removing any the
 // client sent under those names.
-func (h *Handler) forwardClaims(r *http.Request, m *decisionMemo) {
+func (h *Handler) forwardClaims(r *http.Request, d *introspect.Decision) {
 	headers, vals := h.fwdHeaders, []string(nil)
-	if h.fwd != nil {
-		vals = m.forwarded(h.fwd)
-	} else {
+	direct := h.fwd != nil && h.fwd.direct
+	switch {
+	case direct:
+		// Every claim is sub: read in place below.
+	case h.fwd != nil:
+		vals = memoOf(d).forwarded(h.fwd)
+	default:
 		// A Handler used without Provision (unit tests).
 		headers = make([]string, len(h.ForwardClaims))
 		paths := make([]string, len(h.ForwardClaims))
 		for i, fc := range h.ForwardClaims {
 			headers[i], paths[i] = textproto.CanonicalMIMEHeaderKey(fc.Header), fc.Claim
 		}
-		vals = forwardClaimValues(m.d, paths)
+		vals = forwardClaimValues(d, paths)
 	}
 	underscores := false
 	for name := range r.Header {
@@ -383,7 +387,13 @@ func (h *Handler) forwardClaims(r *http.Request, m *decisionMemo) {
 				}
 			}
 		}
-		if s := vals[i]; s != "" {
+		var s string
+		if direct {
+			s = headerSafe(d.Subject())
+		} else {
+			s = vals[i]
+		}
+		if s != "" {
 			// A new value slice per request: one shared by every request
 			// would be edited in place by header_up replacements.
 			r.Header[hdr] = []string{s}

@@ -32,6 +32,9 @@ type Presentation struct {
 // the JWT or the introspection response (RFC 9449 §6.2, RFC 8705 §3.2),
 // which the decision keeps in Claims.
 func Confirmation(d *Decision) (jkt, x5t string, malformed bool) {
+	if !d.HasConfirmation() {
+		return "", "", false
+	}
 	c, ok := d.TopClaim("cnf")
 	if !ok {
 		return "", "", false

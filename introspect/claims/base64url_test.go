@@ -21,3 +21,22 @@ func TestAppendSegmentIsDecodeSegment(t *testing.T) {
 		}
 	}
 }
+
+// The decoder is trusted to refuse every byte outside the alphabet but the
+// two it skips, which DecodeSegment refuses itself: the one segment
+// decoder accepts exactly what IsBase64URL accepts.
+func TestDecodeSegmentRefusesEveryByteOutsideTheAlphabet(t *testing.T) {
+	for c := range 256 {
+		for _, seg := range []string{"QUJD" + string(rune(c)), "QU" + string([]byte{byte(c)}) + "JD", string([]byte{byte(c)}) + "QUJD"} {
+			seg := seg
+			_, err := DecodeSegment(seg)
+			_, aerr := AppendSegment(nil, seg)
+			if (err == nil) != (aerr == nil) {
+				t.Fatalf("%q: DecodeSegment %v, AppendSegment %v", seg, err, aerr)
+			}
+			if err == nil && !IsBase64URL(seg) {
+				t.Fatalf("%q (byte %#x) decoded although it is not base64url", seg, c)
+			}
+		}
+	}
+}

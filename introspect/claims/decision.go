@@ -190,6 +190,11 @@ func (d *Decision) Memo(build func(*Decision) any) any {
 	return d.memo.Load().v
 }
 
+// HasConfirmation reports whether the token carries a cnf claim (RFC 7800):
+// whether it may be bound to a sender. Answered from a flag, so that the
+// many unbound tokens cost no claim lookup per request.
+func (d *Decision) HasConfirmation() bool { return d.flags&cnfPresent != 0 }
+
 // UserID is the identity Caddy's {http.auth.user.id} carries: sub, else
 // client_id (client_credentials tokens often have no sub in introspection
 // responses).

@@ -83,12 +83,16 @@ type jwtReader struct {
 	kept  [24]member
 	nkept int
 	more  []member
+	cnf   bool // a cnf claim was seen (RFC 7800)
 }
 
 func (r *jwtReader) member(name, value []byte) error {
 	if i := jwtIndex(name); i >= 0 {
 		r.raw[i] = value
 		return nil
+	}
+	if string(name) == "cnf" {
+		r.cnf = true
 	}
 	if r.nkept < len(r.kept) && plainJSONName(name) {
 		r.kept[r.nkept] = member{name, value}
@@ -119,6 +123,9 @@ func (r *JWTRules) Decision(payload []byte, now time.Time) (*Decision, error) {
 		a.addRest(string(m.name), m.value)
 	}
 	a.setSource("jwt")
+	if rd.cnf {
+		a.fl |= cnfPresent
+	}
 
 	if !rawStringIs(raw[jwtISS], r.Issuer) {
 		iss, err := optionalString(raw[jwtISS], "iss")

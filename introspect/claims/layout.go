@@ -52,6 +52,7 @@ const (
 	relClaimed    flags = 1 << 15 // << relNBF, relIAT, relAuthTime
 	wide          flags = 1 << 18 // the four strings are in extras.strs
 	issSet        flags = 1 << 19 // extras.issuer is the issuer (shared or own)
+	cnfPresent    flags = 1 << 20 // the rest holds a cnf claim (RFC 7800)
 )
 
 const maxInterned = 16
@@ -278,6 +279,9 @@ func (d *Decision) fill(f DecisionFields) {
 		}
 	}
 	a.strs = [4][]byte{[]byte(f.Subject), []byte(f.ClientID), []byte(scope), []byte(f.ACR)}
+	if _, ok := f.Claims["cnf"]; ok {
+		a.fl |= cnfPresent
+	}
 	names := make([]string, 0, len(f.Claims))
 	for name := range f.Claims {
 		if !claimed[name] {

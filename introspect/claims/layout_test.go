@@ -33,6 +33,7 @@ var layoutCases = map[string]string{
 	"escaped strings":    `{"aud":"api","sub":"al\"ice\\u00e9","acr":"\u00e9","exp":1700003600,"we\"ird":1}`,
 	"nested and big":     `{"aud":"api","exp":1700003600,"tenant":9007199254740993,"realm_access":{"roles":["a","b"]},"x.y":true,"n":null}`,
 	"nothing":            `{}`,
+	"bound":              `{"aud":"api","exp":1700003600,"cnf":{"jkt":"0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}`,
 }
 
 func TestDecisionGivesEveryClaimBackExactly(t *testing.T) {
@@ -66,6 +67,9 @@ func TestDecisionGivesEveryClaimBackExactly(t *testing.T) {
 			}
 			if _, ok := d.Claim("absent"); ok {
 				t.Errorf("%s: an absent claim was found", name)
+			}
+			if _, has := obj["cnf"]; has != d.HasConfirmation() {
+				t.Errorf("%s: HasConfirmation %v, cnf present %v", name, d.HasConfirmation(), has)
 			}
 			back := roundTrip(t, d)
 			if !reflect.DeepEqual(back.Fields(), d.Fields()) {
@@ -170,6 +174,9 @@ func checkJWTRulesAgree(t *testing.T, name string, rules *JWTRules, payload []by
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("%s:\n got %+v\nwant %+v", name, got, want)
+	}
+	if d.HasConfirmation() != ref.HasConfirmation() {
+		t.Errorf("%s: HasConfirmation %v, the claim readers' %v", name, d.HasConfirmation(), ref.HasConfirmation())
 	}
 	for path := range obj {
 		if v, ok := d.Claim(path); !ok || !reflect.DeepEqual(v, obj[path]) {

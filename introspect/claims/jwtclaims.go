@@ -144,7 +144,11 @@ func (r *JWTRules) Decision(payload []byte, now time.Time) (*Decision, error) {
 	if i := r.configuredAudience(raw[jwtAUD]); i >= 0 {
 		// The common case: one audience, this API's, shared.
 		a.setAudience(r.Audience[i : i+1])
-		a.fl |= audClaimed
+		if raw[jwtAUD][0] == '"' {
+			a.fl |= audClaimed
+		} else {
+			a.addRest("aud", raw[jwtAUD]) // read back as the array it was
+		}
 	} else {
 		aud, err := stringOrListRaw(raw[jwtAUD], "aud")
 		if err != nil {
@@ -253,9 +257,16 @@ func rawStringIs(raw []byte, want string) bool {
 	return len(raw) == len(want)+2 && raw[0] == '"' && string(raw[1:len(raw)-1]) == want && !strings.Contains(want, `\`) && !strings.Contains(want, `"`)
 }
 
-// configuredAudience is the index in r.Audience of the single audience
-// raw names as a plain string, or -1.
+// configuredAudience is the index in r.Audience of the single audience raw
+// names, as a plain string or an array of one plain string (as many JWT
+// libraries write even one audience), or -1.
 func (r *JWTRules) configuredAudience(raw []byte) int {
+	if len(raw) > 2 && raw[0] == '[' {
+		raw = bytes.TrimSpace(raw[1 : len(raw)-1])
+		if bytes.IndexByte(raw, ',') >= 0 {
+			return -1 // several (or a comma inside one: the slow path decides)
+		}
+	}
 	for i, a := range r.Audience {
 		if rawStringIs(raw, a) {
 			return i

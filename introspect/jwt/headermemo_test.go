@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -85,5 +86,36 @@ func TestHeaderMemoSavesWorkButNeverJudges(t *testing.T) {
 	}
 	if _, err := v.Verify(ctx, good); err != nil {
 		t.Fatalf("the first token after the flood: %v", err)
+	}
+}
+
+// A decision owns everything it holds: the payload buffer it was read from
+// is reused for the next token, and must leave no trace in it.
+func TestDecisionOutlivesItsPayloadBuffer(t *testing.T) {
+	k := jwtKeys(t)
+	v := jwtTestVerifier(t, jwtStandardSet(t), nil)
+	ctx := context.Background()
+	claimsOf := func(i int) map[string]any {
+		c := jwtClaims()
+		c["sub"] = fmt.Sprintf("user-%d", i)
+		c["aud"] = []string{jwtTestAudience, fmt.Sprintf("other-%d", i)}
+		c["tenant"] = map[string]any{"id": fmt.Sprintf("t-%d", i), "roles": []string{"a", fmt.Sprint(i)}}
+		return c
+	}
+	first, err := v.Verify(ctx, jwtSign(t, "EdDSA", k.Ed1, jwtHeader("EdDSA", "ed-1"), claimsOf(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := first.Fields()
+	for i := 2; i < 50; i++ {
+		if _, err := v.Verify(ctx, jwtSign(t, "EdDSA", k.Ed1, jwtHeader("EdDSA", "ed-1"), claimsOf(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := first.Fields(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("the first decision changed:\n got %+v\nwant %+v", got, want)
+	}
+	if first.Subject() != "user-1" || !first.HasAudience("other-1") {
+		t.Fatalf("the first decision changed: %s %v", first.Subject(), first.Audience())
 	}
 }

@@ -25,6 +25,13 @@
 #               ratio is read from the gateway's own metrics and printed)
 #   rs256_cold  the same with RS256 (2048-bit key made for the run)
 #   eddsa_cold  the same with EdDSA (Ed25519 key made for the run)
+#   *_floor     with a Caddy built from bench/caddy (BUILD=1): the three
+#               cold paths' tokens against a handler that does the stdlib
+#               signature check and nothing else (bench/caddy's
+#               bench_stdlib_verify), then reverse_proxy: the floor
+#               through Caddy, where the signature math also slows the
+#               proxy around it
+#   eddsa_cold  the same with EdDSA (Ed25519 key made for the run)
 # All bearer_auth sites have `scopes read` and `forward_claim sub X-User`.
 #
 # The floor of each cold path is measured in the same run: after each cold
@@ -170,7 +177,20 @@ INTRO_URL=$(cat "$OUT/as/introspection_url")
 OPAQUE=$(cat "$OUT/as/token")
 
 # --- upstream and gateway ----------------------------------------------------
-for v in UP ADMIN UP_ADMIN P_BARE P_INTRO P_JWT P_COLD P_RS P_ED; do free_port "$v"; done
+for v in UP ADMIN UP_ADMIN P_BARE P_INTRO P_JWT P_COLD P_RS P_ED P_FES P_FRS P_FED; do free_port "$v"; done
+# The floor through Caddy: a Caddy built from bench/caddy (BUILD=1) has a
+# handler that does the stdlib signature check of the token and nothing
+# else; with it, each cold site gets a *_floor twin on the same tokens.
+INCADDY_FLOOR=0
+"$CADDY" list-modules 2>/dev/null | grep -qx http.handlers.bench_stdlib_verify && INCADDY_FLOOR=1
+floor_sites() {
+  [ "$INCADDY_FLOOR" = 1 ] || return 0
+  local port jwks
+  for pair in "$P_FES $(pwd)/demo/demo-jwks.json" "$P_FRS $OUT/rs256-jwks.json" "$P_FED $OUT/eddsa-jwks.json"; do
+    read -r port jwks <<<"$pair"
+    printf 'http://127.0.0.1:%s {\n\troute {\n\t\tbench_stdlib_verify %s\n\t\treverse_proxy 127.0.0.1:%s\n\t}\n}\n' "$port" "$jwks" "$UP"
+  done
+}
 
 cat >"$OUT/upstream.Caddyfile" <<EOF
 {
@@ -237,6 +257,7 @@ $(bearer "$OUT/eddsa-jwks.json" "		cache {
 			max_entries $COLD_CACHE
 		}")
 }
+$(floor_sites)
 EOF
 
 log "starting upstream (CPU $LOAD_CPU) and gateway (CPU $GW_CPU, GOMAXPROCS=$GW_PROCS)"
@@ -251,6 +272,7 @@ wait_http "http://127.0.0.1:$P_BARE/"
 
 # --- scenarios -----------------------------------------------------------------
 SCENARIOS=(bare intro_warm jwt_warm jwt_cold rs256_cold eddsa_cold)
+[ "$INCADDY_FLOOR" = 0 ] || SCENARIOS+=(jwt_floor rs256_floor eddsa_floor)
 url_of() {
   case $1 in
     bare) echo "http://127.0.0.1:$P_BARE/" ;;
@@ -259,14 +281,17 @@ url_of() {
     jwt_cold) echo "http://127.0.0.1:$P_COLD/" ;;
     rs256_cold) echo "http://127.0.0.1:$P_RS/" ;;
     eddsa_cold) echo "http://127.0.0.1:$P_ED/" ;;
+    jwt_floor) echo "http://127.0.0.1:$P_FES/" ;;
+    rs256_floor) echo "http://127.0.0.1:$P_FRS/" ;;
+    eddsa_floor) echo "http://127.0.0.1:$P_FED/" ;;
   esac
 }
 # The cold scenarios' token pools and the JWKS their keys are in.
 pool_of() {
   case $1 in
-    jwt_cold) echo "$OUT/cold-tokens.txt" ;;
-    rs256_cold) echo "$OUT/rs256-tokens.txt" ;;
-    eddsa_cold) echo "$OUT/eddsa-tokens.txt" ;;
+    jwt_cold | jwt_floor) echo "$OUT/cold-tokens.txt" ;;
+    rs256_cold | rs256_floor) echo "$OUT/rs256-tokens.txt" ;;
+    eddsa_cold | eddsa_floor) echo "$OUT/eddsa-tokens.txt" ;;
   esac
 }
 jwks_of() {
@@ -279,7 +304,7 @@ jwks_of() {
 token_of() {
   case $1 in
     intro_warm) echo "$OPAQUE" ;;
-    rs256_cold | eddsa_cold) head -n1 "$(pool_of "$1")" ;;
+    rs256_cold | eddsa_cold | *_floor) head -n1 "$(pool_of "$1")" ;;
     *) echo "$WARM_JWT" ;; # bare gets the same header bytes as jwt_warm
   esac
 }
@@ -355,7 +380,7 @@ for r in $(seq 1 "$ROUNDS"); do
     s=${SCENARIOS[$(( (k + r - 1) % n ))]}
     measure "$r" "$s" loaded "$CONNS" "$DUR"
     measure "$r" "$s" single 1 "$LAT_DUR"
-    [ -z "$(pool_of "$s")" ] || floor "$r" "$s"
+    case $s in *_cold) floor "$r" "$s" ;; esac
   done
 done
 
@@ -404,7 +429,7 @@ summary() {
     reqs[key] += $4
   }
   END {
-    ns = split("bare intro_warm jwt_warm jwt_cold rs256_cold eddsa_cold", S, " ")
+    ns = split("bare intro_warm jwt_warm jwt_cold rs256_cold eddsa_cold jwt_floor rs256_floor eddsa_floor", S, " ")
     split("loaded single", M, " ")
     for (mi = 1; mi <= 2; mi++) {
       m = M[mi]
@@ -480,6 +505,19 @@ limits() {
       mx = median(x, k)
       printf "%-11s %-66s %-9s %s\n", s, sprintf("%.1f us CPU/new token beyond bare; stdlib %s %.1f us; %.2fx [%.2fx]",
         median(beyond, k), alg[s], median(fl, k), mx, bx), "<= 1.15x", mx <= 1.15 ? "meets" : "misses"
+      # The same against the floor through Caddy: a site that does the
+      # stdlib check of the same tokens and nothing else, beyond bare.
+      f = s; sub(/_cold$/, "_floor", f); k = 0; bx = 1e18
+      delete x; delete fb
+      for (r = 1; r <= rounds; r++)
+        if ((r, s) in cpu && (r, f) in cpu && (r, "bare") in cpu && cpu[r, f] > cpu[r, "bare"]) {
+          k++; fb[k] = cpu[r, f] - cpu[r, "bare"]; x[k] = (cpu[r, s] - cpu[r, "bare"]) / fb[k]
+          if (x[k] < bx) bx = x[k]
+        }
+      if (k == 0) continue
+      mx = median(x, k)
+      printf "%-11s %-66s %-9s %s\n", "", sprintf("vs Caddy doing only the stdlib %s check: %.1f us beyond bare; %.2fx [%.2fx]",
+        alg[s], median(fb, k), mx, bx), "<= 1.15x", mx <= 1.15 ? "meets" : "misses"
     }
     nw = split("intro_warm jwt_warm", W, " ")
     for (wi = 1; wi <= nw; wi++) {

@@ -31,7 +31,6 @@
 #               bench_stdlib_verify), then reverse_proxy: the floor
 #               through Caddy, where the signature math also slows the
 #               proxy around it
-#   eddsa_cold  the same with EdDSA (Ed25519 key made for the run)
 # All bearer_auth sites have `scopes read` and `forward_claim sub X-User`.
 #
 # The floor of each cold path is measured in the same run: after each cold
@@ -188,7 +187,7 @@ floor_sites() {
   local port jwks
   for pair in "$P_FES $(pwd)/demo/demo-jwks.json" "$P_FRS $OUT/rs256-jwks.json" "$P_FED $OUT/eddsa-jwks.json"; do
     read -r port jwks <<<"$pair"
-    printf 'http://127.0.0.1:%s {\n\troute {\n\t\tbench_stdlib_verify %s\n\t\treverse_proxy 127.0.0.1:%s\n\t}\n}\n' "$port" "$jwks" "$UP"
+    printf 'http://127.0.0.1:%s {\n\troute {\n\t\tbench_stdlib_verify * %s\n\t\treverse_proxy 127.0.0.1:%s\n\t}\n}\n' "$port" "$jwks" "$UP"
   done
 }
 

@@ -80,7 +80,8 @@ var (
 	_ caddyfile.Unmarshaler       = (*stdlibVerify)(nil)
 )
 
-// UnmarshalCaddyfile: bench_stdlib_verify <jwks file>.
+// UnmarshalCaddyfile: bench_stdlib_verify * <jwks file> (the * keeps a
+// file path from being read as a path matcher).
 func (m *stdlibVerify) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next()
 	if !d.Args(&m.JWKS) {

@@ -143,7 +143,7 @@ func (is *Issuers) Validate(ctx context.Context, token string) (d *Decision, key
 	if !is.sameKeys {
 		key = v.Key(token)
 	}
-	d, key, err = v.validateKey(ctx, token, key, nil)
+	d, key, err = v.validateKey(ctx, token, key)
 	return d, key, v, err
 }
 

@@ -180,57 +180,32 @@ func (v *Validator) CachedDecisions() int { return v.cache.Len() }
 // Validate returns the decision for token, or an *Error. The key is returned
 // so callers can log the token's fingerprint (never the token).
 func (v *Validator) Validate(ctx context.Context, token string) (*Decision, cache.Key, error) {
-	if _, ok := v.localJWT.(hashedVerifier); ok && !v.keyer.Keyed() {
-		// One pass over the token gives the cache key (plain SHA-256)
-		// and, on the way, the digest of its signing input, which a miss
-		// would otherwise hash again to check the signature.
-		th := jwt.HashToken(token)
-		key := cache.Key(th.Sum)
-		if vd, ok := v.cache.Peek(key); ok {
-			return v.fromCache(ctx, token, key, vd)
-		}
-		miss := th // only a miss moves it to the heap
-		return v.load(ctx, token, key, &miss)
-	}
-	return v.validateKey(ctx, token, v.keyer.Key(token), nil)
+	return v.validateKey(ctx, token, v.keyer.Key(token))
 }
 
-// hashedVerifier is a TokenVerifier that can use a jwt.TokenHash
-// (jwt.Verifier).
-type hashedVerifier interface {
-	VerifyHashed(ctx context.Context, token string, hashed *jwt.TokenHash) (*Decision, error)
-}
-
-// validateKey is Validate with token's key (v.Key) already computed, and
-// the token's jwt.TokenHash when Validate computed that too (or nil).
-func (v *Validator) validateKey(ctx context.Context, token string, key cache.Key, hint *jwt.TokenHash) (*Decision, cache.Key, error) {
+// validateKey is Validate with token's key (v.Key) already computed.
+func (v *Validator) validateKey(ctx context.Context, token string, key cache.Key) (*Decision, cache.Key, error) {
 	// Peek checks memory only; on a miss, Load asks Redis and then the
 	// server, once across concurrent callers. Get-then-Load would count
 	// every miss twice and pay the Redis round trip twice.
-	if vd, ok := v.cache.Peek(key); ok {
-		return v.fromCache(ctx, token, key, vd)
-	}
-	return v.load(ctx, token, key, hint)
-}
-
-// load is validateKey's memory miss.
-func (v *Validator) load(ctx context.Context, token string, key cache.Key, hint *jwt.TokenHash) (*Decision, cache.Key, error) {
-	var vd *Verdict
-	var err error
-	if path := v.PathOf(token); path == PathJWT || path == PathNone {
-		// A local verification (or refusal) costs less than a Redis round
-		// trip or a hand-off to another goroutine, and needs no I/O:
-		// nothing to share or to coalesce.
-		vd, err = v.cache.LoadLocal(key, func() (*Verdict, time.Duration, error) {
-			return v.decide(ctx, token, path, hint)
-		})
-	} else {
-		vd, _, err = v.cache.Load(ctx, key, func(ctx context.Context) (*Verdict, time.Duration, error) {
-			return v.decide(ctx, token, path, hint)
-		})
-	}
-	if err != nil {
-		return nil, key, err
+	vd, ok := v.cache.Peek(key)
+	if !ok {
+		var err error
+		if path := v.PathOf(token); path == PathJWT || path == PathNone {
+			// A local verification (or refusal) costs less than a Redis
+			// round trip or a hand-off to another goroutine, and needs
+			// no I/O: nothing to share or to coalesce.
+			vd, err = v.cache.LoadLocal(key, func() (*Verdict, time.Duration, error) {
+				return v.decide(ctx, token, path)
+			})
+		} else {
+			vd, _, err = v.cache.Load(ctx, key, func(ctx context.Context) (*Verdict, time.Duration, error) {
+				return v.decide(ctx, token, path)
+			})
+		}
+		if err != nil {
+			return nil, key, err
+		}
 	}
 	return v.fromCache(ctx, token, key, vd)
 }
@@ -260,8 +235,8 @@ func (v *Validator) fromVerdict(vd *Verdict) (*Decision, error) {
 }
 
 // decide runs on a cache miss, once per token across concurrent callers.
-func (v *Validator) decide(ctx context.Context, token string, path Path, hint *jwt.TokenHash) (*Verdict, time.Duration, error) {
-	d, err := v.check(ctx, token, path, hint)
+func (v *Validator) decide(ctx context.Context, token string, path Path) (*Verdict, time.Duration, error) {
+	d, err := v.check(ctx, token, path)
 	if err != nil {
 		e := AsError(err)
 		if e.Code == CodeInvalidToken {
@@ -300,7 +275,7 @@ func (v *Validator) decide(ctx context.Context, token string, path Path, hint *j
 func (v *Validator) revalidate(ctx context.Context, key cache.Key, token string, stale *Verdict) (*Decision, cache.Key, error) {
 	res, err, _ := v.stale.Do(string(key[:]), func() (any, error) {
 		epoch := v.cache.Epoch()
-		vd, ttl, err := v.decide(context.WithoutCancel(ctx), token, v.PathOf(token), nil)
+		vd, ttl, err := v.decide(context.WithoutCancel(ctx), token, v.PathOf(token))
 		if err != nil {
 			return nil, err
 		}
@@ -369,12 +344,9 @@ func (v *Validator) PathOf(token string) Path {
 	return PathNone
 }
 
-func (v *Validator) check(ctx context.Context, token string, path Path, hint *jwt.TokenHash) (*Decision, error) {
+func (v *Validator) check(ctx context.Context, token string, path Path) (*Decision, error) {
 	switch path {
 	case PathJWT:
-		if hv, ok := v.localJWT.(hashedVerifier); ok && hint != nil {
-			return hv.VerifyHashed(ctx, token, hint)
-		}
 		return v.localJWT.Verify(ctx, token)
 	case PathJWTThenIntrospection:
 		d, err := v.localJWT.Verify(ctx, token)

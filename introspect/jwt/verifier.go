@@ -9,7 +9,6 @@ package jwt
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -214,15 +213,6 @@ type parsedHeader struct {
 // for another issuer or API never trigger a JWKS refresh. Nothing is
 // returned as a Decision unless the signature verified.
 func (v *Verifier) Verify(ctx context.Context, token string) (*claims.Decision, error) {
-	return v.VerifyHashed(ctx, token, nil)
-}
-
-// VerifyHashed is Verify for a caller that hashed the token with HashToken
-// (for its cache key): the SHA-256 algorithms then use the signing input's
-// digest HashToken read on the way instead of hashing it again. A digest
-// of any other token string is ignored (nil too): it can only save work,
-// never stand for a signing input it was not computed from.
-func (v *Verifier) VerifyHashed(ctx context.Context, token string, hashed *TokenHash) (*claims.Decision, error) {
 	if len(token) > v.maxBytes {
 		return nil, claims.InvalidToken("size", fmt.Sprintf("malformed token: longer than %d bytes", v.maxBytes), nil)
 	}
@@ -289,11 +279,7 @@ func (v *Verifier) VerifyHashed(ctx context.Context, token string, hashed *Token
 	if hdr.jwxErr != nil {
 		return nil, claims.InvalidToken("signature", "bad signature", hdr.jwxErr)
 	}
-	var inputSHA256 *[sha256.Size]byte
-	if hashed.of(token, dot2) {
-		inputSHA256 = &hashed.input
-	}
-	if err := verifySignature(hdr.alg, pub, unsafeBytes(token[:dot2]), sig, inputSHA256); err != nil {
+	if err := verifySignature(hdr.alg, pub, unsafeBytes(token[:dot2]), sig); err != nil {
 		return nil, claims.InvalidToken("signature", "bad signature", err)
 	}
 	return d, nil

@@ -122,20 +122,20 @@ var (
 // with pub under alg, with the standard library only. keyFits has already
 // matched the key type (and curve) to alg; the type assertions below refuse
 // a mismatch all the same.
-func verifySignature(alg jwa.SignatureAlgorithm, pub any, input, sig []byte, inputSHA256 *[sha256.Size]byte) error {
+func verifySignature(alg jwa.SignatureAlgorithm, pub any, input, sig []byte) error {
 	switch alg {
 	case jwa.RS256, jwa.RS384, jwa.RS512, jwa.PS256, jwa.PS384, jwa.PS512:
 		k, ok := pub.(*rsa.PublicKey)
 		if !ok {
 			return errKeyAlgMismatch
 		}
-		return verifyRSA(alg, k, input, sig, inputSHA256)
+		return verifyRSA(alg, k, input, sig)
 	case jwa.ES256, jwa.ES384, jwa.ES512:
 		k, ok := pub.(*ecdsa.PublicKey)
 		if !ok || k.Curve != curveOf(alg) {
 			return errKeyAlgMismatch
 		}
-		return verifyECDSA(alg, k, input, sig, inputSHA256)
+		return verifyECDSA(alg, k, input, sig)
 	case jwa.EdDSA:
 		k, ok := pub.(ed25519.PublicKey)
 		if !ok {
@@ -151,9 +151,9 @@ func verifySignature(alg jwa.SignatureAlgorithm, pub any, input, sig []byte, inp
 
 // verifyRSA checks an RS* (RSASSA-PKCS1-v1_5) or PS* (RSASSA-PSS)
 // signature (RFC 7518 §3.3, §3.5).
-func verifyRSA(alg jwa.SignatureAlgorithm, k *rsa.PublicKey, input, sig []byte, inputSHA256 *[sha256.Size]byte) error {
+func verifyRSA(alg jwa.SignatureAlgorithm, k *rsa.PublicKey, input, sig []byte) error {
 	var buf [sha512.Size]byte
-	h, digest := hashInput(alg, input, &buf, inputSHA256)
+	h, digest := hashInput(alg, input, &buf)
 	var err error
 	switch alg {
 	case jwa.PS256, jwa.PS384, jwa.PS512:
@@ -174,13 +174,13 @@ func verifyRSA(alg jwa.SignatureAlgorithm, k *rsa.PublicKey, input, sig []byte, 
 // verifyECDSA checks an ES* signature: R and S, each exactly the curve's
 // size, big-endian, concatenated (RFC 7518 §3.4). A DER (ASN.1) signature
 // or any other length is refused.
-func verifyECDSA(alg jwa.SignatureAlgorithm, k *ecdsa.PublicKey, input, sig []byte, inputSHA256 *[sha256.Size]byte) error {
+func verifyECDSA(alg jwa.SignatureAlgorithm, k *ecdsa.PublicKey, input, sig []byte) error {
 	size := (k.Curve.Params().BitSize + 7) / 8
 	if len(sig) != 2*size {
 		return errSignatureLength
 	}
 	var buf [sha512.Size]byte
-	_, digest := hashInput(alg, input, &buf, inputSHA256)
+	_, digest := hashInput(alg, input, &buf)
 	r := new(big.Int).SetBytes(sig[:size])
 	s := new(big.Int).SetBytes(sig[size:])
 	if !ecdsa.Verify(k, digest, r, s) {
@@ -190,9 +190,7 @@ func verifyECDSA(alg jwa.SignatureAlgorithm, k *ecdsa.PublicKey, input, sig []by
 }
 
 // hashInput hashes input with alg's hash into buf (on the caller's stack).
-// inputSHA256, when not nil, is input's SHA-256, already computed (see
-// Verifier.VerifyHashed): for the SHA-256 algorithms it is used as it is.
-func hashInput(alg jwa.SignatureAlgorithm, input []byte, buf *[sha512.Size]byte, inputSHA256 *[sha256.Size]byte) (crypto.Hash, []byte) {
+func hashInput(alg jwa.SignatureAlgorithm, input []byte, buf *[sha512.Size]byte) (crypto.Hash, []byte) {
 	switch alg {
 	case jwa.RS384, jwa.PS384, jwa.ES384:
 		*(*[sha512.Size384]byte)(buf[:sha512.Size384]) = sha512.Sum384(input)
@@ -201,11 +199,7 @@ func hashInput(alg jwa.SignatureAlgorithm, input []byte, buf *[sha512.Size]byte,
 		*buf = sha512.Sum512(input)
 		return crypto.SHA512, buf[:]
 	}
-	if inputSHA256 != nil {
-		*(*[sha256.Size]byte)(buf[:sha256.Size]) = *inputSHA256
-	} else {
-		*(*[sha256.Size]byte)(buf[:sha256.Size]) = sha256.Sum256(input)
-	}
+	*(*[sha256.Size]byte)(buf[:sha256.Size]) = sha256.Sum256(input)
 	return crypto.SHA256, buf[:sha256.Size]
 }
 

@@ -33,7 +33,14 @@ func CheckB64Token(t string, limit int) (string, *Error) {
 	return t, nil
 }
 
-func isB64TokenChar(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-		c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/'
-}
+func isB64TokenChar(c byte) bool { return b64TokenChars[c] }
+
+// b64TokenChars marks the bytes a b64token is made of (before its
+// padding): a table lookup per byte, on every request's token.
+var b64TokenChars = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/'
+	}
+	return t
+}()

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # bench/run.sh — what bearer_auth costs, measured against bare Caddy.
 #
-# One run, loopback only, bounded (about 5 minutes with the defaults, hard
-# stop at MAX_SECONDS), cleans up after itself. Uses ./caddy as built by
+# One run, loopback only, bounded (about 8 minutes with the defaults and a
+# Caddy from bench/caddy, which adds the floor sites; hard stop at
+# MAX_SECONDS), cleans up after itself. Uses ./caddy as built by
 # ./xcaddy.sh (or CADDY=path; BUILD=1 builds one from the working tree with
 # plain `go build ./bench/caddy` instead). It builds the small Go helpers
 # in bench/tools (`go build`). Needs wrk (installed with apt-get when
@@ -62,14 +63,22 @@
 # configs, logs, per-round results.tsv and the profiles in
 # bench/out/<timestamp>/ (gitignored).
 #
-# Knobs (environment): ROUNDS=8 DUR=2 LAT_DUR=1 CONNS=16 GW_PROCS=1
+# Warm throughput is also measured in tight pairs: for each warm path,
+# PAIRS times bare, the path and bare again for PAIR_DUR seconds each,
+# the path's throughput over the mean of the two bare runs around it. The
+# machine's other load comes in bursts of seconds, which the rounds (their
+# scenarios tens of seconds apart) do not pair away; the pairs do.
+#
+# Knobs (environment): ROUNDS=8 DUR=2 LAT_DUR=1 CONNS=16 GW_PROCS=1 PAIRS=12 PAIR_DUR=1
 # GW_CPU=0 LOAD_CPU=1 PROFILE=1 PROFILE_SECONDS=8 CADDY=./caddy BUILD=0
-# MAX_SECONDS=420 COLD_TOKENS=30000 RS256_TOKENS=8000 COLD_CACHE=100
+# MAX_SECONDS=900 COLD_TOKENS=30000 RS256_TOKENS=8000 COLD_CACHE=100
 # FLOOR_TOKENS=1000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-8}
+PAIRS=${PAIRS:-12}
+PAIR_DUR=${PAIR_DUR:-1}
 DUR=${DUR:-2}
 LAT_DUR=${LAT_DUR:-1}
 CONNS=${CONNS:-16}
@@ -79,7 +88,7 @@ LOAD_CPU=${LOAD_CPU:-1}
 PROFILE=${PROFILE:-1}
 PROFILE_SECONDS=${PROFILE_SECONDS:-8}
 CADDY=${CADDY:-./caddy}
-MAX_SECONDS=${MAX_SECONDS:-420}
+MAX_SECONDS=${MAX_SECONDS:-900}
 COLD_TOKENS=${COLD_TOKENS:-30000}
 RS256_TOKENS=${RS256_TOKENS:-8000}
 COLD_CACHE=${COLD_CACHE:-100}
@@ -392,6 +401,23 @@ profile() { # scenario seconds
   wait "$wrk_pid" || true
   go tool pprof -top -cum -nodefraction=0 -edgefraction=0 -nodecount=5000 "$OUT/gateway-$1.pprof" >"$OUT/profile-$1-cum.txt" 2>/dev/null || true
 }
+PAIRFILE=$OUT/pairs.tsv
+printf 'pair\tscenario\tbare_rps\trps\n' >"$PAIRFILE"
+pair_rps() { # scenario: requests per second over PAIR_DUR seconds
+  run_wrk "$1" "$CONNS" "$PAIR_DUR" "$OUT/pair.txt"
+  awk '/^RESULT/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+    printf "%.0f\n", v["requests"] / (v["duration_us"] / 1e6) }' "$OUT/pair.txt"
+}
+if [ "$PAIRS" -gt 0 ]; then
+  log "warm throughput in $PAIRS tight pairs (bare, path, bare; ${PAIR_DUR} s each)"
+  for p in $(seq 1 "$PAIRS"); do
+    for s in intro_warm jwt_warm; do
+      a=$(pair_rps bare); b=$(pair_rps "$s"); c=$(pair_rps bare)
+      printf '%s\t%s\t%s\t%s\n' "$p" "$s" "$(((a + c) / 2))" "$b" >>"$PAIRFILE"
+    done
+  done
+fi
+
 if [ "$PROFILE" = 1 ]; then
   profile jwt_warm "$PROFILE_SECONDS"
   profile jwt_cold 4
@@ -535,6 +561,18 @@ limits() {
   echo "caddy: $("$CADDY" version | cut -d' ' -f1); wrk -t1 on CPU $LOAD_CPU; gateway on CPU $GW_CPU; upstream and AS on CPU $LOAD_CPU"
   summary
   limits
+  [ "$PAIRS" -gt 0 ] && gawk -F'\t' -v pairs="$PAIRS" '
+    function q(arr, n, f,   tmp, k, i) { for (i = 1; i <= n; i++) tmp[i] = arr[i]; k = asort(tmp); return tmp[int((k - 1) * f) + 1] }
+    FNR == 1 { next }
+    { n[$2]++; x[$2, n[$2]] = $4 / $3 }
+    END {
+      printf "%-11s %-66s %-9s %s\n", "", "", "", ""
+      for (s in n) {
+        delete v; for (i = 1; i <= n[s]; i++) v[i] = x[s, i]
+        m = q(v, n[s], 0.5)
+        printf "%-11s %-66s %-9s %s\n", s, sprintf("tight pairs: throughput %.3fx bare (median of %d; quartiles %.3f-%.3f)", m, n[s], q(v, n[s], 0.25), q(v, n[s], 0.75)), ">= 0.98x", m >= 0.98 ? "meets" : "misses"
+      }
+    }' "$PAIRFILE"
   if [ -s "$OUT/gateway-jwt_warm.pprof" ]; then
     echo
     echo "gateway CPU profile under jwt_warm load (go tool pprof -top), top 15:"

@@ -152,12 +152,14 @@ func TestSoakHostileTrafficNeverChangesADecision(t *testing.T) {
 	as.Stop()
 	waitFor(t, 30*time.Second, 10*time.Millisecond, "valid tokens answered 503 during the outage", func() bool { return outage503.Load() >= 10 })
 	// Back up: the outage is over for the workers once the gateway lets a
-	// token through that it has to introspect.
+	// token through that it has to introspect — on both routes that
+	// introspect: each has its own circuit breaker, and the hybrid one may
+	// let its probe through up to a second after the other.
 	as.Restart(t)
 	restarted := time.Now()
 	fresh := opaque()
 	waitFor(t, 10*time.Second, 20*time.Millisecond, "the gateway to recover", func() bool {
-		return tc.get("/introspect", "Bearer "+fresh).status == 200
+		return tc.get("/introspect", "Bearer "+fresh).status == 200 && tc.get("/hybrid", "Bearer "+fresh).status == 200
 	})
 	down.Store(false)
 	t.Logf("gateway recovered %v after the authorization server came back", time.Since(restarted))

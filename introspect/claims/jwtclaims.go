@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -159,7 +160,7 @@ func (r *JWTRules) Decision(payload []byte, now time.Time) (*Decision, error) {
 			e.Hint = fmt.Sprintf("RFC 9068 access tokens must name their API in aud; configure the AS to issue tokens with audience %q", r.Audience[0])
 			return nil, e
 		}
-		if !containsAny(aud, r.Audience) {
+		if !slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(r.Audience, a) }) {
 			e := InvalidToken("aud", "audience mismatch", nil)
 			e.Hint = fmt.Sprintf("token aud %q does not contain any of the configured audience %q", shortenAll(aud), r.Audience)
 			return nil, e
@@ -310,11 +311,18 @@ func numericDateRaw(raw []byte, name string) (time.Time, error) {
 		return time.Time{}, nil
 	}
 	if c := raw[0]; c != '-' && (c < '0' || c > '9') {
-		return time.Time{}, fmt.Errorf("%s claim must be a JSON number (NumericDate), not %s", name, rawKind(raw))
+		return time.Time{}, fmt.Errorf("%s claim must be a JSON number (NumericDate), not %s", name, JSONKind(raw))
 	}
-	if isPlainInteger(raw) && len(raw) <= 12 {
+	return parseNumericDate(raw, name)
+}
+
+// parseNumericDate is the one NumericDate number reader (RFC 7519 §2: seconds,
+// possibly fractional, here from the epoch to the end of year 9999), for a
+// JSON number's text.
+func parseNumericDate(text []byte, name string) (time.Time, error) {
+	if isPlainInteger(text) && len(text) <= 12 {
 		var n int64 // at most 12 digits: no overflow
-		for _, c := range raw {
+		for _, c := range text {
 			n = n*10 + int64(c-'0')
 		}
 		if n <= maxNumericDate {
@@ -322,7 +330,7 @@ func numericDateRaw(raw []byte, name string) (time.Time, error) {
 		}
 		return time.Time{}, fmt.Errorf("%s claim is out of range", name)
 	}
-	f, err := strconv.ParseFloat(string(raw), 64)
+	f, err := strconv.ParseFloat(string(text), 64)
 	if err != nil || math.IsNaN(f) || f < 0 || f > maxNumericDate {
 		return time.Time{}, fmt.Errorf("%s claim is out of range", name)
 	}
@@ -351,7 +359,7 @@ func optionalRawString(raw []byte, name string) ([]byte, error) {
 		return nil, nil
 	}
 	if raw[0] != '"' {
-		return nil, fmt.Errorf("%s must be a string, not %s", name, rawKind(raw))
+		return nil, fmt.Errorf("%s must be a string, not %s", name, JSONKind(raw))
 	}
 	if bytes.IndexByte(raw, '\\') < 0 {
 		return raw[1 : len(raw)-1], nil
@@ -375,7 +383,7 @@ func stringOrListRaw(raw []byte, name string) ([]string, error) {
 		s, err := StringValue(raw)
 		return []string{s}, err
 	case raw[0] != '[':
-		return nil, fmt.Errorf("%s must be a string or an array of strings, not %s", name, rawKind(raw))
+		return nil, fmt.Errorf("%s must be a string or an array of strings, not %s", name, JSONKind(raw))
 	}
 	var elems []json.RawMessage
 	if err := json.Unmarshal(raw, &elems); err != nil {
@@ -384,7 +392,7 @@ func stringOrListRaw(raw []byte, name string) ([]string, error) {
 	out := make([]string, 0, len(elems))
 	for _, e := range elems {
 		if len(e) == 0 || e[0] != '"' {
-			return nil, fmt.Errorf("%s must be a string or an array of strings, found %s in the array", name, rawKind(e))
+			return nil, fmt.Errorf("%s must be a string or an array of strings, found %s in the array", name, JSONKind(e))
 		}
 		s, err := StringValue(e)
 		if err != nil {
@@ -398,33 +406,6 @@ func stringOrListRaw(raw []byte, name string) ([]string, error) {
 // canonicalScope: SplitScope and a join with single spaces give s back.
 func canonicalScope(s []byte) bool {
 	return !(len(s) > 0 && (s[0] == ' ' || s[len(s)-1] == ' ')) && !bytes.Contains(s, []byte("  "))
-}
-
-func rawKind(raw []byte) string {
-	switch raw[0] {
-	case '"':
-		return "a string"
-	case '{':
-		return "an object"
-	case '[':
-		return "an array"
-	case 't', 'f':
-		return "a boolean"
-	case 'n':
-		return "null"
-	}
-	return "a number"
-}
-
-func containsAny(have, want []string) bool {
-	for _, h := range have {
-		for _, w := range want {
-			if h == w {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func shortenAll(ss []string) []string {

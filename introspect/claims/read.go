@@ -3,8 +3,6 @@ package claims
 import (
 	"encoding/json"
 	"fmt"
-	"math"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -31,12 +29,8 @@ func NumericDate(obj map[string]any, name string) (t time.Time, present bool, er
 	if !ok {
 		return time.Time{}, true, fmt.Errorf("%s claim must be a JSON number (NumericDate), not %s", name, jsonKind(v))
 	}
-	f, err := strconv.ParseFloat(string(n), 64)
-	if err != nil || math.IsNaN(f) || f < 0 || f > maxNumericDate {
-		return time.Time{}, true, fmt.Errorf("%s claim is out of range", name)
-	}
-	sec, frac := math.Modf(f)
-	return time.Unix(int64(sec), int64(frac*1e9)).UTC(), true, nil
+	t, err = parseNumericDate([]byte(n), name)
+	return t, true, err
 }
 
 // String reads a claim or header that must be a string if present.

@@ -461,7 +461,12 @@ func (d *Decision) top(name string) (any, bool) {
 		}
 	case "aud":
 		if fl&audClaimed != 0 {
-			return d.Audience()[0], true
+			// A claimed aud is a single string: read it without the copy
+			// Audience makes.
+			if i, ok := fl.audIndex(); ok {
+				return d.ext.audiences[i], true
+			}
+			return d.ext.audience[0], true
 		}
 	case "exp":
 		if fl&expClaimed != 0 {

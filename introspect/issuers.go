@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/tokengate/tokengate/cache"
+	"github.com/tokengate/tokengate/introspect/claims"
 )
 
 // Issuers is the set of authorization servers one route trusts: one
@@ -103,7 +104,7 @@ func (is *Issuers) Route(token string) (*Validator, *Error) {
 			return v, nil
 		}
 		e := InvalidToken("issuer_not_trusted", "issuer not trusted", nil)
-		e.Hint = fmt.Sprintf("token iss %q is none of the issuers this route trusts (%s, compared exactly); add a trust block for it or get the token from one of them", shortIss(iss), is.trusted)
+		e.Hint = fmt.Sprintf("token iss %q is none of the issuers this route trusts (%s, compared exactly); add a trust block for it or get the token from one of them", claims.Shorten(iss), is.trusted)
 		return nil, e
 	}
 	if is.opaque == nil {
@@ -183,11 +184,3 @@ func (is *Issuers) cachedJWT(token string) (key cache.Key, v *Validator, vd *Ver
 // Issuer is the issuer the validator was configured with: the name of its
 // metrics and log lines ("" when only an endpoint is configured).
 func (v *Validator) Issuer() string { return v.cfg.Issuer }
-
-// shortIss keeps an attacker-chosen iss from filling a log line.
-func shortIss(s string) string {
-	if len(s) > 96 {
-		return s[:96] + "…"
-	}
-	return s
-}

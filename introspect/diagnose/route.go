@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/tokengate/tokengate/introspect"
+	claimtext "github.com/tokengate/tokengate/introspect/claims"
 )
 
 // RunRoute checks one route: its own issuer (t) and every issuer it trusts
@@ -155,7 +156,7 @@ func (d *doctor) untrusted(tok string, rerr *introspect.Error) string {
 	iss := "no iss"
 	if _, claims, _ := introspect.UnverifiedJWT(tok); claims != nil {
 		if s, ok := claims["iss"].(string); ok {
-			iss = fmt.Sprintf("iss %q", shorten(s))
+			iss = fmt.Sprintf("iss %q", claimtext.Shorten(s))
 		}
 	}
 	var names []string

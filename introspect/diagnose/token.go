@@ -9,6 +9,7 @@ import (
 
 	"github.com/tokengate/tokengate/cache"
 	"github.com/tokengate/tokengate/introspect"
+	claimtext "github.com/tokengate/tokengate/introspect/claims"
 )
 
 // explainToken says what the gateway would decide for the token, step by
@@ -184,7 +185,7 @@ func (d *doctor) tokenPath(tok string) (string, map[string]any) {
 		var parts []string
 		for _, k := range []string{"alg", "kid", "typ"} {
 			if s, ok := hdr[k].(string); ok {
-				parts = append(parts, k+" "+shorten(s))
+				parts = append(parts, k+" "+claimtext.Shorten(s))
 				data[k] = s
 			} else {
 				parts = append(parts, "no "+k)
@@ -195,7 +196,7 @@ func (d *doctor) tokenPath(tok string) (string, map[string]any) {
 			// Hybrid mode routes a JWT of another issuer to introspection.
 			iss, _ := claims["iss"].(string)
 			data["path"], data["iss"] = "introspection", iss
-			return fmt.Sprintf("%s from another issuer (iss %q), so introspected at %s", desc, shorten(iss), endpoint()), data
+			return fmt.Sprintf("%s from another issuer (iss %q), so introspected at %s", desc, claimtext.Shorten(iss), endpoint()), data
 		}
 	}
 	switch path {
@@ -217,13 +218,6 @@ func (d *doctor) tokenPath(tok string) (string, map[string]any) {
 	}
 	data["path"] = "introspection"
 	return desc + " introspected at " + endpoint(), data
-}
-
-func shorten(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
-	}
-	return s
 }
 
 func decisionData(dec *introspect.Decision) map[string]any {

@@ -300,11 +300,11 @@ func (v *Verifier) lookupKey(ctx context.Context, hdr parsedHeader) (any, error)
 	switch {
 	case errors.Is(err, ErrUnknownKey):
 		e := claims.InvalidToken("unknown_key", "unknown signing key", err)
-		e.Hint = fmt.Sprintf("no key in the key set has kid %q and fits alg %s; if the AS rotated keys, the JWKS refresh will pick the new key up", shorten(hdr.kid), hdr.alg)
+		e.Hint = fmt.Sprintf("no key in the key set has kid %q and fits alg %s; if the AS rotated keys, the JWKS refresh will pick the new key up", claims.Shorten(hdr.kid), hdr.alg)
 		return nil, e
 	case errors.Is(err, ErrAmbiguousKey):
 		e := claims.InvalidToken("ambiguous_key", "unknown signing key: several keys fit and the token does not say which", err)
-		e.Hint = fmt.Sprintf("more than one key fits kid %q and alg %s; the AS should give every key its own kid and put it in the token header", shorten(hdr.kid), hdr.alg)
+		e.Hint = fmt.Sprintf("more than one key fits kid %q and alg %s; the AS should give every key its own kid and put it in the token header", claims.Shorten(hdr.kid), hdr.alg)
 		return nil, e
 	case err != nil:
 		return nil, claims.Unavailable("jwks_unavailable", "the signing keys could not be loaded: check jwks_url/jwks_file and that the AS is reachable", err)
@@ -422,11 +422,11 @@ func (v *Verifier) parseHeader(seg string) (parsedHeader, error) {
 	h.alg = alg
 	if v.algs != nil {
 		if !slices.Contains(v.algs, h.alg) {
-			return h, claims.InvalidToken("alg", "algorithm not allowed", fmt.Errorf("alg %q is not in the allowlist", shorten(string(alg))))
+			return h, claims.InvalidToken("alg", "algorithm not allowed", fmt.Errorf("alg %q is not in the allowlist", claims.Shorten(string(alg))))
 		}
 	} else if !isSupportedAlg(h.alg) {
 		// HS* lands here: never a candidate, whatever the keys.
-		return h, claims.InvalidToken("alg", "algorithm not allowed", fmt.Errorf("alg %q is not an accepted asymmetric algorithm", shorten(string(alg))))
+		return h, claims.InvalidToken("alg", "algorithm not allowed", fmt.Errorf("alg %q is not an accepted asymmetric algorithm", claims.Shorten(string(alg))))
 	}
 
 	// RFC 7515 §4.1.11: a recipient MUST reject a JWS with crit members it
@@ -456,7 +456,7 @@ func (v *Verifier) parseHeader(seg string) (parsedHeader, error) {
 		if typ == "" {
 			e.Description = "token type not accepted: the token has no typ header (RFC 9068 access tokens carry typ at+jwt)"
 		}
-		e.Hint = fmt.Sprintf("the token's typ header is %q; RFC 9068 access tokens carry at+jwt; if this AS does not type its access tokens, list the value under jwt { typ ... } (\"\" for none)", shorten(typ))
+		e.Hint = fmt.Sprintf("the token's typ header is %q; RFC 9068 access tokens carry at+jwt; if this AS does not type its access tokens, list the value under jwt { typ ... } (\"\" for none)", claims.Shorten(typ))
 		return h, e
 	}
 
@@ -570,7 +570,3 @@ func asciiEqualLower(b []byte, lower string) bool {
 	}
 	return true
 }
-
-// shorten bounds attacker-controlled text before it reaches a log line or
-// an error.
-func shorten(s string) string { return claims.Shorten(s) }

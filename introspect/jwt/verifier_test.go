@@ -607,7 +607,7 @@ func TestJWTVerifierErrorsAreInvalidTokenNeverUnavailableForStaticKeys(t *testin
 	for _, tok := range []string{"", ".", "..", "a.b.c", "e30.e30.e30", strings.Repeat("A", 9000)} {
 		_, err := v.Verify(context.Background(), tok)
 		if !errors.Is(err, claims.ErrInvalidToken) {
-			t.Errorf("Verify(%q) = %v, want invalid_token", shorten(tok), err)
+			t.Errorf("Verify(%q) = %v, want invalid_token", claims.Shorten(tok), err)
 		}
 	}
 }

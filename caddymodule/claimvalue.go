@@ -15,8 +15,6 @@ func claimString(v any) string {
 		return t
 	case json.Number:
 		return t.String()
-	case float64:
-		return strconv.FormatFloat(t, 'f', -1, 64)
 	case bool:
 		return strconv.FormatBool(t)
 	case nil:

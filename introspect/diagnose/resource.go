@@ -4,13 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"slices"
 	"strings"
 
 	"github.com/tokengate/tokengate/introspect"
+	"github.com/tokengate/tokengate/introspect/internal/httpbody"
 )
 
 // The checks of a block with RFC 9728 resource metadata: what clients do
@@ -78,9 +78,9 @@ func (d *doctor) checkMetadataServed(m *introspect.ResourceMetadata, url string)
 		return
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxMetadataBytes+1))
+	body, err := httpbody.Read(resp.Body, maxMetadataBytes)
 	data["status"] = resp.StatusCode
-	if err == nil && len(body) > maxMetadataBytes {
+	if errors.Is(err, httpbody.ErrTooLarge) {
 		err = errors.New("longer than 1 MiB")
 	}
 	if err != nil {

@@ -117,6 +117,18 @@ type redisTier struct {
 	suppressed atomic.Int64 // errors not logged since then
 }
 
+// CheckRedisURL reports whether raw is one of the URL forms documented on
+// RedisConfig.URL, with the rules New applies, and without connecting: for
+// a config check. Errors never quote the URL (it may hold a password).
+func CheckRedisURL(raw string) error {
+	c, err := newRedisClient(raw)
+	if err != nil {
+		return err
+	}
+	// go-redis clients connect lazily: nothing was dialled.
+	return c.Close()
+}
+
 // newRedisClient builds a client from the URL forms documented on
 // RedisConfig.URL.
 func newRedisClient(raw string) (redis.UniversalClient, error) {
@@ -124,6 +136,9 @@ func newRedisClient(raw string) (redis.UniversalClient, error) {
 	if err != nil {
 		// url.Parse errors quote the input, which may hold a password.
 		return nil, errors.New("cache: redis URL does not parse")
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix" {
+		return nil, errors.New("cache: redis URL: not a redis://, rediss:// or unix:// URL")
 	}
 	q := u.Query()
 	switch {

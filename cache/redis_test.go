@@ -388,6 +388,9 @@ func TestRedisURLForms(t *testing.T) {
 			t.Errorf("%s: client %s, want %s", tc.url, got, tc.kind)
 		}
 		_ = c.Close()
+		if err := CheckRedisURL(tc.url); err != nil {
+			t.Errorf("CheckRedisURL(%s): %v", tc.url, err)
+		}
 	}
 	for _, bad := range []string{
 		"http://127.0.0.1:6379",
@@ -401,6 +404,10 @@ func TestRedisURLForms(t *testing.T) {
 			t.Errorf("%s accepted", bad)
 		} else if strings.Contains(err.Error(), "s3cretpw") {
 			t.Errorf("error leaks the password: %v", err)
+		}
+		// The config check applies the same rules, without connecting.
+		if cerr := CheckRedisURL(bad); cerr == nil || cerr.Error() != err.Error() {
+			t.Errorf("CheckRedisURL(%s) = %v, want %v", bad, cerr, err)
 		}
 	}
 }

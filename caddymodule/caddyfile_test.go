@@ -175,6 +175,27 @@ func TestValidateNamesTheBadSettingAndWhy(t *testing.T) {
 			}
 			forward_claim sub Authorization
 		}`, "forward_claim 0: header Authorization cannot be set from a claim"},
+		{`bearer_auth {
+			introspect {
+				endpoint https://as/introspect
+				client_id gw
+				client_secret s
+			}
+			cache {
+				redis http://user:s3cretpw@127.0.0.1:6379
+			}
+		}`, "bearer_auth: cache: redis URL: not a redis://, rediss:// or unix:// URL"},
+		// The cache's own rules, at validation rather than at provision.
+		{`bearer_auth {
+			introspect {
+				endpoint https://as/introspect
+				client_id gw
+				client_secret s
+			}
+			cache {
+				redis redis://127.0.0.1:6379?cluster=maybe
+			}
+		}`, `cluster="maybe", want cluster=true`},
 	}
 	for _, tt := range tests {
 		cfg, err := adaptCaddyfile(fmt.Sprintf("{\n\tadmin off\n}\n:0 {\n%s\n}\n", tt.block))

@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/tokengate/tokengate/cache"
 	"github.com/tokengate/tokengate/introspect"
 )
 
@@ -213,9 +213,10 @@ func (h *Handler) Validate() error {
 		return err
 	}
 	if h.Cache != nil && h.Cache.Redis != "" {
-		// The URL is not quoted back: it may hold a password.
-		if u, err := url.Parse(h.Cache.Redis); err != nil || u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix" {
-			return errors.New("bearer_auth: cache: redis: not a redis://, rediss:// or unix:// URL")
+		// The cache's own rules, without connecting; its errors never
+		// quote the URL, which may hold a password.
+		if err := cache.CheckRedisURL(h.Cache.Redis); err != nil {
+			return fmt.Errorf("bearer_auth: %w", err)
 		}
 	}
 	return h.validateTrust()

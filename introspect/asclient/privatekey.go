@@ -13,7 +13,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 
+	"github.com/tokengate/tokengate/introspect/internal/httpbody"
 	"github.com/tokengate/tokengate/introspect/jwt"
 )
 
@@ -101,21 +101,51 @@ func privateKeyID(key jwk.Key, configured string) (string, error) {
 // PEM file (PKCS#8 "PRIVATE KEY", PKCS#1 "RSA PRIVATE KEY", SEC1 "EC PRIVATE
 // KEY") or a JWK / JWK Set JSON file. See ParsePrivateKey.
 func LoadPrivateKey(path, kid string) (jwk.Key, error) {
-	f, err := os.Open(path)
+	k, err := ReadPrivateKeyFile(path, kid)
 	if err != nil {
 		return nil, fmt.Errorf("private_key: %w", err)
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxPrivateKeyBytes+1))
+	return k, nil
+}
+
+// ReadPrivateKeyFile reads a private signing key file, at most
+// maxPrivateKeyBytes of it, and parses it as ParsePrivateKey does. Its
+// errors name no setting, so that each caller prefixes its own: an error
+// opening or reading the file is returned as os.Open's, or as "reading PATH:
+// ...", and one about what the file holds (too large, not a usable key) is a
+// *KeyFileError.
+func ReadPrivateKeyFile(path, kid string) (jwk.Key, error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("private_key: reading %s: %w", path, err)
+		return nil, err
 	}
-	k, err := ParsePrivateKey(data, kid)
+	defer f.Close()
+	data, err := httpbody.Read(f, maxPrivateKeyBytes)
+	if errors.Is(err, httpbody.ErrTooLarge) {
+		return nil, &KeyFileError{Path: path, Err: errPrivateKeyTooLarge}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("%w (file %s)", err, path)
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	k, err := parsePrivateKey(data, kid)
+	if err != nil {
+		return nil, &KeyFileError{Path: path, Err: err}
 	}
 	return k, nil
 }
+
+// KeyFileError is a ReadPrivateKeyFile error about what a key file holds.
+// Err names neither the file nor a setting; Error adds the file.
+type KeyFileError struct {
+	Path string
+	Err  error
+}
+
+func (e *KeyFileError) Error() string { return fmt.Sprintf("%v (file %s)", e.Err, e.Path) }
+
+func (e *KeyFileError) Unwrap() error { return e.Err }
+
+var errPrivateKeyTooLarge = fmt.Errorf("larger than %d bytes", maxPrivateKeyBytes)
 
 // ParsePrivateKey parses a private signing key (PEM or JWK JSON) and returns
 // it as a JWK with alg and kid set: the alg is the JWK's own or the one the
@@ -123,8 +153,17 @@ func LoadPrivateKey(path, kid string) (jwk.Key, error) {
 // JWK's own, else kid, else the key's RFC 7638 thumbprint. In a JWK Set with
 // several keys, kid selects the key.
 func ParsePrivateKey(data []byte, kid string) (jwk.Key, error) {
+	k, err := parsePrivateKey(data, kid)
+	if err != nil {
+		return nil, fmt.Errorf("private_key: %w", err)
+	}
+	return k, nil
+}
+
+// parsePrivateKey is ParsePrivateKey with errors that name no setting.
+func parsePrivateKey(data []byte, kid string) (jwk.Key, error) {
 	if len(data) > maxPrivateKeyBytes {
-		return nil, fmt.Errorf("private_key: larger than %d bytes", maxPrivateKeyBytes)
+		return nil, errPrivateKeyTooLarge
 	}
 	data = bytes.TrimSpace(data)
 	var key jwk.Key
@@ -138,31 +177,31 @@ func ParsePrivateKey(data []byte, kid string) (jwk.Key, error) {
 		err = errors.New("neither PEM nor JWK JSON")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("private_key: %w", err)
+		return nil, err
 	}
 	// Work on a copy: setting alg/kid must not touch a caller's key.
 	if key, err = key.Clone(); err != nil {
-		return nil, fmt.Errorf("private_key: %w", err)
+		return nil, err
 	}
 	if err := key.Validate(); err != nil {
-		return nil, fmt.Errorf("private_key: %w", err)
+		return nil, err
 	}
 	alg, err := privateKeyAlg(key)
 	if err != nil {
-		return nil, fmt.Errorf("private_key: %w", err)
+		return nil, err
 	}
 	if err := checkRawPrivateKey(key); err != nil {
-		return nil, fmt.Errorf("private_key: %w", err)
+		return nil, err
 	}
 	id, err := privateKeyID(key, kid)
 	if err != nil {
-		return nil, fmt.Errorf("private_key: %w", err)
+		return nil, err
 	}
 	if err := key.Set(jwk.AlgorithmKey, alg); err != nil {
-		return nil, fmt.Errorf("private_key: %w", err)
+		return nil, err
 	}
 	if err := key.Set(jwk.KeyIDKey, id); err != nil {
-		return nil, fmt.Errorf("private_key: %w", err)
+		return nil, err
 	}
 	return key, nil
 }

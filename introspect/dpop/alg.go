@@ -5,6 +5,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
+
+	"github.com/tokengate/tokengate/introspect/internal/jwssig"
 )
 
 type family uint8
@@ -72,12 +74,7 @@ func (a *algorithm) verify(pub crypto.PublicKey, input, sig []byte) bool {
 		}
 		// RFC 7518 §3.4: R || S, each the size of the curve order, not
 		// ASN.1.
-		size := (k.Curve.Params().BitSize + 7) / 8
-		if len(sig) != 2*size {
-			return false
-		}
-		var buf [derMax]byte
-		return ecdsa.VerifyASN1(k, digest, derSignature(buf[:0], sig[:size], sig[size:]))
+		return jwssig.VerifyECDSA(k, digest, sig)
 	case familyRSA:
 		k, ok := pub.(*rsa.PublicKey)
 		return ok && rsa.VerifyPKCS1v15(k, a.hash, digest, sig) == nil
@@ -87,49 +84,4 @@ func (a *algorithm) verify(pub crypto.PublicKey, input, sig []byte) bool {
 		return ok && rsa.VerifyPSS(k, a.hash, digest, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash}) == nil
 	}
 	return false
-}
-
-// derMax is the longest DER signature derSignature writes: P-521's, two
-// INTEGERs of up to 67 bytes (66 and a leading zero) in a SEQUENCE with a
-// two-byte length.
-const derMax = 3 + 2*(2+67)
-
-// derSignature appends R || S as the ASN.1 SEQUENCE of two INTEGERs that
-// ecdsa.VerifyASN1 reads: what ecdsa.Verify does with two big.Ints, without
-// allocating them (or the encoder's buffers) on every proof. Zero values
-// encode as 0, which VerifyASN1 refuses, as Verify does.
-func derSignature(b, r, s []byte) []byte {
-	r, s = trimZeros(r), trimZeros(s)
-	n := 2 + derIntLen(r) + 2 + derIntLen(s)
-	b = append(b, 0x30)
-	if n >= 0x80 {
-		b = append(b, 0x81) // n < 256: one length byte follows
-	}
-	b = append(b, byte(n))
-	return appendDERInt(appendDERInt(b, r), s)
-}
-
-func trimZeros(x []byte) []byte {
-	for len(x) > 0 && x[0] == 0 {
-		x = x[1:]
-	}
-	return x
-}
-
-// derIntLen is the length of the content of a non-negative DER INTEGER
-// holding x (no leading zeros): a zero byte keeps the high bit clear, and
-// 0 is one zero byte.
-func derIntLen(x []byte) int {
-	if len(x) == 0 || x[0]&0x80 != 0 {
-		return len(x) + 1
-	}
-	return len(x)
-}
-
-func appendDERInt(b, x []byte) []byte {
-	b = append(b, 0x02, byte(derIntLen(x)))
-	if len(x) == 0 || x[0]&0x80 != 0 {
-		b = append(b, 0)
-	}
-	return append(b, x...)
 }

@@ -11,10 +11,11 @@ import (
 	"crypto/sha512"
 	"errors"
 	"fmt"
-	"math/big"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
+
+	"github.com/tokengate/tokengate/introspect/internal/jwssig"
 )
 
 // verifyKey is a key of a key set made ready for the verifier when the set
@@ -181,9 +182,7 @@ func verifyECDSA(alg jwa.SignatureAlgorithm, k *ecdsa.PublicKey, input, sig []by
 	}
 	var buf [sha512.Size]byte
 	_, digest := hashInput(alg, input, &buf)
-	r := new(big.Int).SetBytes(sig[:size])
-	s := new(big.Int).SetBytes(sig[size:])
-	if !ecdsa.Verify(k, digest, r, s) {
+	if !jwssig.VerifyECDSA(k, digest, sig) {
 		return errBadSignature
 	}
 	return nil

@@ -9,10 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -95,29 +92,16 @@ func New(o Options) (*Minter, error) {
 	return m, nil
 }
 
-// maxKeyFileBytes bounds a key file; a real one is a few KiB.
-const maxKeyFileBytes = 1 << 20
-
-// loadKey reads a private signing key with the same parser (formats, checks,
-// alg and kid rules) as the gateway's private_key_jwt key.
+// loadKey reads a private signing key with the same reader and parser
+// (size bound, formats, checks, alg and kid rules) as the gateway's
+// private_key_jwt key, naming this setting in its errors.
 func loadKey(setting, path string) (jwk.Key, error) {
-	f, err := os.Open(path)
+	k, err := asclient.ReadPrivateKeyFile(path, "")
 	if err != nil {
-		return nil, fmt.Errorf("upstream_token: %s: %w", setting, err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxKeyFileBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("upstream_token: %s: reading %s: %w", setting, path, err)
-	}
-	k, err := asclient.ParsePrivateKey(data, "")
-	if err != nil {
-		// The parser names its errors after the introspect block's
-		// private_key; the operator is looking at another setting.
-		for strings.HasPrefix(err.Error(), "private_key: ") && errors.Unwrap(err) != nil {
-			err = errors.Unwrap(err)
+		if kfe, ok := errors.AsType[*asclient.KeyFileError](err); ok {
+			return nil, fmt.Errorf("upstream_token: %s %s: %w", setting, path, kfe.Err)
 		}
-		return nil, fmt.Errorf("upstream_token: %s %s: %w", setting, path, err)
+		return nil, fmt.Errorf("upstream_token: %s: %w", setting, err)
 	}
 	return k, nil
 }

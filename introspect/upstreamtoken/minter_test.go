@@ -1,6 +1,7 @@
 package upstreamtoken
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -331,6 +332,8 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 	dup := filepath.Join(dir, "copy.jwk")
 	b, _ := os.ReadFile(keys[3].file)
 	_ = os.WriteFile(dup, b, 0o600)
+	big := filepath.Join(dir, "big.pem")
+	_ = os.WriteFile(big, bytes.Repeat([]byte{' '}, 1<<20+10), 0o600)
 	ok := Options{SigningKeyFile: keys[0].file, Issuer: testIssuer, Audience: []string{testAudience}}
 	cases := []struct {
 		name string
@@ -347,6 +350,7 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{"relative jwks_path", func(o *Options) { o.JWKSPath = "jwks.json" }, "jwks_path"},
 		{"next is the same file", func(o *Options) { o.NextSigningKeyFile = o.SigningKeyFile }, "next_signing_key is the signing_key file"},
 		{"missing file", func(o *Options) { o.SigningKeyFile = filepath.Join(dir, "nope.pem") }, "upstream_token: signing_key: open"},
+		{"oversized file", func(o *Options) { o.SigningKeyFile = big }, "upstream_token: signing_key " + big + ": larger than 1048576 bytes"},
 		{"public key only", func(o *Options) { o.SigningKeyFile = pub }, "upstream_token: signing_key " + pub + ": the PEM file holds only a public key"},
 		{"next with the same kid", func(o *Options) { o.SigningKeyFile, o.NextSigningKeyFile = keys[3].file, dup }, `next_signing_key has the kid "gw-2026-01"`},
 	}

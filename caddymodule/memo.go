@@ -30,6 +30,9 @@ type decisionMemo struct {
 	// upstream keeps the upstream tokens minted for the decision, so that
 	// they are signed once per token lifetime, not per request.
 	upstream atomic.Pointer[upstreamtoken.Reuse]
+	// cnf is the token's RFC 7800 confirmation, read once (decoding it is
+	// JSON work); only bound tokens get a memo for it.
+	cnf atomic.Pointer[confirmation]
 }
 
 // confirmation is introspect.Confirmation's answer.
@@ -38,16 +41,28 @@ type confirmation struct {
 	malformed bool
 }
 
-// confirmationOf reads d's cnf claim; nil (and no work) for the tokens
-// that carry none.
+// noConfirmation marks a memo whose decision's cnf binds nothing.
+var noConfirmation = new(confirmation)
+
+// confirmationOf is d's cnf claim: nil, and no work, for the tokens that
+// carry none; read once per decision (kept in its memo) for those that do.
 func confirmationOf(d *introspect.Decision) *confirmation {
 	if !d.HasConfirmation() {
 		return nil
 	}
-	if jkt, x5t, malformed := introspect.Confirmation(d); jkt != "" || x5t != "" || malformed {
-		return &confirmation{jkt: jkt, x5t: x5t, malformed: malformed}
+	m := memoOf(d)
+	c := m.cnf.Load()
+	if c == nil {
+		c = noConfirmation
+		if jkt, x5t, malformed := introspect.Confirmation(d); jkt != "" || x5t != "" || malformed {
+			c = &confirmation{jkt: jkt, x5t: x5t, malformed: malformed}
+		}
+		m.cnf.Store(c)
 	}
-	return nil
+	if c == noConfirmation {
+		return nil
+	}
+	return c
 }
 
 func newDecisionMemo(d *introspect.Decision) any { return &decisionMemo{d: d} }

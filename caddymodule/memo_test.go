@@ -8,6 +8,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/tokengate/tokengate/introspect"
 )
 
 // TestForwardClaimsPerHandlerOnOneDecision: two routes with different
@@ -121,5 +123,29 @@ func BenchmarkDecisionMemo(b *testing.B) {
 	for b.Loop() {
 		m := newDecisionMemo(d).(*decisionMemo)
 		_ = m.forwarded(h.fwd)
+	}
+}
+
+// A bound token's cnf is decoded once per decision, not on every request
+// (it is JSON inside the decision's claims); an unbound token costs nothing.
+func TestConfirmationIsReadOncePerDecision(t *testing.T) {
+	bound := introspect.DecisionFields{Claims: map[string]any{"cnf": map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}}.Build()
+	if c := confirmationOf(bound); c == nil || c.jkt != "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I" {
+		t.Fatalf("confirmation %+v", c)
+	}
+	if n := testing.AllocsPerRun(100, func() { confirmationOf(bound) }); n != 0 {
+		t.Errorf("%v allocations per request for a bound token's cnf: it is decoded again", n)
+	}
+	unbound := introspect.DecisionFields{Subject: "alice"}.Build()
+	if n := testing.AllocsPerRun(100, func() {
+		if confirmationOf(unbound) != nil {
+			t.Fatal("an unbound token has a confirmation")
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations per request for an unbound token", n)
+	}
+	notBinding := introspect.DecisionFields{Claims: map[string]any{"cnf": map[string]any{}}}.Build()
+	if c := confirmationOf(notBinding); c != nil {
+		t.Fatalf("an empty cnf binds: %+v", c)
 	}
 }

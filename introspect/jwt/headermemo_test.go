@@ -31,6 +31,14 @@ func TestHeaderMemoSavesWorkButNeverJudges(t *testing.T) {
 	if !v.KnownHeader(good) {
 		t.Fatal("an accepted header was not remembered")
 	}
+	// The memo answers for the header only: a token whose other segments
+	// LooksLike refuses is not JWT-shaped because its header is known.
+	hdr0, _, _ := strings.Cut(good, ".")
+	for _, odd := range []string{hdr0 + ".cGF5bG9hZA", hdr0 + ".cGF5.c2ln+/=", hdr0 + "..c2ln", hdr0 + ".cGF5.c2ln.eHh4"} {
+		if v.KnownHeader(odd) != LooksLike(odd) || v.KnownHeader(odd) {
+			t.Errorf("%q: KnownHeader %v, LooksLike %v", odd, v.KnownHeader(odd), LooksLike(odd))
+		}
+	}
 
 	other, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -18,15 +18,8 @@ func decodeSegment(seg string) ([]byte, error) { return claims.DecodeSegment(seg
 // (JWT-shaped tokens are verified locally, others introspected); a JWE has
 // five segments and is not JWT-shaped here. It verifies nothing.
 func LooksLike(token string) bool {
-	h, rest, ok := strings.Cut(token, ".")
-	if !ok || h == "" || len(h) > defaultMaxTokenBytes {
-		return false
-	}
-	p, sig, ok := strings.Cut(rest, ".")
-	if !ok || p == "" || sig == "" || strings.IndexByte(sig, '.') >= 0 {
-		return false
-	}
-	if !isB64URL(p) || !isB64URL(sig) {
+	h, ok := jwsShape(token)
+	if !ok {
 		return false
 	}
 	hdr, err := decodeSegment(h)
@@ -50,6 +43,24 @@ func LooksLike(token string) bool {
 	}
 	_, ok = obj["alg"]
 	return ok
+}
+
+// jwsShape is LooksLike's rule on everything but the header's contents:
+// three non-empty segments, the last two base64url. It returns the header
+// segment.
+func jwsShape(token string) (header string, ok bool) {
+	h, rest, ok := strings.Cut(token, ".")
+	if !ok || h == "" || len(h) > defaultMaxTokenBytes {
+		return "", false
+	}
+	p, sig, ok := strings.Cut(rest, ".")
+	if !ok || p == "" || sig == "" || strings.IndexByte(sig, '.') >= 0 {
+		return "", false
+	}
+	if !isB64URL(p) || !isB64URL(sig) {
+		return "", false
+	}
+	return h, true
 }
 
 func isB64URL(s string) bool { return claims.IsBase64URL(s) }

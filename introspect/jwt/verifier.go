@@ -352,7 +352,9 @@ type rawHeader struct {
 // already read and accepted: such a token is JWT-shaped (LooksLike) without
 // decoding its header again.
 func (v *Verifier) KnownHeader(token string) bool {
-	seg, _, ok := strings.Cut(token, ".")
+	// The rest of LooksLike's rule still applies: the memo only answers
+	// for the header's contents, so routing never depends on what it holds.
+	seg, ok := jwsShape(token)
 	if !ok {
 		return false
 	}

@@ -4,6 +4,7 @@
 // (client_secret_basic/post, client_secret_jwt, private_key_jwt, and a
 // bearer token of its own from the client_credentials grant), and the
 // explanation of what the server answered when it refused the gateway
-// (ASError.Hint). It decides nothing about a caller's token beyond reading
-// the server's answer with package claims' strict readers.
+// (ASError.Hint). It decides nothing about a caller's token: it reads the
+// server's answer with package claims' strict reader and has
+// claims.IntrospectionRules judge it.
 package asclient

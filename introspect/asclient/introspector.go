@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -218,38 +217,10 @@ func ParseIntrospectionResponse(body []byte, now time.Time, leeway time.Duration
 }
 
 func parseIntrospectionResponse(body []byte, now time.Time, leeway time.Duration, issuer string, interned *claims.Interned) (*claims.Decision, *claims.Error) {
-	claimSet, err := claims.ParseStrictObject(body)
+	answer, err := claims.ParseStrictObject(body)
 	if err != nil {
 		return nil, claims.Unavailable("bad_response", "the introspection response is not a JSON object", err)
 	}
-	active, ok := claimSet["active"].(bool)
-	if !ok {
-		// "active" missing, a string ("true"), or a number: a broken
-		// server. Accepting "true" as a string would be fail-open.
-		return nil, claims.Unavailable("bad_response", "the introspection response lacks a boolean \"active\" member (RFC 7662 §2.2)",
-			fmt.Errorf("active is %T", claimSet["active"]))
-	}
-	if !active {
-		return nil, claims.InvalidToken("inactive", "the token is not active (expired, revoked, or unknown to the authorization server)", nil)
-	}
-	d, err := claims.NewDecisionWith(claimSet, "introspection", interned)
-	if err != nil {
-		return nil, claims.Unavailable("bad_response", "the introspection response has a claim of the wrong type", err)
-	}
-	// A server that introspects refresh tokens too says so (RFC 7662
-	// token_type; token_use in ORY Hydra and others): only access tokens
-	// may open the API.
-	if tt, _ := claimSet["token_type"].(string); strings.EqualFold(tt, "refresh_token") {
-		return nil, claims.InvalidToken("not_access_token", "the token is not an access token", nil)
-	}
-	if tu, ok := claimSet["token_use"].(string); ok && !strings.EqualFold(tu, "access_token") && !strings.EqualFold(tu, "access") {
-		return nil, claims.InvalidToken("not_access_token", "the token is not an access token", nil)
-	}
-	if issuer != "" && d.Issuer() != "" && d.Issuer() != issuer {
-		return nil, claims.InvalidToken("issuer", "the token was issued by another issuer", nil)
-	}
-	if e := d.CheckTimes(now, leeway); e != nil {
-		return nil, e
-	}
-	return d, nil
+	rules := claims.IntrospectionRules{Issuer: issuer, Leeway: leeway, Interned: interned}
+	return rules.Decision(answer, now)
 }

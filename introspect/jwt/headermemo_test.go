@@ -31,12 +31,18 @@ func TestHeaderMemoSavesWorkButNeverJudges(t *testing.T) {
 	if !v.KnownHeader(good) {
 		t.Fatal("an accepted header was not remembered")
 	}
-	// The memo answers for the header only: a token whose other segments
-	// LooksLike refuses is not JWT-shaped because its header is known.
+	// The memo answers for the header only: a token with the wrong
+	// segments is not JWT-shaped because its header is known, and one whose
+	// payload or signature is not base64url is refused as malformed.
 	hdr0, _, _ := strings.Cut(good, ".")
-	for _, odd := range []string{hdr0 + ".cGF5bG9hZA", hdr0 + ".cGF5.c2ln+/=", hdr0 + "..c2ln", hdr0 + ".cGF5.c2ln.eHh4"} {
-		if v.KnownHeader(odd) != LooksLike(odd) || v.KnownHeader(odd) {
+	for _, odd := range []string{hdr0 + ".cGF5bG9hZA", hdr0 + "..c2ln", hdr0 + ".cGF5.", hdr0 + ".cGF5.c2ln.eHh4"} {
+		if v.KnownHeader(odd) || LooksLike(odd) {
 			t.Errorf("%q: KnownHeader %v, LooksLike %v", odd, v.KnownHeader(odd), LooksLike(odd))
+		}
+	}
+	for _, odd := range []string{hdr0 + ".cGF5.c2ln+/=", hdr0 + ".cG F5.c2ln"} {
+		if _, err := v.Verify(ctx, odd); claims.AsError(err).Reason != "malformed" {
+			t.Errorf("%q: %v, want a malformed token", odd, err)
 		}
 	}
 

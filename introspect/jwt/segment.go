@@ -18,8 +18,8 @@ func decodeSegment(seg string) ([]byte, error) { return claims.DecodeSegment(seg
 // (JWT-shaped tokens are verified locally, others introspected); a JWE has
 // five segments and is not JWT-shaped here. It verifies nothing.
 func LooksLike(token string) bool {
-	h, ok := jwsShape(token)
-	if !ok {
+	h, p, sig, ok := jwsSegments(token)
+	if !ok || !isB64URL(p) || !isB64URL(sig) {
 		return false
 	}
 	hdr, err := decodeSegment(h)
@@ -45,22 +45,18 @@ func LooksLike(token string) bool {
 	return ok
 }
 
-// jwsShape is LooksLike's rule on everything but the header's contents:
-// three non-empty segments, the last two base64url. It returns the header
-// segment.
-func jwsShape(token string) (header string, ok bool) {
+// jwsSegments splits a JWS compact serialization: exactly three non-empty
+// segments, the header no longer than a token may be.
+func jwsSegments(token string) (header, payload, sig string, ok bool) {
 	h, rest, ok := strings.Cut(token, ".")
 	if !ok || h == "" || len(h) > defaultMaxTokenBytes {
-		return "", false
+		return "", "", "", false
 	}
-	p, sig, ok := strings.Cut(rest, ".")
-	if !ok || p == "" || sig == "" || strings.IndexByte(sig, '.') >= 0 {
-		return "", false
+	p, s, ok := strings.Cut(rest, ".")
+	if !ok || p == "" || s == "" || strings.IndexByte(s, '.') >= 0 {
+		return "", "", "", false
 	}
-	if !isB64URL(p) || !isB64URL(sig) {
-		return "", false
-	}
-	return h, true
+	return h, p, s, true
 }
 
 func isB64URL(s string) bool { return claims.IsBase64URL(s) }

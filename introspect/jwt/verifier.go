@@ -352,9 +352,12 @@ type rawHeader struct {
 // already read and accepted: such a token is JWT-shaped (LooksLike) without
 // decoding its header again.
 func (v *Verifier) KnownHeader(token string) bool {
-	// The rest of LooksLike's rule still applies: the memo only answers
-	// for the header's contents, so routing never depends on what it holds.
-	seg, ok := jwsShape(token)
+	// LooksLike's segment rule still applies: the memo answers for the
+	// header's contents only. The alphabet of the payload and signature is
+	// left to Verify, whose strict decoder refuses what LooksLike would
+	// have (scanning a kilobyte for it here would cost the cold path more
+	// than the memo saves): such a token is refused as malformed either way.
+	seg, _, _, ok := jwsSegments(token)
 	if !ok {
 		return false
 	}
